@@ -1,0 +1,89 @@
+"""From a config to a finished run directory: pick the recipe, set up the folder, train, evaluate."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cyclekit.config import Config, dump_config
+from cyclekit.errors import CyclekitError
+from cyclekit.recipes.common import seed_everything
+from cyclekit.train.loop import FitResult, checkpoint_path, fit
+
+
+@dataclass
+class RunReport:
+    run_dir: Path
+    fit: FitResult
+    evaluation: dict[str, Any]
+
+
+def build_recipe(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> Any:
+    if config.recipe == "gan":
+        from cyclekit.recipes.gan import GanRecipe
+
+        return GanRecipe(config, data_root=data_root, cache_dir=cache_dir)
+    from cyclekit.recipes.cyclegan import CycleGanRecipe
+
+    return CycleGanRecipe(config, data_root=data_root, cache_dir=cache_dir)
+
+
+def fingerprint(config: Config) -> dict[str, Any]:
+    """What must not change between a checkpoint and the run that resumes it."""
+    d = config.to_dict()
+    data = {k: v for k, v in d["data"].items() if k not in ("root", "workers", "strict")}
+    train = {k: d["train"][k] for k in ("epochs", "decay_epochs", "pool_size")}
+    return {"recipe": d["recipe"], "seed": d["seed"], "model": d["model"], "data": data, "loss": d["loss"],
+            "optim": d["optim"], "train": train}
+
+
+def resolve_resume(run_dir: Path, resume: str | None, overwrite: bool) -> Path | None:
+    """`None`: a fresh run (refusing to clobber an existing checkpoint unless `overwrite`);
+    `auto`: the run dir's checkpoint if there is one; otherwise a path to a checkpoint."""
+    ckpt = checkpoint_path(run_dir)
+    if resume is None:
+        if ckpt.exists() and not overwrite:
+            raise CyclekitError(
+                f"{run_dir} already has a checkpoint: continue it with --resume auto, "
+                "start over with --overwrite, or pick another --name"
+            )
+        return None
+    if resume == "auto":
+        return ckpt if ckpt.exists() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = checkpoint_path(path) if checkpoint_path(path).exists() else path / "last.pt"
+    if not path.is_file():
+        raise CyclekitError(f"checkpoint not found: {resume}")
+    return path
+
+
+def train_run(
+    config: Config,
+    out_dir: Path,
+    resume: str | None = None,
+    overwrite: bool = False,
+    data_root: Path | None = None,
+    cache_dir: Path | None = None,
+) -> RunReport:
+    """Train `config` into `out_dir/config.name`, returning where it went and how it did."""
+    run_dir = out_dir / config.name
+    resume_path = resolve_resume(run_dir, resume, overwrite)
+    seed_everything(config.seed)
+    recipe = build_recipe(config, data_root=data_root, cache_dir=cache_dir)  # validates data and models
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume_path is None and overwrite:
+        for stale in ("samples", "bundle"):
+            for f in (run_dir / stale).glob("*"):
+                if f.is_file():
+                    f.unlink()
+    dump_config(config, run_dir / "config.yaml")
+    result = fit(recipe, run_dir, config.train, resume=resume_path, fingerprint=fingerprint(config))
+    evaluation = recipe.evaluate(run_dir) if hasattr(recipe, "evaluate") else {}
+    return RunReport(run_dir, result, evaluation)
+
+
+def replace_train(config: Config, **changes: Any) -> Config:
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))

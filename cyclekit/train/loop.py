@@ -1,0 +1,180 @@
+"""The generic training loop. It knows steps, epochs, checkpoints and logs, not architectures.
+
+A recipe (see `Recipe`) owns the networks and the data and says how one step goes; this loop
+decides when to log, sample and checkpoint, and how to come back after a kill.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cyclekit.config import TrainConfig
+from cyclekit.errors import CyclekitError
+from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
+
+CHECKPOINT_NAME = "last.pt"
+
+
+class Recipe(Protocol):
+    """What the loop needs from a recipe (GAN, DCGAN, CycleGAN)."""
+
+    def steps_per_epoch(self) -> int: ...
+
+    def batches(self, epoch: int, start: int) -> Iterable[Any]:
+        """The batches of `epoch` from batch index `start` on, in a fixed order for the seed."""
+
+    def train_step(self, batch: Any, step: int) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]: ...
+
+    def write_bundle(self, folder: Path, step: int, epoch: int) -> None: ...
+
+    def lr(self) -> float: ...
+
+
+class TrainingInterrupted(CyclekitError):
+    """Ctrl-C during training: raised after the checkpoint of the finished step is safely written."""
+
+
+@dataclass
+class FitResult:
+    step: int
+    epoch: int
+    seconds: float
+    last: dict[str, float]
+    resumed_from: int | None
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / CHECKPOINT_NAME
+
+
+def fit(
+    recipe: Recipe,
+    run_dir: Path,
+    cfg: TrainConfig,
+    resume: Path | None = None,
+    fingerprint: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train `recipe` to the configured number of epochs (or `cfg.max_steps`), resuming from
+    `resume` if given. Writes checkpoints/last.pt, metrics.jsonl, samples/ and bundle/.
+
+    `fingerprint` is stored in the checkpoint and compared on resume, so that a checkpoint is
+    not silently continued with a different model or data setup.
+    """
+    spe = recipe.steps_per_epoch()
+    n_epochs = cfg.epochs + cfg.decay_epochs
+    total = n_epochs * spe if cfg.max_steps is None else min(cfg.max_steps, n_epochs * spe)
+    step, epoch, pos = 0, 0, 0
+    resumed_from = None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        if fingerprint is not None and state.get("fingerprint") not in (None, fingerprint):
+            diff = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+            raise CyclekitError(
+                f"checkpoint {resume} was made with a different {', '.join(diff)}; "
+                "use the same config or start a new run (--name)"
+            )
+        recipe.load_state_dict(state["recipe"])
+        set_rng_state(state["rng"])
+        step, epoch, pos = state["step"], state["epoch"], state["pos"]
+        resumed_from = step
+    metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
+    ckpt = checkpoint_path(run_dir)
+
+    def save() -> None:
+        save_checkpoint(
+            {"step": step, "epoch": epoch, "pos": pos, "recipe": recipe.state_dict(), "rng": rng_state(),
+             "fingerprint": fingerprint or {}},
+            ckpt,
+        )
+        recipe.write_bundle(run_dir / "bundle", step, epoch)
+
+    stop = _StopFlag()
+    progress = _progress(cfg.progress, total, step)
+    started, last = time.perf_counter(), {}
+    try:
+        with stop:
+            while step < total and epoch < n_epochs:
+                for batch in recipe.batches(epoch, pos):
+                    t0 = time.perf_counter()
+                    last = recipe.train_step(batch, step)
+                    step, pos = step + 1, pos + 1
+                    if not all(math.isfinite(v) for v in last.values()):
+                        bad = ", ".join(k for k, v in last.items() if not math.isfinite(v))
+                        raise CyclekitError(
+                            f"training diverged at step {step} ({bad} is not finite); "
+                            f"the last good checkpoint is {ckpt} (try a lower optim.lr)"
+                        )
+                    if step % cfg.log_every == 0 or step == total:
+                        metrics.write({"step": step, "epoch": epoch, "lr": recipe.lr(),
+                                       "sec": round(time.perf_counter() - t0, 4), **last})
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
+                    if cfg.sample_every and step % cfg.sample_every == 0:
+                        recipe.write_samples(run_dir / "samples", step, epoch)
+                    end_of_epoch = pos >= spe
+                    if end_of_epoch:
+                        epoch, pos = epoch + 1, 0
+                    if step % cfg.checkpoint_every == 0 or end_of_epoch or step >= total or stop.requested:
+                        save()
+                    if end_of_epoch:
+                        if not cfg.sample_every:
+                            recipe.write_samples(run_dir / "samples", step, epoch)
+                        plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+                    if stop.requested:
+                        raise TrainingInterrupted(
+                            f"interrupted at step {step}; checkpoint saved to {ckpt} "
+                            "(continue with --resume auto)"
+                        )
+                    if step >= total or end_of_epoch:
+                        break
+    finally:
+        if progress is not None:
+            progress.close()
+    plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+    return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
+
+
+def _progress(enabled: bool, total: int, initial: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop after the current step (and checkpoint it);
+    a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
