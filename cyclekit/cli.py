@@ -46,7 +46,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TrainingInterrupted as exc:
             fail(str(exc), EXIT_INTERRUPTED)
         except CyclekitError as exc:
-            fail(str(exc))
+            fail(_one_line(str(exc)))
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except MemoryError:
@@ -56,6 +56,15 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"{exc.strerror or exc}{where}")
 
     return wrapper
+
+
+def _one_line(message: str) -> str:
+    """Errors raised in DataLoader workers come back wrapped in the worker's traceback text;
+    keep only the original message (the last line, without its exception class)."""
+    if "Original Traceback" in message:
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith("Error") else last
+    return message
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ raise `ConfigError` naming the dotted key, so a typo never silently falls back t
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -76,13 +77,14 @@ class ModelConfig:
     init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
     init_gain: float = 0.02  # N(0, 0.02): Radford et al. 2016; Zhu et al. 2017 reference code
     latent_dim: int = 100  # noise size for the unconditional GAN recipe
+    pack: int = 1  # GAN recipe: samples per discriminator input (PacGAN, Lin et al. 2018); 1 = off
 
     def __post_init__(self) -> None:
         for part in ("generator", "discriminator"):
             spec = getattr(self, part)
             if not isinstance(spec.get("name"), str):
                 raise ConfigError(f"model.{part}.name: required (e.g. name: resnet)")
-        _positive(self, "model", "init_gain", "latent_dim")
+        _positive(self, "model", "init_gain", "latent_dim", "pack")
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ class Config:
 
     recipe: Literal["cyclegan", "gan"] = "cyclegan"
     name: str = "run"
+    description: str = ""
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -164,6 +167,12 @@ class Config:
             raise ConfigError(f"data.kind: recipe cyclegan needs unpaired or demo data, got {self.data.kind}")
         if self.recipe == "gan" and self.data.kind in ("unpaired", "demo"):
             raise ConfigError(f"data.kind: recipe gan needs ring, folder or mnist data, got {self.data.kind}")
+        if self.data.batch_size % self.model.pack:
+            raise ConfigError(
+                f"model.pack: data.batch_size {self.data.batch_size} is not divisible by pack {self.model.pack}"
+            )
+        if self.recipe == "cyclegan" and self.model.pack != 1:
+            raise ConfigError("model.pack: packing is for the gan recipe; CycleGAN uses pack 1")
         if self.loss.gan_mode == "wgan-gp" and _has_batchnorm(self.model.discriminator):
             # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
             raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
@@ -255,6 +264,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            # PyYAML follows YAML 1.1, where "1e-4" (no dot) is a string, not a number.
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
         return float(value)
@@ -263,6 +275,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
         return value
     raise ConfigError(f"{key}: unsupported config type {tp}")  # pragma: no cover
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _describe(value: Any) -> str:

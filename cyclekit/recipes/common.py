@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from cyclekit.config import Config, OptimConfig
+from cyclekit.data.folders import PlanDataset
 from cyclekit.gan.schedule import linear_decay_scheduler
 
 
@@ -19,15 +20,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def derived_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed that depends on (seed, *keys), e.g. (run seed, epoch): the data order of an
-    epoch can be recreated on resume without replaying earlier epochs."""
-    value = seed & 0xFFFFFFFF
-    for key in keys:
-        value = (value * 6364136223846793005 + key + 1442695040888963407) & 0x7FFFFFFFFFFFFFFF
-    return value
 
 
 def adam_with_schedule(
@@ -39,19 +31,6 @@ def adam_with_schedule(
 
 def schedule_steps(config: Config, steps_per_epoch: int) -> tuple[int, int]:
     return config.train.epochs * steps_per_epoch, config.train.decay_epochs * steps_per_epoch
-
-
-class PlanDataset(Dataset):
-    """Item i is `base[plan[i]]`: a fixed, resumable order over any map-style dataset."""
-
-    def __init__(self, base: Any, plan: Sequence[Any]) -> None:
-        self.base, self.plan = base, plan
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.base[self.plan[i]]
 
 
 def plan_batches(

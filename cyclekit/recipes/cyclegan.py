@@ -28,7 +28,8 @@ from cyclekit.gan.losses import check_mode
 from cyclekit.gan.pool import ImagePool
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss
 from cyclekit.models import build_model, init_weights, model_options
-from cyclekit.recipes.common import adam_with_schedule, derived_seed, n_batches, plan_batches, schedule_steps
+from cyclekit.data.folders import derive_seed
+from cyclekit.recipes.common import adam_with_schedule, n_batches, plan_batches, schedule_steps
 
 N_FIXED = 4  # test images per side in the sample grids
 
@@ -66,8 +67,8 @@ class CycleGanRecipe:
             itertools.chain(self.D_A.parameters(), self.D_B.parameters()), cfg.optim.lr_d or cfg.optim.lr,
             cfg.optim, constant, decay)
         # Separate histories of generated A and B images for D_A and D_B.
-        self.pool_a = ImagePool(cfg.train.pool_size, seed=derived_seed(cfg.seed, 11))
-        self.pool_b = ImagePool(cfg.train.pool_size, seed=derived_seed(cfg.seed, 12))
+        self.pool_a = ImagePool(cfg.train.pool_size, seed=derive_seed(cfg.seed, 11))
+        self.pool_b = ImagePool(cfg.train.pool_size, seed=derive_seed(cfg.seed, 12))
 
     @property
     def nets(self) -> dict[str, torch.nn.Module]:
@@ -236,7 +237,6 @@ def find_unpaired_root(config: Config, data_root: Path | None, cache_dir: Path |
     data = config.data
     if data.kind == "demo":
         from cyclekit.data.catalogue import default_cache_dir
-
         from cyclekit.data.demo import demo_dir_name, generate_demo
 
         if data_root is not None:

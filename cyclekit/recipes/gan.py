@@ -19,9 +19,11 @@ from cyclekit.data.ring import sample_ring, save_samples, score_ring
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.gan.losses import check_mode
+from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.models import build_model, init_weights, model_options
-from cyclekit.recipes.common import adam_with_schedule, derived_seed, n_batches, plan_batches, schedule_steps
+from cyclekit.data.folders import derive_seed
+from cyclekit.recipes.common import adam_with_schedule, n_batches, plan_batches, schedule_steps
 
 N_SAMPLES = 64  # images in a sample grid
 N_RING_SAMPLES = 2000  # points in a ring scatter / score
@@ -55,6 +57,7 @@ class GanRecipe:
         self.d_arch, self.d_opts = _net_spec(config, "discriminator", self.image_shape)
         self.G = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
         self.D = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
+        self.packed_d = Packed(self.D, config.model.pack)
         init_weights(self.G, config.model.init, config.model.init_gain)
         init_weights(self.D, config.model.init, config.model.init_gain)
         constant, decay = schedule_steps(config, self.steps_per_epoch())
@@ -63,7 +66,7 @@ class GanRecipe:
         self.opt_d, self.sched_d = adam_with_schedule(self.D.parameters(), config.optim.lr_d or config.optim.lr,
                                                       config.optim, constant, decay)
         # Fixed noise for samples, from its own generator so sampling never moves the training RNG.
-        gen = torch.Generator().manual_seed(derived_seed(config.seed, 7))
+        gen = torch.Generator().manual_seed(derive_seed(config.seed, 7))
         n = N_RING_SAMPLES if self.image_shape is None else N_SAMPLES
         self.fixed_z = torch.randn(n, config.model.latent_dim, generator=gen)
 
@@ -76,12 +79,10 @@ class GanRecipe:
         data, seed = self.config.data, self.config.seed
         if self.dataset is None:
             for i in range(start, self.steps_per_epoch()):
-                gen = torch.Generator().manual_seed(derived_seed(seed, epoch, i))
+                gen = torch.Generator().manual_seed(derive_seed(seed, epoch, i))
                 yield sample_ring(data.batch_size, gen)
             return
-        gen = torch.Generator().manual_seed(derived_seed(seed, epoch))
-        order = torch.randperm(self.n_items, generator=gen).tolist()
-        plan = [(idx, derived_seed(seed, epoch, k)) for k, idx in enumerate(order)]
+        plan = self.dataset.epoch_plan(epoch)
         yield from plan_batches(self.dataset, plan, data.batch_size, start, data.workers, drop_last=True)
 
     def train_step(self, real: torch.Tensor, step: int) -> dict[str, float]:
@@ -90,10 +91,10 @@ class GanRecipe:
         n = real.shape[0]
         for _ in range(cfg.optim.d_steps):
             fake = self.G(torch.randn(n, cfg.model.latent_dim, device=self.device))
-            loss_d, parts = discriminator_loss(self.D, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight,
+            loss_d, parts = discriminator_loss(self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight,
                                                scale=cfg.loss.d_scale)
             optimizer_step(self.opt_d, loss_d)
-        loss_g = generator_adversarial_loss(self.D, fake, cfg.loss.gan_mode)
+        loss_g = generator_adversarial_loss(self.packed_d, fake, cfg.loss.gan_mode)
         optimizer_step(self.opt_g, loss_g)
         self.sched_g.step()
         self.sched_d.step()
@@ -157,8 +158,16 @@ def _net_spec(config: Config, part: str, image_shape: tuple[int, int, int] | Non
         spec.setdefault("image_size", image_shape[1])
     if arch in ("dcgan_g", "mlp_g"):
         spec.setdefault("latent_dim", config.model.latent_dim)
+    m = config.model.pack
     if arch.startswith("mlp") and image_shape is not None:
-        spec.setdefault("image_shape", list(image_shape))
+        shape = list(image_shape)
+        if part == "discriminator":
+            shape[0] *= m  # packed samples arrive side by side in the channel axis
+        spec.setdefault("image_shape", shape)
+    elif arch == "mlp_d":
+        spec.setdefault("in_features", 2 * m)
+    if arch == "dcgan_d" and m > 1:
+        spec["channels"] = spec["channels"] * m
     return arch, model_options(arch, spec, key=f"model.{part}")
 
 
@@ -171,12 +180,18 @@ def _image_folder(config: Config, data_root: Path | None) -> Any:
         raise DataError("this preset trains on an image folder: pass --data-root DIR (or set data.root)")
     data = config.data
     transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
-    return ImageFolder(root, transform, channels=data.channels, strict=data.strict, recursive=data.recursive)
+    return ImageFolder(root, transform, channels=data.channels, strict=data.strict, recursive=data.recursive,
+                       seed=config.seed)
 
 
 class _MnistDataset(torch.utils.data.Dataset):
-    def __init__(self, images: Any) -> None:
+    def __init__(self, images: Any, seed: int) -> None:
         self.images = torch.as_tensor(images)
+        self.seed = seed
+
+    def epoch_plan(self, epoch: int) -> list[tuple[int, int]]:
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        return [(i, 0) for i in torch.randperm(len(self.images), generator=gen).tolist()]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -190,4 +205,4 @@ def _mnist(config: Config, cache_dir: Path | None) -> _MnistDataset:
     from cyclekit.data.catalogue import load_mnist
 
     images, _ = load_mnist(cache_dir, split="train")
-    return _MnistDataset(images)
+    return _MnistDataset(images, config.seed)

@@ -1,0 +1,144 @@
+"""The canonical datasets cyclekit can fetch by name: the CycleGAN zips and MNIST.
+
+URLs are those of the CycleGAN reference (``datasets/download_cyclegan_dataset.sh``); each zip
+unpacks to ``<name>/trainA``, ``trainB``, ``testA``, ``testB``. The zips have no published
+checksums, so none are recorded; MNIST's MD5s are the well-known ones (also used by torchvision).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cyclekit.errors import DataError
+
+CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a multi-file dataset, with mirror URLs tried in order."""
+
+    filename: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A downloadable dataset: where it lives and what its two domains are."""
+
+    name: str
+    description: str
+    domain_a: str = "A"
+    domain_b: str = "B"
+    url: str | None = None  # single archive (zip), for kind "unpaired"
+    kind: str = "unpaired"  # "unpaired" (trainA/trainB folders) or "mnist" (idx files)
+    files: tuple[RemoteFile, ...] = ()  # for multi-file datasets (MNIST)
+    sha256: str | None = None
+    md5: str | None = None
+    downloadable: bool = True
+    note: str = ""
+    # Sub-folders that must exist for a local copy to count as present.
+    splits: tuple[str, ...] = field(default=("trainA", "trainB"))
+
+
+def _cyclegan(name: str, a: str, b: str, description: str, **kw: object) -> DatasetInfo:
+    return DatasetInfo(
+        name=name,
+        description=description,
+        domain_a=a,
+        domain_b=b,
+        url=CYCLEGAN_URL.format(name=name),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+_MNIST_FILES = (
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+)
+
+_ENTRIES = (
+    _cyclegan("horse2zebra", "horse", "zebra", "ImageNet photos of horses and zebras"),
+    _cyclegan("apple2orange", "apple", "orange", "ImageNet photos of apples and oranges"),
+    _cyclegan("summer2winter_yosemite", "summer", "winter", "Flickr photos of Yosemite in summer and winter"),
+    _cyclegan("monet2photo", "monet", "photo", "Claude Monet paintings and landscape photos"),
+    _cyclegan("cezanne2photo", "cezanne", "photo", "Paul Cezanne paintings and landscape photos"),
+    _cyclegan("ukiyoe2photo", "ukiyoe", "photo", "Ukiyo-e woodblock prints and landscape photos"),
+    _cyclegan("vangogh2photo", "vangogh", "photo", "Vincent van Gogh paintings and landscape photos"),
+    _cyclegan("maps", "satellite", "map", "Google Maps aerial photos and map tiles (New York City)"),
+    _cyclegan(
+        "cityscapes",
+        "photo",
+        "label",
+        "Cityscapes street photos and semantic label maps",
+        downloadable=False,
+        note=(
+            "Cityscapes cannot be redistributed (license): download gtFine_trainvaltest.zip and "
+            "leftImg8bit_trainvaltest.zip from https://www.cityscapes-dataset.com and convert them "
+            "to trainA (photos) / trainB (label maps) folders, as the CycleGAN reference's "
+            "datasets/prepare_cityscapes_dataset.py does"
+        ),
+    ),
+    _cyclegan("facades", "photo", "label", "CMP Facades building photos and architectural label maps"),
+    _cyclegan("iphone2dslr_flower", "iphone", "dslr", "Flickr flower photos taken with iPhones and with DSLRs"),
+    _cyclegan(
+        "ae_photos",
+        "photo",
+        "photo",
+        "Flickr photos used as test inputs for the CycleGAN style-transfer models (test images only)",
+        splits=("testA",),
+        note="test images only: use with a pretrained model, not for training",
+    ),
+    _cyclegan("grumpifycat", "cat", "grumpy_cat", "Russian Blue cat faces and Grumpy Cat faces"),
+    DatasetInfo(
+        name="mnist",
+        description="MNIST handwritten digits, 28x28 greyscale (60,000 train / 10,000 test)",
+        domain_a="digit",
+        domain_b="digit",
+        kind="mnist",
+        files=tuple(RemoteFile(fname, tuple(m + fname for m in MNIST_MIRRORS), md5=md5) for fname, md5 in _MNIST_FILES),
+        splits=(),
+        note="single domain; read with cyclekit.data.download.load_mnist",
+    ),
+)
+
+CATALOGUE: dict[str, DatasetInfo] = {info.name: info for info in _ENTRIES}
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """Catalogue entry for ``name``; unknown names raise DataError listing the known ones."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        known = ", ".join(sorted(CATALOGUE))
+        raise DataError(f"unknown dataset {name!r}; known datasets: {known}") from None
+
+
+def default_cache_dir() -> Path:
+    """``$CYCLEKIT_CACHE`` if set, else ``~/.cache/cyclekit``."""
+    env = os.environ.get("CYCLEKIT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cyclekit"
+
+
+# The fetching functions live in ``download`` (which imports this module); they are also
+# reachable from here, loaded on first use, so callers need only one import location.
+_FROM_DOWNLOAD = ("fetch_dataset", "find_dataset", "load_mnist", "download_file", "safe_extract_zip")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_DOWNLOAD:
+        from cyclekit.data import download
+
+        return getattr(download, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

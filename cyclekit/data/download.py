@@ -1,0 +1,439 @@
+"""Download, verify and unpack datasets into a cache, and find datasets already on disk.
+
+Only the standard library touches the network (urllib). Downloads go to ``<dest>.part`` and are
+resumed with an HTTP Range request; the final file appears (atomically) only once complete and,
+where a checksum is known, verified. Zip extraction refuses unsafe members and is atomic too, so
+an interrupted fetch never leaves a half-written dataset that later looks complete.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import logging
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cyclekit import __version__
+from cyclekit.data.catalogue import CATALOGUE, DatasetInfo, RemoteFile, default_cache_dir, get_dataset
+from cyclekit.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int | None], None]
+
+_CHUNK = 1 << 16
+_NET_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
+
+
+class DownloadError(DataError):
+    """A network failure (not a checksum mismatch); carries the URL and a short reason."""
+
+    def __init__(self, url: str, dest: Path, reason: str) -> None:
+        self.url, self.dest, self.reason = url, dest, reason
+        super().__init__(f"could not download {url} ({reason}); download it manually and save it as {dest}")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short one-line reason for a network/file error."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}".strip()
+    if isinstance(exc, urllib.error.URLError):
+        inner = exc.reason
+        if isinstance(inner, BaseException):
+            return _reason(inner)
+        return " ".join(str(inner).split()) or "URLError"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _checksum_problem(path: Path, sha256: str | None, md5: str | None) -> str | None:
+    """None if ``path`` matches the given checksums, else "expected ..., got ..."."""
+    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+        if expected:
+            got = _file_digest(path, algorithm)
+            if got.lower() != expected.lower():
+                return f"expected {algorithm} {expected.lower()}, got {got}"
+    return None
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike[str],
+    sha256: str | None = None,
+    md5: str | None = None,
+    timeout: float = 30,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Download ``url`` to ``dest`` (resumable, verified, atomic); returns ``dest``.
+
+    An existing ``dest`` that matches the checksums (or any existing ``dest`` when none is
+    given) is kept as is. Partial data stays in ``<dest>.part`` and is resumed next time with a
+    Range request (a server that ignores Range makes it start over). A checksum mismatch deletes
+    the partial file and raises DataError; network failures raise :class:`DownloadError`.
+    ``progress(done_bytes, total_bytes_or_None)`` is called after each chunk.
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    if dest.is_file():
+        if _checksum_problem(dest, sha256, md5) is None:
+            return dest
+        logger.warning("existing %s does not match its checksum; downloading it again", dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    for _attempt in range(3):
+        offset = part.stat().st_size if part.is_file() else 0
+        headers = {"User-Agent": f"cyclekit/{__version__}", "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http/https only)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:
+                # The .part is already as long as (or longer than) the file: start over.
+                part.unlink(missing_ok=True)
+                continue
+            raise DownloadError(url, dest, _reason(exc)) from exc
+        except _NET_ERRORS as exc:
+            raise DownloadError(url, dest, _reason(exc)) from exc
+
+        with response:
+            total: int | None
+            mode = "wb"
+            if offset and response.status == 206:
+                match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                if match is None or int(match.group(1)) != offset:
+                    # A range we did not ask for: cannot append safely, start over.
+                    part.unlink(missing_ok=True)
+                    continue
+                mode = "ab"
+                total = int(match.group(3)) if match.group(3) != "*" else None
+            else:
+                # 200 (server ignored Range, or a fresh download): the body is the whole file.
+                offset = 0
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+            done = offset
+            with open(part, mode) as out:
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK)
+                    except _NET_ERRORS as exc:
+                        # Keep the .part: the next call resumes from here.
+                        raise DownloadError(url, dest, _reason(exc)) from exc
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+            if total is not None and done < total:
+                raise DownloadError(url, dest, f"connection closed after {done} of {total} bytes")
+        break
+    else:
+        raise DownloadError(url, dest, "server keeps answering the resume request inconsistently")
+
+    problem = _checksum_problem(part, sha256, md5)
+    if problem is not None:
+        part.unlink(missing_ok=True)
+        raise DataError(f"checksum mismatch for {url} ({problem}); the partial download was deleted")
+    os.replace(part, dest)
+    return dest
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member must not be extracted, or None if it is safe."""
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or _DRIVE.match(name):
+        return "absolute path"
+    norm = posixpath.normpath(name)
+    if norm == ".." or norm.startswith("../"):
+        return "path escapes the target folder"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link"
+    if "\x00" in name:
+        return "NUL in file name"
+    return None
+
+
+def safe_extract_zip(zip_path: str | os.PathLike[str], target_dir: str | os.PathLike[str]) -> Path:
+    """Extract ``zip_path`` into ``target_dir`` (which must not exist or be empty), all or nothing.
+
+    Members with absolute paths, drive letters, ``..`` escapes or symlinks make the whole
+    archive refused (DataError, nothing written). Extraction happens in a temporary folder beside
+    the target, renamed into place only when complete.
+    """
+    zip_path, target = Path(zip_path), Path(target_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DataError(f"cannot extract {zip_path}: {target} already exists and is not empty")
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except FileNotFoundError:
+        raise DataError(f"zip file not found: {zip_path}") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"cannot open {zip_path}: not a valid zip file ({_reason(exc)})") from exc
+    with zf:
+        members = zf.infolist()
+        for info in members:
+            why = _unsafe_member(info)
+            if why is not None:
+                raise DataError(f"refusing to extract {zip_path}: member {info.filename!r} ({why})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        needed = sum(i.file_size for i in members)
+        free = shutil.disk_usage(target.parent).free
+        if needed > free:
+            raise DataError(
+                f"cannot extract {zip_path}: needs {needed / 1e6:.0f} MB, "
+                f"only {free / 1e6:.0f} MB free in {target.parent}"
+            )
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
+        try:
+            zf.extractall(tmp)
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset should not be
+            if target.exists():
+                target.rmdir()
+            os.replace(tmp, target)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(f"cannot extract {zip_path}: {_reason(exc)}") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _is_present(folder: Path, info: DatasetInfo | None) -> bool:
+    if info is not None and info.kind == "mnist":
+        return all(_has_file(folder, f) for f in info.files)
+    splits = info.splits if info is not None else ("trainA", "trainB")
+    return folder.is_dir() and all((folder / s).is_dir() for s in splits)
+
+
+def _needs(info: DatasetInfo) -> str:
+    if info.kind == "mnist":
+        return "its " + ", ".join(f.filename for f in info.files) + " files"
+    return "its " + " and ".join(f"{s}/" for s in info.splits) + (" folders" if len(info.splits) > 1 else " folder")
+
+
+def _locate_root(folder: Path, info: DatasetInfo) -> Path | None:
+    """The extracted folder holding the splits: ``folder`` itself or one level below."""
+    if _is_present(folder, info):
+        return folder
+    preferred = folder / info.name
+    if _is_present(preferred, info):
+        return preferred
+    subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    found = [p for p in subdirs if _is_present(p, info)]
+    return found[0] if len(found) == 1 else None
+
+
+def _has_file(folder: Path, remote: RemoteFile) -> bool:
+    # Accept an already-decompressed copy too (people often gunzip MNIST by hand).
+    return (folder / remote.filename).is_file() or (folder / remote.filename.removesuffix(".gz")).is_file()
+
+
+def _fetch_mnist(info: DatasetInfo, folder: Path, progress: ProgressFn | None) -> Path:
+    for remote in info.files:
+        if _has_file(folder, remote):
+            continue
+        reasons = []
+        for url in remote.urls:
+            try:
+                download_file(
+                    url,
+                    folder / remote.filename,
+                    md5=remote.md5,
+                    sha256=remote.sha256,
+                    progress=progress,
+                )
+                break
+            except DownloadError as exc:
+                logger.warning("mirror failed: %s", exc)
+                reasons.append(f"{url}: {exc.reason}")
+        else:
+            raise DataError(
+                f"could not download {remote.filename} ({'; '.join(reasons)}); put {_needs(info)} in {folder}"
+            )
+    return folder
+
+
+def fetch_dataset(
+    name: str, cache_dir: str | os.PathLike[str] | None = None, progress: ProgressFn | None = None
+) -> Path:
+    """Return the cached copy of catalogue dataset ``name``, downloading and extracting it once.
+
+    For CycleGAN datasets the returned folder contains ``trainA``/``trainB`` (etc.); for MNIST
+    it contains the four idx files.
+    """
+    info = get_dataset(name)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    final = cache / info.name
+    if _is_present(final, info):
+        return final
+    if info.kind == "mnist":
+        return _fetch_mnist(info, final, progress)
+    if not info.downloadable or info.url is None:
+        raise DataError(
+            f"{name} cannot be downloaded automatically: {info.note}; "
+            f"put {_needs(info)} in {final} or pass --data-root DIR"
+        )
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise DataError(
+            f"{final} exists but does not contain {_needs(info)}; complete it, or remove it to download {name} again"
+        )
+    zip_path = cache / f"{info.name}.zip"
+    try:
+        download_file(info.url, zip_path, sha256=info.sha256, md5=info.md5, progress=progress)
+    except DownloadError as exc:
+        raise DataError(
+            f"could not download {name} from {info.url} ({exc.reason}); "
+            f"put {_needs(info)} in {final} or pass --data-root DIR"
+        ) from exc
+    staging = cache / f".{info.name}.unzipped"
+    if staging.exists():
+        shutil.rmtree(staging)  # left over from an interrupted earlier fetch
+    safe_extract_zip(zip_path, staging)
+    try:
+        root = _locate_root(staging, info)
+        if root is None:
+            raise DataError(f"{zip_path} (from {info.url}) does not contain {_needs(info)}")
+        if final.exists():
+            final.rmdir()
+        os.replace(root, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    zip_path.unlink(missing_ok=True)
+    logger.info("dataset %s ready in %s", name, final)
+    return final
+
+
+def find_dataset(
+    name: str,
+    data_root: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> Path:
+    """Locate dataset ``name``: ``data_root`` (itself or ``data_root/name``), then the cache,
+    then (catalogue datasets, ``download=True``) download it. Returns the dataset folder.
+    """
+    info = CATALOGUE.get(name)
+    looked: list[Path] = []
+    if data_root is not None:
+        data_root = Path(data_root)
+        for candidate in (data_root, data_root / name):
+            if _is_present(candidate, info):
+                return candidate
+            looked.append(candidate)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = cache / name
+    if _is_present(cached, info):
+        return cached
+    looked.append(cached)
+    where = ", ".join(str(p) for p in looked)
+    if info is None:
+        known = ", ".join(sorted(CATALOGUE))
+        raise DataError(
+            f"dataset {name!r} not found (looked in {where}) and it is not a downloadable "
+            f"dataset (known: {known}); pass --data-root DIR with trainA/ and trainB/ folders"
+        )
+    if not download:
+        raise DataError(
+            f"dataset {name} not found (looked in {where}); put {_needs(info)} in {cached} or pass --data-root DIR"
+        )
+    return fetch_dataset(name, cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST
+
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into a numpy array."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read {path}: {_reason(exc)}") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(f"cannot read {path}: not an IDX file (bad magic number)")
+    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"cannot read {path}: truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    count = int(np.prod(shape)) if shape else 1
+    if len(data) - header != count * dtype.itemsize:
+        raise DataError(
+            f"cannot read {path}: IDX data has {len(data) - header} bytes, "
+            f"expected {count * dtype.itemsize} for shape {shape}"
+        )
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=False)
+
+
+def load_mnist(
+    cache_dir: str | os.PathLike[str] | None = None, split: str = "train", download: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST ``split`` ("train" or "test") as (uint8 images N x 28 x 28, uint8 labels N).
+
+    Files are looked up in ``<cache_dir>/mnist`` (gzipped or not) and downloaded there, with MD5
+    verification, if missing.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"unknown MNIST split {split!r}; use 'train' or 'test'")
+    folder = find_dataset("mnist", None, cache_dir, download=download)
+    prefix = "train" if split == "train" else "t10k"
+
+    def _read(stem: str) -> np.ndarray:
+        gz = folder / f"{prefix}-{stem}.gz"
+        return read_idx(gz if gz.is_file() else folder / f"{prefix}-{stem}")
+
+    images, labels = _read("images-idx3-ubyte"), _read("labels-idx1-ubyte")
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"MNIST files in {folder} do not match: images {images.shape}, labels {labels.shape}")
+    return images.astype(np.uint8, copy=False), labels.astype(np.uint8, copy=False)

@@ -1,0 +1,52 @@
+"""Test helpers shared by the training tests: running the CLI, SIGKILL-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cyclekit.cli import app
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def cli_subprocess(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cyclekit.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def losses(run_dir: Path) -> dict[int, dict[str, float]]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: {k: v for k, v in r.items() if k.startswith(("loss", "D_"))} for r in rows}
+
+
+def kill_when(proc: subprocess.Popen, metrics: Path, min_lines: int, timeout: float = 120) -> int:
+    """SIGKILL `proc` once `metrics` has `min_lines` lines (and a checkpoint exists).
+    Returns the number of lines seen at the kill."""
+    ckpt = metrics.parent / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before it could be killed: {proc.stderr.read()}")
+        n = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+        if n >= min_lines and ckpt.exists():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return n
+        time.sleep(0.005)
+    proc.kill()
+    raise AssertionError("timed out waiting for the run to make progress")
