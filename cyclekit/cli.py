@@ -4,6 +4,7 @@ library calls and library errors into one line on stderr with a non-zero exit.""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -27,6 +28,21 @@ app.add_typer(data_app, name="data")
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+
+
+class _StderrHandler(logging.Handler):
+    """Library warnings (skipped files, ...) as `warning: ...` lines on the *current* stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+@app.callback()
+def _setup() -> None:
+    root = logging.getLogger("cyclekit")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        root.addHandler(_StderrHandler(logging.WARNING))
+        root.propagate = False
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
@@ -172,6 +188,127 @@ def data_check(folder: Path = typer.Argument(..., help="A dataset folder (trainA
 
     report = check_folder(folder)
     typer.echo(format_report(report))
+
+
+@data_app.command("demo")
+@friendly
+def data_demo(
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder to write (default: in the cache)."),
+    config: str = typer.Option("demo", "--config", help="Config whose data.demo_* settings to use."),
+) -> None:
+    """Generate the built-in summer -> autumn demo dataset (offline) and print its folder."""
+    from cyclekit.config import load_config
+    from cyclekit.recipes.cyclegan import find_unpaired_root
+
+    cfg = load_config(config)
+    if cfg.data.kind != "demo":
+        raise CyclekitError(f"config {config} does not use the demo dataset (data.kind is {cfg.data.kind})")
+    if out is not None:
+        from cyclekit.data.demo import generate_demo
+
+        d = cfg.data
+        typer.echo(generate_demo(out, d.demo_train, d.demo_test, d.demo_size, cfg.seed))
+        return
+    typer.echo(find_unpaired_root(cfg, None, None))
+
+
+# --------------------------------------------------------------------------------------------
+# translate / export
+#
+# `translate --model x.onnx` must run where torch is not installed: nothing below imports torch at
+# module level, and these commands use `_friendly_torch_free` instead of `friendly`, which imports
+# cyclekit.train (and so torch) to recognise TrainingInterrupted.
+
+
+def _friendly_torch_free(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`friendly` for commands that never train: the same one-line errors, without importing torch."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CyclekitError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except MemoryError:
+            fail("out of memory (try --tile 512 or a smaller --batch-size)")
+        except OSError as exc:
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            fail(f"{exc.strerror or exc}{where}")
+
+    return wrapper
+
+
+@app.command()
+@_friendly_torch_free
+def translate(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
+    to: Optional[str] = typer.Option(
+        None, "--to", help="Target domain: A, B or a domain name (default: B, or the .onnx file's target)."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", help="Run dir, bundle dir or exported .onnx (default: the only run in ./runs)."
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Output folder (default: results/<model>_to_<domain>/)."
+    ),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also translate images in sub-folders."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Write input | output in one PNG."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Equal-size images translated together."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    tile: Optional[int] = typer.Option(
+        None, "--tile", help="Translate in tiles of SIZE px (bounded memory for very large images; not for .onnx)."
+    ),
+    overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles in px (blended)."),
+) -> None:
+    """Translate images to the other domain; keeps each image's size, writes PNGs named after the inputs."""
+    from cyclekit.inference import Translator, check_output_dir, collect_inputs, find_default_model, translate_files
+
+    if batch_size < 1:
+        raise CyclekitError(f"--batch-size: must be >= 1, got {batch_size}")
+    found = collect_inputs(inputs, recursive=recursive)
+    for problem in found.problems:
+        typer.echo(f"error: {problem}", err=True)
+    if not found.jobs:
+        raise CyclekitError("no images to translate")
+    translator = Translator.load(model if model is not None else find_default_model(), device=device)
+    target = translator.target(to)
+    out_dir = output if output is not None else Path("results") / f"{translator.name}_to_{translator.target_label(to)}"
+    check_output_dir(out_dir, found.jobs)
+    if tile is not None:
+        translator.check_tiling(tile, overlap)  # before any work, not once per file
+
+    def report(_src: Path, message: str) -> None:
+        typer.echo(f"error: {message}", err=True)
+
+    summary = translate_files(translator, found.jobs, out_dir, target, batch_size=batch_size,
+                              side_by_side_output=side_by_side, tile=tile, overlap=overlap, on_error=report)
+    n_failed = len(summary.failed) + len(found.problems)
+    typer.echo(f"translated {len(summary.written)} image(s) to {translator.domains[target]}, {n_failed} failed, "
+               f"output: {out_dir} ({summary.images_per_second:.2f} images/s)")
+    if n_failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+@_friendly_torch_free
+def export(
+    run: Path = typer.Argument(..., help="Run dir or bundle dir of a trained CycleGAN."),
+    direction: str = typer.Option("both", "--direction", help="AtoB, BtoA or both."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17; 18+ uses torch's default exporter)."),
+    fp16: bool = typer.Option(False, "--fp16", help="fp16 weights and maths (half the file), float32 input/output."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Folder for the .onnx files (default: the bundle dir)."
+    ),
+) -> None:
+    """Export generators to self-contained ONNX files, checked against PyTorch with onnxruntime."""
+    from cyclekit.export import export_bundle
+
+    for r in export_bundle(run, direction, opset=opset, fp16=fp16, out_dir=output):
+        diffs = ", ".join(f"{c.max_abs_diff:.1e} at {c.height}x{c.width}" for c in r.checks)
+        typer.echo(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.precision}, opset {r.opset}); "
+                   f"max abs diff vs PyTorch: {diffs} (batch {r.checks[0].batch}, tolerance {r.tolerance:g})")
 
 
 def main() -> None:

@@ -1,0 +1,149 @@
+"""The CycleGAN recipe end to end on tiny generated data: files, resume, odd inputs, demo scoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cyclekit.config import load_config
+from cyclekit.data.demo import AUTUMN_CHANNELS, generate_demo, render_scene, to_autumn
+from cyclekit.recipes.cyclegan import CycleGanRecipe
+from cyclekit.recipes.run import train_run
+from tests.conftest import write_images
+from tests.helpers import cli, cli_subprocess, kill_when, losses
+from tests.test_train_gan import one_error_line
+
+TINY = ["data.load_size=36", "data.crop_size=32", "data.workers=0", "model.generator.ngf=8",
+        "model.generator.n_blocks=2", "model.discriminator.ndf=8", "train.decay_epochs=0",
+        "train.log_every=1", "train.progress=false", "train.pool_size=3"]
+
+
+def args(root: Path, out: Path, *extra: str) -> list[str]:
+    a = ["train", "horse2zebra", "--data-root", str(root), "--out", str(out), "--quiet"]
+    for item in TINY + list(extra):
+        a += ["--set", item]
+    return a
+
+
+def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
+    code, out, err = cli(*args(unpaired_root, tmp_path / "runs", "train.epochs=1", "data.batch_size=2"))
+    assert code == 0, err
+    run = tmp_path / "runs" / "horse2zebra"
+    files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    assert files == ["bundle/G_AtoB.safetensors", "bundle/G_BtoA.safetensors", "bundle/config.json",
+                     "checkpoints/last.pt", "config.yaml", "loss.png", "metrics.jsonl", "samples/step_0000002.png"]
+    rows = losses(run)
+    assert sorted(rows) == [1, 2]
+    assert {"loss_G", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B", "loss_D_A", "loss_D_B"} <= set(rows[1])
+    bundle = json.loads((run / "bundle" / "config.json").read_text())
+    assert bundle["kind"] == "cyclegan" and bundle["domains"] == {"A": "horse", "B": "zebra"}
+    assert bundle["networks"]["G_AtoB"]["options"]["ngf"] == 8 and bundle["step"] == 2
+    # 4 fixed images per side (2 test + 2 train) -> 8 rows of 3 tiles (32 px + 2 px padding)
+    assert Image.open(run / "samples" / "step_0000002.png").size == (3 * 34 + 2, 8 * 34 + 2)
+
+
+def test_sigkill_resume_reproduces_losses(tmp_path: Path):
+    root = tmp_path / "data"
+    write_images(root / "trainA", 8, seed=1)
+    write_images(root / "trainB", 6, seed=2)
+    common = ["train.epochs=4", "train.checkpoint_every=3", "data.batch_size=1"]
+    code, _, err = cli(*args(root, tmp_path / "a", *common))
+    assert code == 0, err
+    full = losses(tmp_path / "a" / "horse2zebra")
+    assert len(full) == 32  # an epoch is max(|A|, |B|) = 8 samples
+
+    proc = cli_subprocess(*args(root, tmp_path / "b", *common))
+    seen = kill_when(proc, tmp_path / "b" / "horse2zebra" / "metrics.jsonl", min_lines=10)
+    assert seen < 32
+    code, out, err = cli(*args(root, tmp_path / "b", *common), "--resume", "auto")
+    assert code == 0, err and "resumed at step" in out
+    assert losses(tmp_path / "b" / "horse2zebra") == full
+
+
+def test_odd_inputs_train_or_fail_clearly(tmp_path: Path):
+    root = tmp_path / "odd"
+    write_images(root / "trainA", 2, seed=1)
+    write_images(root / "trainB", 3, seed=2)
+    (root / "trainA" / "empty.png").write_bytes(b"")
+    (root / "trainA" / "notes.jpg").write_text("this is text")
+    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(root / "trainA" / "cmyk.jpg")
+    Image.fromarray(np.linspace(0, 65535, 48 * 48).reshape(48, 48).astype(np.uint16)).save(root / "trainB" / "deep.png")
+    Image.new("RGB", (10, 10), (200, 10, 10)).save(root / "trainB" / "tiny.png")
+    Image.new("LA", (40, 40), (128, 200)).save(root / "trainB" / "gray alpha.png")
+
+    code, out, err = cli(*args(root, tmp_path / "runs", "train.epochs=1"))
+    assert code == 0, err
+    assert "skipped 2 unreadable" in err and "empty.png" in err and "notes.jpg" in err
+    # usable: 3 in trainA (2 + CMYK), 6 in trainB (3 + 16-bit + 10x10 + LA); an epoch is max(3, 6)
+    assert len(losses(tmp_path / "runs" / "horse2zebra")) == 6
+
+    one_error_line(*cli(*args(root, tmp_path / "strict", "train.epochs=1", "data.strict=true"))[::2], "empty.png")
+
+    no_b = tmp_path / "no_b"
+    write_images(no_b / "trainA", 2)
+    one_error_line(*cli(*args(no_b, tmp_path / "r2", "train.epochs=1"))[::2], "trainB")
+    empty_a = tmp_path / "empty_a"
+    (empty_a / "trainA").mkdir(parents=True)
+    write_images(empty_a / "trainB", 2)
+    one_error_line(*cli(*args(empty_a, tmp_path / "r3", "train.epochs=1"))[::2], "trainA")
+
+
+def test_one_channel_end_to_end(unpaired_root: Path, tmp_path: Path):
+    code, _, err = cli(*args(unpaired_root, tmp_path / "runs", "train.epochs=1", "data.channels=1",
+                             "data.batch_size=4"))
+    assert code == 0, err
+    bundle = json.loads((tmp_path / "runs" / "horse2zebra" / "bundle" / "config.json").read_text())
+    assert bundle["channels"] == 1 and bundle["networks"]["G_AtoB"]["options"]["in_channels"] == 1
+
+
+def test_demo_data_is_deterministic_and_paired(tmp_path: Path):
+    a = generate_demo(tmp_path / "d1", n_train=6, n_test=3, size=32, seed=4)
+    b = generate_demo(tmp_path / "d2", n_train=6, n_test=3, size=32, seed=4)
+    for split in ("trainA", "trainB", "testA", "testB"):
+        names = sorted(p.name for p in (a / split).iterdir())
+        assert len(names) == (6 if split.startswith("train") else 3)
+        for name in names:
+            assert (a / split / name).read_bytes() == (b / split / name).read_bytes()
+    for name in sorted(p.name for p in (a / "testA").iterdir()):
+        day = np.asarray(Image.open(a / "testA" / name))
+        assert np.array_equal(np.asarray(Image.open(a / "testB" / name)), to_autumn(day))
+    # train A and B are different scenes (unpaired), not autumn versions of each other
+    day0 = np.asarray(Image.open(a / "trainA" / "scene_0000.png"))
+    assert not np.array_equal(np.asarray(Image.open(a / "trainB" / "scene_0000.png")), to_autumn(day0))
+    assert render_scene(1, 32).shape == (32, 32, 3)
+
+
+class _TrueAutumn(torch.nn.Module):
+    """The exact A->B map in tensor space, to check the demo scoring."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, list(AUTUMN_CHANNELS)]
+
+
+def test_demo_scoring(tmp_path: Path):
+    cfg = load_config("demo", ["data.demo_train=4", "data.demo_test=3", "data.demo_size=32", "data.load_size=32",
+                               "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8"])
+    recipe = CycleGanRecipe(cfg, cache_dir=tmp_path / "cache")
+    recipe.G_AtoB = _TrueAutumn()
+    perfect = recipe.evaluate(tmp_path)
+    assert perfect["mae_G_AtoB"] < 1e-6  # a channel swap is exact in uint8
+    assert perfect["mae_identity_baseline"] > 0.1
+    recipe.G_AtoB = torch.nn.Identity()
+    same = recipe.evaluate(tmp_path)
+    assert same["mae_G_AtoB"] == same["mae_identity_baseline"] and same["improvement"] == 1.0
+    assert json.loads((tmp_path / "eval.json").read_text()) == same
+
+
+def test_demo_preset_short_run(tmp_path: Path, monkeypatch):
+    """The demo preset runs through train_run on a reduced budget and reports its scores."""
+    monkeypatch.setenv("CYCLEKIT_CACHE", str(tmp_path / "cache"))
+    cfg = load_config("demo", ["data.demo_train=8", "data.demo_test=2", "data.demo_size=32", "data.load_size=36",
+                               "data.crop_size=32", "train.epochs=1", "train.decay_epochs=0",
+                               "train.progress=false"])
+    report = train_run(cfg, tmp_path / "runs")
+    assert set(report.evaluation) == {"test_images", "mae_G_AtoB", "mae_identity_baseline", "improvement"}
+    assert report.fit.step == 2
