@@ -1,0 +1,57 @@
+"""Imports point one way (DESIGN.md): lower layers never import higher ones, only cli.py knows typer,
+and inference/export never pull in training code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "cyclekit"
+
+# module prefix -> cyclekit sub-packages it must not import
+FORBIDDEN = {
+    "cyclekit.config": ["nn", "models", "gan", "data", "train", "recipes", "inference", "export", "cli"],
+    "cyclekit.nn": ["models", "gan", "data", "train", "recipes", "inference", "export", "cli"],
+    "cyclekit.models": ["gan", "data", "train", "recipes", "inference", "export", "cli"],
+    "cyclekit.gan": ["data", "train", "recipes", "inference", "export", "cli"],
+    "cyclekit.data": ["models", "gan", "train", "recipes", "inference", "export", "cli"],
+    "cyclekit.train": ["models", "gan", "data", "recipes", "inference", "export", "cli"],
+    "cyclekit.recipes": ["inference", "export", "cli"],
+    "cyclekit.inference": ["train", "recipes", "cli"],
+    "cyclekit.export": ["train", "recipes", "cli"],
+}
+
+
+def modules() -> dict[str, set[str]]:
+    out = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module)
+        out[name] = imported
+    return out
+
+
+MODULES = modules()
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_point_one_way(name: str):
+    for prefix, banned in FORBIDDEN.items():
+        if name == prefix or name.startswith(prefix + "."):
+            for imp in MODULES[name]:
+                for b in banned:
+                    target = f"cyclekit.{b}"
+                    assert not (imp == target or imp.startswith(target + ".")), f"{name} imports {imp}"
+
+
+def test_only_cli_knows_typer():
+    users = sorted(n for n, imps in MODULES.items() if any(i == "typer" or i.startswith("typer.") for i in imps))
+    assert users == ["cyclekit.cli"]
