@@ -51,11 +51,21 @@ def save_bundle(folder: Path, meta: Mapping[str, Any], networks: Mapping[str, tu
         data = save(state, metadata={"arch": arch})
         fname = f"{key}.safetensors"
         _atomic_write_bytes(folder / fname, data)
-        entries[key] = {"arch": arch, "options": dict(options), "file": fname,
-                        "sha256": hashlib.sha256(data).hexdigest()}
-    config = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "cyclekit_version": __version__,
-              "normalization": {"mean": MEAN, "std": STD}, "size_multiple": SIZE_MULTIPLE,
-              **meta, "networks": entries}
+        entries[key] = {
+            "arch": arch,
+            "options": dict(options),
+            "file": fname,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    config = {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "cyclekit_version": __version__,
+        "normalization": {"mean": MEAN, "std": STD},
+        "size_multiple": SIZE_MULTIPLE,
+        **meta,
+        "networks": entries,
+    }
     _atomic_write_bytes(folder / "config.json", (json.dumps(config, indent=2) + "\n").encode())
     return folder
 
@@ -97,7 +107,9 @@ def load_network(folder: Path, config: Mapping[str, Any], key: str, device: torc
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise CyclekitError(f"weights {path} do not fit the recorded architecture: {str(exc).splitlines()[0]}") from None
+        raise CyclekitError(
+            f"weights {path} do not fit the recorded architecture: {str(exc).splitlines()[0]}"
+        ) from None
     return net.to(device).eval()
 
 

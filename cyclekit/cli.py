@@ -15,7 +15,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer  # noqa: E402
 
-from cyclekit.errors import CyclekitError  # noqa: E402
+from cyclekit.errors import CyclekitError, TrainingInterrupted  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -55,8 +55,6 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cyclekit.train.loop import TrainingInterrupted
-
         try:
             return fn(*args, **kwargs)
         except TrainingInterrupted as exc:
@@ -66,7 +64,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except MemoryError:
-            fail("out of memory (try a smaller data.crop_size, data.batch_size or --tile)")
+            fail("out of memory (training: a smaller data.crop_size or data.batch_size; translate: --tile 512)")
         except OSError as exc:  # disk full, permission denied, ...
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
             fail(f"{exc.strerror or exc}{where}")
@@ -182,7 +180,9 @@ def data_download(
 
 @data_app.command("check")
 @friendly
-def data_check(folder: Path = typer.Argument(..., help="A dataset folder (trainA/trainB/...) or an image folder.")) -> None:
+def data_check(
+    folder: Path = typer.Argument(..., help="A dataset folder (trainA/trainB/...) or an image folder."),
+) -> None:
     """Report counts, sizes, modes, unreadable and duplicate files per folder."""
     from cyclekit.data.check import check_folder, format_report
 
@@ -215,33 +215,12 @@ def data_demo(
 # --------------------------------------------------------------------------------------------
 # translate / export
 #
-# `translate --model x.onnx` must run where torch is not installed: nothing below imports torch at
-# module level, and these commands use `_friendly_torch_free` instead of `friendly`, which imports
-# cyclekit.train (and so torch) to recognise TrainingInterrupted.
-
-
-def _friendly_torch_free(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`friendly` for commands that never train: the same one-line errors, without importing torch."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CyclekitError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
-        except MemoryError:
-            fail("out of memory (try --tile 512 or a smaller --batch-size)")
-        except OSError as exc:
-            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            fail(f"{exc.strerror or exc}{where}")
-
-    return wrapper
+# `translate --model x.onnx` must run where torch is not installed: nothing in this module imports
+# torch at module level (the library imports happen inside the commands).
 
 
 @app.command()
-@_friendly_torch_free
+@friendly
 def translate(
     inputs: List[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
     to: Optional[str] = typer.Option(
@@ -282,17 +261,28 @@ def translate(
     def report(_src: Path, message: str) -> None:
         typer.echo(f"error: {message}", err=True)
 
-    summary = translate_files(translator, found.jobs, out_dir, target, batch_size=batch_size,
-                              side_by_side_output=side_by_side, tile=tile, overlap=overlap, on_error=report)
+    summary = translate_files(
+        translator,
+        found.jobs,
+        out_dir,
+        target,
+        batch_size=batch_size,
+        side_by_side_output=side_by_side,
+        tile=tile,
+        overlap=overlap,
+        on_error=report,
+    )
     n_failed = len(summary.failed) + len(found.problems)
-    typer.echo(f"translated {len(summary.written)} image(s) to {translator.domains[target]}, {n_failed} failed, "
-               f"output: {out_dir} ({summary.images_per_second:.2f} images/s)")
+    typer.echo(
+        f"translated {len(summary.written)} image(s) to {translator.domains[target]}, {n_failed} failed, "
+        f"output: {out_dir} ({summary.images_per_second:.3g} images/s)"
+    )
     if n_failed:
         raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()
-@_friendly_torch_free
+@friendly
 def export(
     run: Path = typer.Argument(..., help="Run dir or bundle dir of a trained CycleGAN."),
     direction: str = typer.Option("both", "--direction", help="AtoB, BtoA or both."),
@@ -307,8 +297,10 @@ def export(
 
     for r in export_bundle(run, direction, opset=opset, fp16=fp16, out_dir=output):
         diffs = ", ".join(f"{c.max_abs_diff:.1e} at {c.height}x{c.width}" for c in r.checks)
-        typer.echo(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.precision}, opset {r.opset}); "
-                   f"max abs diff vs PyTorch: {diffs} (batch {r.checks[0].batch}, tolerance {r.tolerance:g})")
+        typer.echo(
+            f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.precision}, opset {r.opset}); "
+            f"max abs diff vs PyTorch: {diffs} (batch {r.checks[0].batch}, tolerance {r.tolerance:g})"
+        )
 
 
 def main() -> None:

@@ -60,9 +60,7 @@ class DataConfig:
             raise ConfigError(f"data.workers: must be >= 0, got {self.workers}")
         resizes = self.preprocess in ("resize_and_crop", "scale_width_and_crop")
         if resizes and self.crop_size > self.load_size:
-            raise ConfigError(
-                f"data.crop_size: {self.crop_size} is larger than data.load_size {self.load_size}"
-            )
+            raise ConfigError(f"data.crop_size: {self.crop_size} is larger than data.load_size {self.load_size}")
         if self.kind == "unpaired" and self.crop_size < 24 and self.preprocess != "none":
             # The 70x70 PatchGAN's four 4x4 convs need at least 24 px to produce any output.
             raise ConfigError(f"data.crop_size: must be >= 24 for the PatchGAN, got {self.crop_size}")

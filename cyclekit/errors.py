@@ -17,3 +17,7 @@ class ConfigError(CyclekitError):
 
 class DataError(CyclekitError):
     """A dataset folder or image file is missing, empty or unreadable."""
+
+
+class TrainingInterrupted(CyclekitError):
+    """Ctrl-C during training: raised after the checkpoint of the finished step is safely written."""

@@ -39,10 +39,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     load = round(args.size * 286 / 256)
-    cfg = load_config("horse2zebra", [
-        f"data.load_size={load}", f"data.crop_size={args.size}", f"data.workers={args.workers}",
-        f"model.generator.ngf={args.filters}", f"model.generator.n_blocks={args.blocks}",
-        f"model.discriminator.ndf={args.filters}", "train.progress=false"])
+    cfg = load_config(
+        "horse2zebra",
+        [
+            f"data.load_size={load}",
+            f"data.crop_size={args.size}",
+            f"data.workers={args.workers}",
+            f"model.generator.ngf={args.filters}",
+            f"model.generator.n_blocks={args.blocks}",
+            f"model.discriminator.ndf={args.filters}",
+            "train.progress=false",
+        ],
+    )
     recipe = CycleGanRecipe(cfg, data_root=args.data_root)
     times = []
     batches = recipe.batches(0, 0)
@@ -55,9 +63,11 @@ def main() -> None:
             times.append(t1 - t0)
         t0 = t1
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"cyclegan {args.size}px filters={args.filters} blocks={args.blocks} threads={torch.get_num_threads()} "
-          f"device={recipe.device}: {statistics.mean(times):.3f} s/iter "
-          f"(min {min(times):.3f}, max {max(times):.3f}, n={len(times)}), peak RSS {rss:.0f} MiB")
+    print(
+        f"cyclegan {args.size}px filters={args.filters} blocks={args.blocks} threads={torch.get_num_threads()} "
+        f"device={recipe.device}: {statistics.mean(times):.3f} s/iter "
+        f"(min {min(times):.3f}, max {max(times):.3f}, n={len(times)}), peak RSS {rss:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

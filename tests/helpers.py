@@ -25,8 +25,14 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 def cli_subprocess(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cyclekit.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cyclekit.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def losses(run_dir: Path) -> dict[int, dict[str, float]]:

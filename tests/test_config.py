@@ -27,8 +27,10 @@ def test_reference_defaults():
 
 
 def test_overrides_apply_with_types():
-    cfg = load_config("horse2zebra", ["optim.lr=1e-4", "train.epochs=3", "data.flip=false",
-                                      "model.generator.ngf=32", "train.max_steps=10"])
+    cfg = load_config(
+        "horse2zebra",
+        ["optim.lr=1e-4", "train.epochs=3", "data.flip=false", "model.generator.ngf=32", "train.max_steps=10"],
+    )
     assert cfg.optim.lr == pytest.approx(1e-4)
     assert cfg.train.epochs == 3 and cfg.train.max_steps == 10
     assert cfg.data.flip is False

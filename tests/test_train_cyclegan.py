@@ -17,9 +17,18 @@ from tests.conftest import write_images
 from tests.helpers import cli, cli_subprocess, kill_when, losses
 from tests.test_train_gan import one_error_line
 
-TINY = ["data.load_size=36", "data.crop_size=32", "data.workers=0", "model.generator.ngf=8",
-        "model.generator.n_blocks=2", "model.discriminator.ndf=8", "train.decay_epochs=0",
-        "train.log_every=1", "train.progress=false", "train.pool_size=3"]
+TINY = [
+    "data.load_size=36",
+    "data.crop_size=32",
+    "data.workers=0",
+    "model.generator.ngf=8",
+    "model.generator.n_blocks=2",
+    "model.discriminator.ndf=8",
+    "train.decay_epochs=0",
+    "train.log_every=1",
+    "train.progress=false",
+    "train.pool_size=3",
+]
 
 
 def args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -34,11 +43,21 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
     assert code == 0, err
     run = tmp_path / "runs" / "horse2zebra"
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
-    assert files == ["bundle/G_AtoB.safetensors", "bundle/G_BtoA.safetensors", "bundle/config.json",
-                     "checkpoints/last.pt", "config.yaml", "loss.png", "metrics.jsonl", "samples/step_0000002.png"]
+    assert files == [
+        "bundle/G_AtoB.safetensors",
+        "bundle/G_BtoA.safetensors",
+        "bundle/config.json",
+        "checkpoints/last.pt",
+        "config.yaml",
+        "loss.png",
+        "metrics.jsonl",
+        "samples/step_0000002.png",
+    ]
     rows = losses(run)
     assert sorted(rows) == [1, 2]
-    assert {"loss_G", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B", "loss_D_A", "loss_D_B"} <= set(rows[1])
+    assert {"loss_G", "loss_cycle_A", "loss_cycle_B", "loss_idt_A", "loss_idt_B", "loss_D_A", "loss_D_B"} <= set(
+        rows[1]
+    )
     bundle = json.loads((run / "bundle" / "config.json").read_text())
     assert bundle["kind"] == "cyclegan" and bundle["domains"] == {"A": "horse", "B": "zebra"}
     assert bundle["networks"]["G_AtoB"]["options"]["ngf"] == 8 and bundle["step"] == 2
@@ -93,8 +112,9 @@ def test_odd_inputs_train_or_fail_clearly(tmp_path: Path):
 
 
 def test_one_channel_end_to_end(unpaired_root: Path, tmp_path: Path):
-    code, _, err = cli(*args(unpaired_root, tmp_path / "runs", "train.epochs=1", "data.channels=1",
-                             "data.batch_size=4"))
+    code, _, err = cli(
+        *args(unpaired_root, tmp_path / "runs", "train.epochs=1", "data.channels=1", "data.batch_size=4")
+    )
     assert code == 0, err
     bundle = json.loads((tmp_path / "runs" / "horse2zebra" / "bundle" / "config.json").read_text())
     assert bundle["channels"] == 1 and bundle["networks"]["G_AtoB"]["options"]["in_channels"] == 1
@@ -125,8 +145,18 @@ class _TrueAutumn(torch.nn.Module):
 
 
 def test_demo_scoring(tmp_path: Path):
-    cfg = load_config("demo", ["data.demo_train=4", "data.demo_test=3", "data.demo_size=32", "data.load_size=32",
-                               "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8"])
+    cfg = load_config(
+        "demo",
+        [
+            "data.demo_train=4",
+            "data.demo_test=3",
+            "data.demo_size=32",
+            "data.load_size=32",
+            "data.crop_size=32",
+            "model.generator.ngf=8",
+            "model.discriminator.ndf=8",
+        ],
+    )
     recipe = CycleGanRecipe(cfg, cache_dir=tmp_path / "cache")
     recipe.G_AtoB = _TrueAutumn()
     perfect = recipe.evaluate(tmp_path)
@@ -141,9 +171,19 @@ def test_demo_scoring(tmp_path: Path):
 def test_demo_preset_short_run(tmp_path: Path, monkeypatch):
     """The demo preset runs through train_run on a reduced budget and reports its scores."""
     monkeypatch.setenv("CYCLEKIT_CACHE", str(tmp_path / "cache"))
-    cfg = load_config("demo", ["data.demo_train=8", "data.demo_test=2", "data.demo_size=32", "data.load_size=36",
-                               "data.crop_size=32", "train.epochs=1", "train.decay_epochs=0",
-                               "train.progress=false"])
+    cfg = load_config(
+        "demo",
+        [
+            "data.demo_train=8",
+            "data.demo_test=2",
+            "data.demo_size=32",
+            "data.load_size=36",
+            "data.crop_size=32",
+            "train.epochs=1",
+            "train.decay_epochs=0",
+            "train.progress=false",
+        ],
+    )
     report = train_run(cfg, tmp_path / "runs")
     assert set(report.evaluation) == {"test_images", "mae_G_AtoB", "mae_identity_baseline", "improvement"}
     assert report.fit.step == 2

@@ -14,9 +14,18 @@ from cyclekit.recipes.run import train_run
 from tests.conftest import write_images
 from tests.helpers import cli, cli_subprocess, kill_when, losses
 
-TINY_DCGAN = ["data.load_size=32", "data.crop_size=32", "data.batch_size=4", "data.workers=0",
-              "model.generator.ngf=8", "model.discriminator.ndf=8", "model.latent_dim=16",
-              "train.decay_epochs=0", "train.log_every=1", "train.progress=false"]
+TINY_DCGAN = [
+    "data.load_size=32",
+    "data.crop_size=32",
+    "data.batch_size=4",
+    "data.workers=0",
+    "model.generator.ngf=8",
+    "model.discriminator.ndf=8",
+    "model.latent_dim=16",
+    "train.decay_epochs=0",
+    "train.log_every=1",
+    "train.progress=false",
+]
 
 
 def test_score_ring_on_true_samples():
@@ -30,8 +39,16 @@ def test_score_ring_on_true_samples():
 def test_gan_ring_reduced_budget(tmp_path: Path):
     """A reduced budget of the gan-ring preset (PacGAN-packed MLP GAN) must already cover the
     ring; the full preset reaches 8/8 modes (README). Threshold from seeded runs of this budget."""
-    cfg = load_config("gan-ring", ["train.progress=false", "train.epochs=30", "train.decay_epochs=30",
-                                   "train.log_every=100", "train.checkpoint_every=100000"])
+    cfg = load_config(
+        "gan-ring",
+        [
+            "train.progress=false",
+            "train.epochs=30",
+            "train.decay_epochs=30",
+            "train.log_every=100",
+            "train.checkpoint_every=100000",
+        ],
+    )
     report = train_run(cfg, tmp_path)
     ev = json.loads((tmp_path / "gan-ring" / "eval.json").read_text())
     assert ev == report.evaluation
@@ -48,13 +65,22 @@ def dcgan_args(root: Path, out: Path, *extra: str) -> list[str]:
 
 def test_dcgan_run_writes_exact_files(tmp_path: Path):
     write_images(tmp_path / "faces", 8, size=36)
-    code, out, err = cli(*dcgan_args(tmp_path / "faces", tmp_path / "runs", "train.epochs=2",
-                                     "train.checkpoint_every=100"))
+    code, out, err = cli(
+        *dcgan_args(tmp_path / "faces", tmp_path / "runs", "train.epochs=2", "train.checkpoint_every=100")
+    )
     assert code == 0, err
     run = tmp_path / "runs" / "dcgan"
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
-    assert files == ["bundle/G.safetensors", "bundle/config.json", "checkpoints/last.pt", "config.yaml",
-                     "loss.png", "metrics.jsonl", "samples/step_0000002.png", "samples/step_0000004.png"]
+    assert files == [
+        "bundle/G.safetensors",
+        "bundle/config.json",
+        "checkpoints/last.pt",
+        "config.yaml",
+        "loss.png",
+        "metrics.jsonl",
+        "samples/step_0000002.png",
+        "samples/step_0000004.png",
+    ]
     assert sorted(losses(run)) == [1, 2, 3, 4]
     bundle = json.loads((run / "bundle" / "config.json").read_text())
     assert bundle["kind"] == "gan" and bundle["networks"]["G"]["arch"] == "dcgan_g"
@@ -98,11 +124,9 @@ def one_error_line(code: int, err: str, pattern: str) -> None:
 def test_bad_inputs_one_line(tmp_path: Path):
     out = str(tmp_path / "runs")
     one_error_line(*cli("train", "no-such-preset", "--out", out)[::2], "unknown preset 'no-such-preset'")
-    one_error_line(*cli("train", "dcgan", "--data-root", str(tmp_path / "missing"), "--out", out)[::2],
-                   "not found")
+    one_error_line(*cli("train", "dcgan", "--data-root", str(tmp_path / "missing"), "--out", out)[::2], "not found")
     (tmp_path / "empty").mkdir()
-    one_error_line(*cli("train", "dcgan", "--data-root", str(tmp_path / "empty"), "--out", out)[::2],
-                   "no images found")
+    one_error_line(*cli("train", "dcgan", "--data-root", str(tmp_path / "empty"), "--out", out)[::2], "no images found")
     texts = tmp_path / "texts"
     texts.mkdir()
     for i in range(3):
@@ -113,8 +137,9 @@ def test_bad_inputs_one_line(tmp_path: Path):
     for i in range(3):
         (fakes / f"photo{i}.jpg").write_text("not a jpeg")
     one_error_line(*cli("train", "dcgan", "--data-root", str(fakes), "--out", out)[::2], str(fakes))
-    one_error_line(*cli("train", "dcgan", "--set", "train.epochs=x", "--out", out)[::2],
-                   "train.epochs: expected an integer")
+    one_error_line(
+        *cli("train", "dcgan", "--set", "train.epochs=x", "--out", out)[::2], "train.epochs: expected an integer"
+    )
     one_error_line(*cli("train", "dcgan", "--set", "oops", "--out", out)[::2], "expected KEY=VALUE")
 
 

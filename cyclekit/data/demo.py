@@ -62,11 +62,15 @@ def render_scene(seed: int, size: int = 64) -> np.ndarray:
         if rng.random() < 0.55:  # a house with a roof and a window
             wall = _color(rng, [(200, 80, 60), (230, 200, 140), (180, 180, 190)][int(rng.integers(3))], 20)
             draw.rectangle([x0, base - h, x0 + w, base], fill=wall)
-            draw.polygon([(x0 - w * 0.1, base - h), (x0 + w * 1.1, base - h), (x0 + w / 2, base - h - w * 0.55)],
-                         fill=_color(rng, (120, 50, 40), 20))
+            draw.polygon(
+                [(x0 - w * 0.1, base - h), (x0 + w * 1.1, base - h), (x0 + w / 2, base - h - w * 0.55)],
+                fill=_color(rng, (120, 50, 40), 20),
+            )
             ws = w * 0.28
-            draw.rectangle([x0 + w * 0.36, base - h * 0.7, x0 + w * 0.36 + ws, base - h * 0.7 + ws],
-                           fill=_color(rng, (60, 90, 140), 15))
+            draw.rectangle(
+                [x0 + w * 0.36, base - h * 0.7, x0 + w * 0.36 + ws, base - h * 0.7 + ws],
+                fill=_color(rng, (60, 90, 140), 15),
+            )
         else:  # a tree
             trunk = _color(rng, (100, 70, 40), 15)
             draw.rectangle([x0 + w * 0.42, base - h * 0.6, x0 + w * 0.58, base], fill=trunk)

@@ -282,7 +282,7 @@ def _fetch_mnist(info: DatasetInfo, folder: Path, progress: ProgressFn | None) -
                 )
                 break
             except DownloadError as exc:
-                logger.warning("mirror failed: %s", exc)
+                logger.info("mirror failed: %s", exc)  # the final error lists every mirror
                 reasons.append(f"{url}: {exc.reason}")
         else:
             raise DataError(

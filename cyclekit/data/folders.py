@@ -74,9 +74,11 @@ def scan_images(
             continue
         if strict:
             raise DataError(f"unreadable image {path}: {reason}")
-        logger.warning("skipping unreadable image %s: %s", path, reason)
         bad.append((path, reason))
-    if bad:
+    # Warn only when something is really skipped: if nothing is readable the caller's error says so.
+    if bad and good:
+        for path, reason in bad:
+            logger.warning("skipping unreadable image %s: %s", path, reason)
         label = where if where is not None else _folder_label(paths)
         noun = "file" if len(bad) == 1 else "files"
         logger.warning("skipped %d unreadable %s in %s", len(bad), noun, label)

@@ -40,9 +40,15 @@ def plan_batches(
     items = plan[start_batch * batch_size :]
     # A private generator: DataLoader draws a worker base seed when an iterator is created, and
     # from the global RNG that would shift the noise of every later step after a mid-epoch resume.
-    loader = DataLoader(PlanDataset(base, items), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, drop_last=drop_last, persistent_workers=False,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        PlanDataset(base, items),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        drop_last=drop_last,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     return iter(loader)
 
 

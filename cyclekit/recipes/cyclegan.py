@@ -22,13 +22,13 @@ import torch.nn.functional as F
 
 from cyclekit.bundle import save_bundle
 from cyclekit.config import Config
+from cyclekit.data.folders import derive_seed
 from cyclekit.device import resolve_device
 from cyclekit.errors import DataError
 from cyclekit.gan.losses import check_mode
 from cyclekit.gan.pool import ImagePool
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss
 from cyclekit.models import build_model, init_weights, model_options
-from cyclekit.data.folders import derive_seed
 from cyclekit.recipes.common import adam_with_schedule, n_batches, plan_batches, schedule_steps
 
 N_FIXED = 4  # test images per side in the sample grids
@@ -45,8 +45,9 @@ class CycleGanRecipe:
         self.device = resolve_device(cfg.train.device)
         self.root = find_unpaired_root(config, data_root, cache_dir)
         transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
-        self.dataset = UnpairedFolders(self.root, "train", transform, channels=data.channels, strict=data.strict,
-                                       seed=cfg.seed)
+        self.dataset = UnpairedFolders(
+            self.root, "train", transform, channels=data.channels, strict=data.strict, seed=cfg.seed
+        )
         self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
         self.fixed_a, self.fixed_b = self._fixed_images()
 
@@ -61,11 +62,19 @@ class CycleGanRecipe:
         constant, decay = schedule_steps(cfg, self.steps_per_epoch())
         # One Adam for both generators and one for both discriminators, as the reference does.
         self.opt_g, self.sched_g = adam_with_schedule(
-            itertools.chain(self.G_AtoB.parameters(), self.G_BtoA.parameters()), cfg.optim.lr, cfg.optim,
-            constant, decay)
+            itertools.chain(self.G_AtoB.parameters(), self.G_BtoA.parameters()),
+            cfg.optim.lr,
+            cfg.optim,
+            constant,
+            decay,
+        )
         self.opt_d, self.sched_d = adam_with_schedule(
-            itertools.chain(self.D_A.parameters(), self.D_B.parameters()), cfg.optim.lr_d or cfg.optim.lr,
-            cfg.optim, constant, decay)
+            itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
+            cfg.optim.lr_d or cfg.optim.lr,
+            cfg.optim,
+            constant,
+            decay,
+        )
         # Separate histories of generated A and B images for D_A and D_B.
         self.pool_a = ImagePool(cfg.train.pool_size, seed=derive_seed(cfg.seed, 11))
         self.pool_b = ImagePool(cfg.train.pool_size, seed=derive_seed(cfg.seed, 12))
@@ -114,27 +123,41 @@ class CycleGanRecipe:
 
         # Discriminators, each on its real domain vs. a fake drawn from the history pool; the same
         # core helper as DCGAN, with the loss halved (Zhu et al. 2017, Sec. 4).
-        loss_d_b, parts_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(fake_b), mode,
-                                               loss_cfg.gp_weight, scale=loss_cfg.d_scale)
-        loss_d_a, parts_a = discriminator_loss(self.D_A, real_a, self.pool_a.query(fake_a), mode,
-                                               loss_cfg.gp_weight, scale=loss_cfg.d_scale)
+        loss_d_b, parts_b = discriminator_loss(
+            self.D_B, real_b, self.pool_b.query(fake_b), mode, loss_cfg.gp_weight, scale=loss_cfg.d_scale
+        )
+        loss_d_a, parts_a = discriminator_loss(
+            self.D_A, real_a, self.pool_a.query(fake_a), mode, loss_cfg.gp_weight, scale=loss_cfg.d_scale
+        )
         self.opt_d.zero_grad(set_to_none=True)
         (loss_d_a + loss_d_b).backward()
         self.opt_d.step()
         self.sched_g.step()
         self.sched_d.step()
-        return {"loss_G": loss_g.item(), "loss_G_A": adv_a.item(), "loss_G_B": adv_b.item(),
-                "loss_cycle_A": cyc_a.item(), "loss_cycle_B": cyc_b.item(), **out,
-                "loss_D_A": loss_d_a.item(), "loss_D_B": loss_d_b.item()}
+        return {
+            "loss_G": loss_g.item(),
+            "loss_G_A": adv_a.item(),
+            "loss_G_B": adv_b.item(),
+            "loss_cycle_A": cyc_a.item(),
+            "loss_cycle_B": cyc_b.item(),
+            **out,
+            "loss_D_A": loss_d_a.item(),
+            "loss_D_B": loss_d_b.item(),
+        }
 
     def lr(self) -> float:
         return self.opt_g.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {**{k: v.state_dict() for k, v in self.nets.items()},
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
-                "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+        return {
+            **{k: v.state_dict() for k, v in self.nets.items()},
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "pool_a": self.pool_a.state_dict(),
+            "pool_b": self.pool_b.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, net in self.nets.items():
@@ -200,14 +223,23 @@ class CycleGanRecipe:
 
     def bundle_meta(self, step: int, epoch: int) -> dict[str, Any]:
         data = self.config.data
-        return {"kind": "cyclegan", "channels": data.channels, "domains": {"A": data.domain_a, "B": data.domain_b},
-                "train_size": data.crop_size, "preprocess": data.preprocess, "step": step, "epoch": epoch,
-                "run": self.config.name}
+        return {
+            "kind": "cyclegan",
+            "channels": data.channels,
+            "domains": {"A": data.domain_a, "B": data.domain_b},
+            "train_size": data.crop_size,
+            "preprocess": data.preprocess,
+            "step": step,
+            "epoch": epoch,
+            "run": self.config.name,
+        }
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        save_bundle(folder, self.bundle_meta(step, epoch),
-                    {"G_AtoB": (self.g_arch, self.g_opts, self.G_AtoB),
-                     "G_BtoA": (self.g_arch, self.g_opts, self.G_BtoA)})
+        save_bundle(
+            folder,
+            self.bundle_meta(step, epoch),
+            {"G_AtoB": (self.g_arch, self.g_opts, self.G_AtoB), "G_BtoA": (self.g_arch, self.g_opts, self.G_BtoA)},
+        )
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """Demo data only: error of G_AtoB(testA) against the true testB, next to the identity
@@ -225,8 +257,12 @@ class CycleGanRecipe:
             errors.append((fake_b - true_b).abs().mean().item() / 2)
             baseline.append((real_a - true_b).abs().mean().item() / 2)
         mae, base = sum(errors) / len(errors), sum(baseline) / len(baseline)
-        result = {"test_images": len(errors), "mae_G_AtoB": round(mae, 4), "mae_identity_baseline": round(base, 4),
-                  "improvement": round(base / max(mae, 1e-8), 2)}
+        result = {
+            "test_images": len(errors),
+            "mae_G_AtoB": round(mae, 4),
+            "mae_identity_baseline": round(base, 4),
+            "improvement": round(base / max(mae, 1e-8), 2),
+        }
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
 

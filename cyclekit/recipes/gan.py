@@ -15,6 +15,7 @@ import torch
 
 from cyclekit.bundle import save_bundle
 from cyclekit.config import Config
+from cyclekit.data.folders import derive_seed
 from cyclekit.data.ring import sample_ring, save_samples, score_ring
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError, DataError
@@ -22,7 +23,6 @@ from cyclekit.gan.losses import check_mode
 from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.models import build_model, init_weights, model_options
-from cyclekit.data.folders import derive_seed
 from cyclekit.recipes.common import adam_with_schedule, n_batches, plan_batches, schedule_steps
 
 N_SAMPLES = 64  # images in a sample grid
@@ -50,9 +50,7 @@ class GanRecipe:
             self.n_items = len(self.dataset)
             self.image_shape = (1, 28, 28)
         if self.n_items < data.batch_size:
-            raise ConfigError(
-                f"data.batch_size: {data.batch_size} is larger than the dataset ({self.n_items} samples)"
-            )
+            raise ConfigError(f"data.batch_size: {data.batch_size} is larger than the dataset ({self.n_items} samples)")
         self.g_arch, self.g_opts = _net_spec(config, "generator", self.image_shape)
         self.d_arch, self.d_opts = _net_spec(config, "discriminator", self.image_shape)
         self.G = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
@@ -61,10 +59,12 @@ class GanRecipe:
         init_weights(self.G, config.model.init, config.model.init_gain)
         init_weights(self.D, config.model.init, config.model.init_gain)
         constant, decay = schedule_steps(config, self.steps_per_epoch())
-        self.opt_g, self.sched_g = adam_with_schedule(self.G.parameters(), config.optim.lr, config.optim,
-                                                      constant, decay)
-        self.opt_d, self.sched_d = adam_with_schedule(self.D.parameters(), config.optim.lr_d or config.optim.lr,
-                                                      config.optim, constant, decay)
+        self.opt_g, self.sched_g = adam_with_schedule(
+            self.G.parameters(), config.optim.lr, config.optim, constant, decay
+        )
+        self.opt_d, self.sched_d = adam_with_schedule(
+            self.D.parameters(), config.optim.lr_d or config.optim.lr, config.optim, constant, decay
+        )
         # Fixed noise for samples, from its own generator so sampling never moves the training RNG.
         gen = torch.Generator().manual_seed(derive_seed(config.seed, 7))
         n = N_RING_SAMPLES if self.image_shape is None else N_SAMPLES
@@ -91,8 +91,9 @@ class GanRecipe:
         n = real.shape[0]
         for _ in range(cfg.optim.d_steps):
             fake = self.G(torch.randn(n, cfg.model.latent_dim, device=self.device))
-            loss_d, parts = discriminator_loss(self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight,
-                                               scale=cfg.loss.d_scale)
+            loss_d, parts = discriminator_loss(
+                self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=cfg.loss.d_scale
+            )
             optimizer_step(self.opt_d, loss_d)
         loss_g = generator_adversarial_loss(self.packed_d, fake, cfg.loss.gan_mode)
         optimizer_step(self.opt_g, loss_g)
@@ -107,9 +108,14 @@ class GanRecipe:
         return self.opt_g.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "sched_g": self.sched_g.state_dict(),
-                "sched_d": self.sched_d.state_dict()}
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
@@ -134,8 +140,14 @@ class GanRecipe:
         return [path]
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        meta = {"kind": "gan", "latent_dim": self.config.model.latent_dim, "step": step, "epoch": epoch,
-                "data": self.config.data.kind, "channels": self.image_shape[0] if self.image_shape else None}
+        meta = {
+            "kind": "gan",
+            "latent_dim": self.config.model.latent_dim,
+            "step": step,
+            "epoch": epoch,
+            "data": self.config.data.kind,
+            "channels": self.image_shape[0] if self.image_shape else None,
+        }
         save_bundle(folder, meta, {"G": (self.g_arch, self.g_opts, self.G)})
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
@@ -143,8 +155,12 @@ class GanRecipe:
         if self.image_shape is not None:
             return {}
         score = score_ring(self.generate(self.fixed_z))
-        result = {"modes_covered": score.modes_covered, "of_modes": 8, "high_quality": round(score.high_quality, 4),
-                  "n_samples": score.n_samples}
+        result = {
+            "modes_covered": score.modes_covered,
+            "of_modes": 8,
+            "high_quality": round(score.high_quality, 4),
+            "n_samples": score.n_samples,
+        }
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
 
@@ -180,8 +196,9 @@ def _image_folder(config: Config, data_root: Path | None) -> Any:
         raise DataError("this preset trains on an image folder: pass --data-root DIR (or set data.root)")
     data = config.data
     transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
-    return ImageFolder(root, transform, channels=data.channels, strict=data.strict, recursive=data.recursive,
-                       seed=config.seed)
+    return ImageFolder(
+        root, transform, channels=data.channels, strict=data.strict, recursive=data.recursive, seed=config.seed
+    )
 
 
 class _MnistDataset(torch.utils.data.Dataset):

@@ -35,8 +35,15 @@ def fingerprint(config: Config) -> dict[str, Any]:
     d = config.to_dict()
     data = {k: v for k, v in d["data"].items() if k not in ("root", "workers", "strict")}
     train = {k: d["train"][k] for k in ("epochs", "decay_epochs", "pool_size")}
-    return {"recipe": d["recipe"], "seed": d["seed"], "model": d["model"], "data": data, "loss": d["loss"],
-            "optim": d["optim"], "train": train}
+    return {
+        "recipe": d["recipe"],
+        "seed": d["seed"],
+        "model": d["model"],
+        "data": data,
+        "loss": d["loss"],
+        "optim": d["optim"],
+        "train": train,
+    }
 
 
 def resolve_resume(run_dir: Path, resume: str | None, overwrite: bool) -> Path | None:

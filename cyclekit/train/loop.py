@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cyclekit.config import TrainConfig
-from cyclekit.errors import CyclekitError
+from cyclekit.errors import CyclekitError, TrainingInterrupted
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
 
@@ -42,10 +42,6 @@ class Recipe(Protocol):
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None: ...
 
     def lr(self) -> float: ...
-
-
-class TrainingInterrupted(CyclekitError):
-    """Ctrl-C during training: raised after the checkpoint of the finished step is safely written."""
 
 
 @dataclass
@@ -96,8 +92,14 @@ def fit(
 
     def save() -> None:
         save_checkpoint(
-            {"step": step, "epoch": epoch, "pos": pos, "recipe": recipe.state_dict(), "rng": rng_state(),
-             "fingerprint": fingerprint or {}},
+            {
+                "step": step,
+                "epoch": epoch,
+                "pos": pos,
+                "recipe": recipe.state_dict(),
+                "rng": rng_state(),
+                "fingerprint": fingerprint or {},
+            },
             ckpt,
         )
         recipe.write_bundle(run_dir / "bundle", step, epoch)
@@ -119,8 +121,15 @@ def fit(
                             f"the last good checkpoint is {ckpt} (try a lower optim.lr)"
                         )
                     if step % cfg.log_every == 0 or step == total:
-                        metrics.write({"step": step, "epoch": epoch, "lr": recipe.lr(),
-                                       "sec": round(time.perf_counter() - t0, 4), **last})
+                        metrics.write(
+                            {
+                                "step": step,
+                                "epoch": epoch,
+                                "lr": recipe.lr(),
+                                "sec": round(time.perf_counter() - t0, 4),
+                                **last,
+                            }
+                        )
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
@@ -137,8 +146,7 @@ def fit(
                         plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
                     if stop.requested:
                         raise TrainingInterrupted(
-                            f"interrupted at step {step}; checkpoint saved to {ckpt} "
-                            "(continue with --resume auto)"
+                            f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume auto)"
                         )
                     if step >= total or end_of_epoch:
                         break

@@ -1,0 +1,326 @@
+"""Bundle -> ONNX: one self-contained file per generator, checked against PyTorch with onnxruntime.
+
+Each file has dynamic batch, height and width axes, embeds its weights (no external data file)
+and carries cyclekit metadata (`metadata_props`) describing the pre/post-processing, so any
+program with onnxruntime can use it (see scripts/onnx_translate.py) and `cyclekit translate`
+can load it without torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cyclekit import __version__
+from cyclekit.bundle import file_sha256, load_network, read_bundle_config
+from cyclekit.errors import CyclekitError
+from cyclekit.inference import bundle_dir
+from cyclekit.onnx_backend import ONNX_FORMAT_KEY, ONNX_FORMAT_VERSION
+
+NETWORK_KEYS = {"AtoB": "G_AtoB", "BtoA": "G_BtoA"}
+# torch 2.13's default (torch.export-based) exporter writes opset 18 and up; it cannot convert
+# down to 17 (no Pad adapter), so 17 goes through the older TorchScript exporter.
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+# fp32: ONNX Runtime and PyTorch run the same float32 maths in a different order; measured
+# differences are ~2e-6 on tanh outputs in [-1, 1], so 1e-4 leaves 50x margin and still catches
+# any real mistake (a wrong op, padding mode or weight), which shows up as >= 1e-2.
+FP32_TOLERANCE = 1e-4
+# fp16: half precision keeps 11 significant bits (unit roundoff 2^-11 = 4.9e-4). Through ~30
+# layers, with instance norm re-scaling activations to O(1) after every conv, the measured
+# worst-case output error is 2e-3 (ngf 8, 64 px) to 5.3e-3 (ngf 64, 9 blocks, 256x256 and 256x320)
+# in [-1, 1] units. 2e-2 (~4x margin) is 2.5 grey levels of an 8-bit image: larger errors mean an
+# overflow or a broken graph, not rounding.
+FP16_TOLERANCE = 2e-2
+PARITY_BATCH = 2
+
+
+@dataclass
+class ParityCheck:
+    """ONNX Runtime vs PyTorch (float32) on one batch."""
+
+    height: int
+    width: int
+    batch: int
+    max_abs_diff: float
+
+
+@dataclass
+class ExportResult:
+    """One exported generator."""
+
+    direction: str
+    path: Path
+    bytes: int
+    precision: str
+    opset: int
+    tolerance: float
+    checks: list[ParityCheck]
+
+
+class _HalfPrecision(nn.Module):
+    """fp16 weights and arithmetic inside, float32 input and output outside.
+
+    Consumers feed and read float32 exactly as with the fp32 file; only the Cast nodes at both
+    ends differ, so switching files needs no code change.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = copy.deepcopy(net).half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.half()).float()
+
+
+def export_bundle(
+    path: str | os.PathLike[str],
+    direction: str = "both",
+    *,
+    opset: int = DEFAULT_OPSET,
+    fp16: bool = False,
+    out_dir: Path | None = None,
+    check_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[ExportResult]:
+    """Export the generators of a CycleGAN run/bundle to ONNX and check each against PyTorch.
+
+    ``direction``: "AtoB", "BtoA" or "both". Files are written to ``out_dir`` (default: the
+    bundle dir) as ``G_AtoB.onnx`` (``G_AtoB.fp16.onnx`` with ``fp16``). A file is only put in
+    place after the parity check passed; on failure nothing is left behind and CyclekitError
+    gives the measured difference. ``check_sizes``: (height, width) pairs, default two sizes
+    around the training size.
+    """
+    folder = bundle_dir(Path(path))
+    config = read_bundle_config(folder)
+    if config.get("kind") != "cyclegan":
+        raise CyclekitError(f"{folder} holds a {config.get('kind')} model; export handles CycleGAN bundles")
+    directions = {"both": ["AtoB", "BtoA"], "AtoB": ["AtoB"], "BtoA": ["BtoA"]}.get(direction)
+    if directions is None:
+        raise CyclekitError(f"unknown direction {direction!r}; valid: AtoB, BtoA, both")
+    if opset < MIN_OPSET:
+        raise CyclekitError(f"opset {opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    multiple = int(config.get("size_multiple", 4))
+    sizes = list(check_sizes) if check_sizes else default_check_sizes(config.get("train_size"), multiple)
+    out_dir = Path(out_dir) if out_dir is not None else folder
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CyclekitError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+
+    results = []
+    for d in directions:
+        key = NETWORK_KEYS[d]
+        entry = config.get("networks", {}).get(key)
+        if entry is None:
+            raise CyclekitError(f"bundle {folder} has no network {key}")
+        sha = file_sha256(folder / entry["file"])
+        if entry.get("sha256") and sha != entry["sha256"]:
+            raise CyclekitError(
+                f"{folder / entry['file']} does not match the sha256 in {folder / 'config.json'}; "
+                "the bundle is damaged or was edited"
+            )
+        net = load_network(folder, config, key, "cpu")
+        target = out_dir / (f"{key}.fp16.onnx" if fp16 else f"{key}.onnx")
+        metadata = onnx_metadata(config, d, entry, sha, fp16)
+        results.append(_export_one(net, target, metadata, opset, fp16, sizes, int(config.get("channels", 3))))
+    return results
+
+
+def default_check_sizes(train_size: Any, multiple: int = 4) -> list[tuple[int, int]]:
+    """A square and a wider (5:4) size around the training size, capped at 256 px to stay quick."""
+    t = min(256, max(32, int(train_size or 256)))
+    t -= t % multiple
+    wide = (t * 5 // 4) // multiple * multiple
+    return [(t, t), (t, wide)]
+
+
+def onnx_metadata(
+    config: dict[str, Any], direction: str, entry: dict[str, Any], sha: str, fp16: bool
+) -> dict[str, str]:
+    """The metadata_props that make an exported file self-describing (all values are strings)."""
+    domains = config.get("domains") or {"A": "A", "B": "B"}
+    source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+    norm = config.get("normalization", {})
+    return {
+        ONNX_FORMAT_KEY: str(ONNX_FORMAT_VERSION),
+        "cyclekit_version": __version__,
+        "direction": direction,
+        "source_domain": str(domains.get(source, source)),
+        "target_domain": str(domains.get(target, target)),
+        "domains": json.dumps(domains),
+        "input_layout": "NCHW",
+        "input_range": "[-1, 1]",
+        "output_range": "[-1, 1]",
+        # x = (pixel / 255 - mean) / std; pixel = (y * std + mean) * 255
+        "mean": json.dumps(norm.get("mean", 0.5)),
+        "std": json.dumps(norm.get("std", 0.5)),
+        "channels": str(config.get("channels", 3)),
+        "color_mode": "RGB" if int(config.get("channels", 3)) == 3 else "L",
+        "size_multiple": str(config.get("size_multiple", 4)),
+        "padding": "reflect the bottom/right edges up to a multiple of size_multiple (at least twice it); "
+        "crop the output back",
+        "precision": "fp16 (float32 input/output)" if fp16 else "fp32",
+        "arch": str(entry.get("arch", "")),
+        "arch_options": json.dumps(entry.get("options", {}), sort_keys=True),
+        "source_weights": str(entry.get("file", "")),
+        "source_weights_sha256": sha,
+        "run": str(config.get("run") or ""),
+        "step": str(config.get("step", "")),
+    }
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporters print progress lines and warn about optional torchvision ops; a CLI should not."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _to_proto(module: nn.Module, example: torch.Tensor, opset: int) -> Any:
+    """Trace ``module`` into an ONNX ModelProto with dynamic batch/height/width."""
+    import onnx
+
+    with _quiet_exporter():
+        if opset >= 18:
+            batch, height, width = (torch.export.Dim(n) for n in ("batch", "height", "width"))
+            program = torch.onnx.export(
+                module,
+                (example,),
+                None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: batch, 2: height, 3: width},),
+                verbose=False,
+            )
+            return program.model_proto
+        buffer = io.BytesIO()
+        axes = {0: "batch", 2: "height", 3: "width"}
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes},
+        )
+        return onnx.load_from_string(buffer.getvalue())
+
+
+def _export_one(
+    net: nn.Module,
+    target: Path,
+    metadata: dict[str, str],
+    opset: int,
+    fp16: bool,
+    sizes: Sequence[tuple[int, int]],
+    channels: int,
+) -> ExportResult:
+    import onnx
+    import onnxruntime as ort
+    from onnx.external_data_helper import uses_external_data
+
+    module = _HalfPrecision(net).eval() if fp16 else net
+    # 64 px: small to trace, and not 0/1 so the exporter does not specialise the dynamic axes.
+    example = torch.zeros(PARITY_BATCH, channels, 64, 64)
+    try:
+        proto = _to_proto(module, example, opset)
+    except Exception as exc:  # the exporters raise many types; the first line is what helps
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CyclekitError(f"ONNX export of {target.stem} at opset {opset} failed: {first}") from None
+    for node in proto.graph.node:
+        # Per-node exporter notes hold Python stack traces with local paths: noise for consumers.
+        del node.metadata_props[:]
+        node.doc_string = ""
+    onnx.helper.set_model_props(proto, metadata)
+    proto.doc_string = (
+        f"cyclekit {metadata['direction']} generator ({metadata['source_domain']} -> "
+        f"{metadata['target_domain']}); see metadata_props for pre/post-processing"
+    )
+    if any(uses_external_data(t) for t in proto.graph.initializer):
+        raise CyclekitError(f"ONNX export of {target.stem} produced external weight data; cannot embed it")
+
+    tmp = target.with_name(target.name + ".tmp")
+    before = set(target.parent.iterdir())
+    try:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        onnx.checker.check_model(str(tmp))
+        extra = set(target.parent.iterdir()) - before - {tmp}
+        if extra:  # e.g. a .data file: the model would not be self-contained
+            raise CyclekitError(f"ONNX export of {target.stem} left extra files: {', '.join(map(str, extra))}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+        tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+        checks = []
+        for i, (h, w) in enumerate(sizes):
+            x = parity_inputs(PARITY_BATCH, channels, h, w, seed=i)
+            with torch.no_grad():
+                expected = net(torch.from_numpy(x)).numpy()
+            got = session.run(None, {session.get_inputs()[0].name: x})[0]
+            if got.shape != expected.shape:
+                raise CyclekitError(
+                    f"ONNX parity check of {target.name} failed: output shape {got.shape} at "
+                    f"{h}x{w}, PyTorch gives {expected.shape}; the file was not written"
+                )
+            checks.append(ParityCheck(h, w, PARITY_BATCH, float(np.abs(got - expected).max())))
+        worst = max(checks, key=lambda c: c.max_abs_diff)
+        if not worst.max_abs_diff <= tolerance:  # also catches NaN
+            raise CyclekitError(
+                f"ONNX parity check of {target.name} failed: max abs diff {worst.max_abs_diff:.3g} at "
+                f"{worst.height}x{worst.width} exceeds {tolerance:g}; the file was not written"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(
+        metadata["direction"], target, target.stat().st_size, "fp16" if fp16 else "fp32", opset, tolerance, checks
+    )
+
+
+def parity_inputs(n: int, channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``n`` float32 test images in [-1, 1]: even ones uniform noise (every pixel value and edge
+    the network can see), odd ones photo-like (smooth gradients, a few flat shapes, mild noise),
+    whose activation statistics resemble real inputs."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, channels, height, width), dtype=np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for i in range(n):
+        if i % 2 == 0:
+            out[i] = rng.uniform(-1, 1, size=(channels, height, width))
+            continue
+        img = np.empty((channels, height, width), dtype=np.float32)
+        for c in range(channels):
+            a, b = rng.uniform(-1, 1, size=2)
+            img[c] = 0.6 * (a * yy / height + b * xx / width) + rng.uniform(-0.3, 0.3)
+        for _ in range(4):
+            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+            ry, rx = rng.uniform(0.05, 0.3) * height, rng.uniform(0.05, 0.3) * width
+            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+            img[:, inside] = rng.uniform(-0.9, 0.9, size=(channels, 1))
+        img += rng.normal(0, 0.03, size=img.shape).astype(np.float32)
+        out[i] = np.clip(img, -1, 1)
+    return out
