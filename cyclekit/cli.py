@@ -50,6 +50,9 @@ def fail(message: str, code: int = EXIT_ERROR) -> None:
     raise typer.Exit(code)
 
 
+OUT_OF_MEMORY = "out of memory (training: a smaller data.crop_size or data.batch_size; translate: --tile 512)"
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the errors a user can fix into one line on stderr, never a traceback."""
 
@@ -64,10 +67,14 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except MemoryError:
-            fail("out of memory (training: a smaller data.crop_size or data.batch_size; translate: --tile 512)")
+            fail(OUT_OF_MEMORY)
+        except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA/MPS) is a RuntimeError; torch stays unimported
+            if "out of memory" not in str(exc).lower():
+                raise
+            fail(OUT_OF_MEMORY)
         except OSError as exc:  # disk full, permission denied, ...
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            fail(f"{exc.strerror or exc}{where}")
+            fail(f"{exc.strerror or str(exc).strip().splitlines()[0]}{where}")
 
     return wrapper
 

@@ -299,7 +299,10 @@ def resolve_config_path(name_or_path: str) -> Path:
         return path
     preset = CONFIG_DIR / f"{name_or_path}.yaml"
     if not preset.is_file():
-        raise ConfigError(f"unknown preset '{name_or_path}'; known presets: {', '.join(list_presets())}")
+        known = list_presets()
+        if not known:  # e.g. installed from a wheel, without the checkout's configs/
+            raise ConfigError(f"unknown preset '{name_or_path}': no presets in {CONFIG_DIR}; pass a YAML config path")
+        raise ConfigError(f"unknown preset '{name_or_path}'; known presets: {', '.join(known)}")
     return preset
 
 

@@ -27,7 +27,8 @@ import torch
 from cyclekit.export import export_bundle
 from cyclekit.inference import Translator, bundle_dir, collect_inputs, load_for_translation, translate_files
 
-DEFAULT_FOLDER = Path("/work/shared/data/horse2zebra/testA")
+# The dev machines keep the canonical datasets beside the checkout (../shared); pass --folder elsewhere.
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "horse2zebra" / "testA"
 
 
 def reference_bundle(folder: Path) -> Path:
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for both runtimes")
     parser.add_argument("--fp16", action="store_true", help="also time an fp16 ONNX export")
     args = parser.parse_args()
+    if not args.folder.is_dir():
+        sys.exit(f"error: image folder {args.folder} not found; pass --folder DIR (e.g. horse2zebra/testA)")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:

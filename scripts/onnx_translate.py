@@ -49,15 +49,26 @@ def translate(model_path: str, in_path: str, out_path: str) -> None:
 
     with Image.open(in_path) as img:
         img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF, not in the pixels
-        img = img.convert("RGB" if channels == 3 else "L")
-    pixels = np.asarray(img, dtype=np.float32).reshape(img.height, img.width, channels)
+        img.load()
+    grey_in = img.mode in ("1", "L", "LA", "I", "I;16", "F")
+    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else None
+    rgb = img.convert("RGBA" if alpha is not None else "RGB").convert("RGB")
+    pixels = np.array(rgb.convert("L") if channels == 1 else rgb, dtype=np.float32)
+    pixels = pixels.reshape(img.height, img.width, channels)
+    if alpha is not None:  # fully transparent pixels hold arbitrary colours; make them white
+        pixels[np.asarray(alpha.convert("L")) == 0] = 255.0
     x = (pixels / 255.0 - mean) / std  # input_range [-1, 1] for mean = std = 0.5
     x = pad_to_multiple(x.transpose(2, 0, 1), multiple)
 
     y = session.run(None, {session.get_inputs()[0].name: x[None].astype(np.float32)})[0][0]
     y = y[:, : img.height, : img.width]  # crop the padding back off
+    if grey_in and channels == 3:  # a grey photo comes back grey (ITU-R 601 luma, as PIL's "L")
+        y = np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), y, axes=1)[None]
     out = np.clip(np.rint((y * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    Image.fromarray(out[:, :, 0] if channels == 1 else out, "L" if channels == 1 else "RGB").save(out_path)
+    result = Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out, "L" if out.shape[2] == 1 else "RGB")
+    if alpha is not None:
+        result.putalpha(alpha.convert("L"))  # transparency carried over unchanged
+    result.save(out_path)
     print(f"{in_path} -> {out_path} ({meta.get('source_domain', '?')} -> {meta.get('target_domain', '?')})")
 
 

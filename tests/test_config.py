@@ -72,6 +72,14 @@ def test_unknown_preset_lists_known(tmp_path: Path):
         load_config(str(tmp_path / "nope.yaml"))
 
 
+def test_without_presets_folder_asks_for_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import cyclekit.config
+
+    monkeypatch.setattr(cyclekit.config, "CONFIG_DIR", tmp_path / "configs")
+    with pytest.raises(ConfigError, match="no presets in .*configs; pass a YAML config path"):
+        load_config("horse2zebra")
+
+
 def test_bad_yaml_file(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed\n")

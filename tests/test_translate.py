@@ -362,7 +362,7 @@ def test_cli_onnx_runs_without_torch(tmp_path: Path, bundle: Path, onnx_model: P
 
 def test_standalone_script_matches_cli(tmp_path: Path, bundle: Path, onnx_model: Path, blocker: Path) -> None:
     paths = write_inputs(tmp_path / "in")
-    for name in ("odd", "exif"):
+    for name in ("odd", "exif", "grey", "rgba"):
         out = tmp_path / f"script_{name}.png"
         proc = subprocess.run(
             [sys.executable, str(REPO / "scripts" / "onnx_translate.py"), str(onnx_model), str(paths[name]), str(out)],
@@ -376,5 +376,6 @@ def test_standalone_script_matches_cli(tmp_path: Path, bundle: Path, onnx_model:
         assert code == 0, stderr
         a = np.asarray(Image.open(out)).astype(int)
         b = np.asarray(Image.open(tmp_path / "cli" / (paths[name].stem + ".png"))).astype(int)
-        # Script (onnxruntime) vs cyclekit (PyTorch): same pre/post-processing, EXIF included.
+        # Script (onnxruntime) vs cyclekit (PyTorch): same pre/post-processing, EXIF, grey and alpha included.
+        assert Image.open(out).mode == Image.open(tmp_path / "cli" / (paths[name].stem + ".png")).mode, name
         assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
