@@ -160,9 +160,16 @@ def fit(
 def _progress(enabled: bool, total: int, initial: int) -> Any:
     if not enabled:
         return None
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
+    # Redirected to a file or a CI log, a bar redrawn twice a second fills it with carriage
+    # returns: there, update every 10 s (a line a step count in a log) instead.
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=total, initial=initial, unit="step", dynamic_ncols=interactive, mininterval=0.5 if interactive else 10
+    )
 
 
 class _StopFlag:
