@@ -74,7 +74,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(OUT_OF_MEMORY)
         except OSError as exc:  # disk full, permission denied, ...
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-            fail(f"{exc.strerror or str(exc).strip().splitlines()[0]}{where}")
+            fail(f"{exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]}{where}")
 
     return wrapper
 

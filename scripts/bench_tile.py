@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_translate import reference_bundle  # scripts/ is on sys.path when run as a script
 from PIL import Image
 
-from cyclekit.bundle import save_bundle
 from cyclekit.inference import Translator
-from cyclekit.models import build_model, model_options
 
 
 def proc_status(key: str) -> int:
@@ -64,12 +63,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        torch.manual_seed(0)
-        opts = model_options("resnet", {"ngf": args.ngf, "n_blocks": args.blocks})
-        nets = {k: ("resnet", opts, build_model("resnet", opts)) for k in ("G_AtoB", "G_BtoA")}
-        meta = {"kind": "cyclegan", "channels": 3, "domains": {"A": "A", "B": "B"}, "run": "bench", "step": 0}
-        translator = Translator.load(save_bundle(Path(tmp) / "bundle", meta, nets), device="cpu")
-        del nets
+        bundle = reference_bundle(Path(tmp) / "bundle", ngf=args.ngf, n_blocks=args.blocks)
+        translator = Translator.load(bundle, device="cpu")
         translator(Image.new("RGB", (64, 64)), tile=64, overlap=16)  # load weights, warm up
         img = synthetic_photo(width, height)
         with open("/proc/self/clear_refs", "w") as f:

@@ -31,13 +31,13 @@ from cyclekit.inference import Translator, bundle_dir, collect_inputs, load_for_
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "horse2zebra" / "testA"
 
 
-def reference_bundle(folder: Path) -> Path:
-    """A bundle with random-init reference generators (ngf 64, 9 blocks, 256 px; Zhu et al. 2017)."""
+def reference_bundle(folder: Path, ngf: int = 64, n_blocks: int = 9) -> Path:
+    """A bundle with random-init ResNet generators (default: the reference ngf 64, 9 blocks; Zhu et al. 2017)."""
     from cyclekit.bundle import save_bundle
     from cyclekit.models import build_model, model_options
 
     torch.manual_seed(0)
-    opts = model_options("resnet", {"ngf": 64, "n_blocks": 9})
+    opts = model_options("resnet", {"ngf": ngf, "n_blocks": n_blocks})
     nets = {k: ("resnet", opts, build_model("resnet", opts)) for k in ("G_AtoB", "G_BtoA")}
     meta = {
         "kind": "cyclegan",

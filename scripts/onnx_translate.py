@@ -50,13 +50,15 @@ def translate(model_path: str, in_path: str, out_path: str) -> None:
     with Image.open(in_path) as img:
         img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF, not in the pixels
         img.load()
-    grey_in = img.mode in ("1", "L", "LA", "I", "I;16", "F")
-    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else None
-    rgb = img.convert("RGBA" if alpha is not None else "RGB").convert("RGB")
+    grey_in = img.mode in ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+    alpha = None
+    if img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info:
+        alpha = img.convert("RGBA").getchannel("A")
+    rgb = img.convert("RGB")
     pixels = np.array(rgb.convert("L") if channels == 1 else rgb, dtype=np.float32)
     pixels = pixels.reshape(img.height, img.width, channels)
     if alpha is not None:  # fully transparent pixels hold arbitrary colours; make them white
-        pixels[np.asarray(alpha.convert("L")) == 0] = 255.0
+        pixels[np.asarray(alpha) == 0] = 255.0
     x = (pixels / 255.0 - mean) / std  # input_range [-1, 1] for mean = std = 0.5
     x = pad_to_multiple(x.transpose(2, 0, 1), multiple)
 
@@ -67,7 +69,7 @@ def translate(model_path: str, in_path: str, out_path: str) -> None:
     out = np.clip(np.rint((y * std + mean) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     result = Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out, "L" if out.shape[2] == 1 else "RGB")
     if alpha is not None:
-        result.putalpha(alpha.convert("L"))  # transparency carried over unchanged
+        result.putalpha(alpha)  # transparency carried over unchanged
     result.save(out_path)
     print(f"{in_path} -> {out_path} ({meta.get('source_domain', '?')} -> {meta.get('target_domain', '?')})")
 

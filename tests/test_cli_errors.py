@@ -29,6 +29,7 @@ def run(exc: BaseException) -> int:
         (MemoryError(), "error: out of memory"),
         (OSError(errno.ENOSPC, "No space left on device", "runs/x/checkpoints/last.pt.tmp"), "error: No space left"),
         (OSError("first line\nsecond line"), "error: first line"),
+        (OSError(), "error: OSError"),
     ],
 )
 def test_user_errors_become_one_line(exc: BaseException, expected: str, capsys: pytest.CaptureFixture[str]) -> None:

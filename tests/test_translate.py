@@ -362,7 +362,10 @@ def test_cli_onnx_runs_without_torch(tmp_path: Path, bundle: Path, onnx_model: P
 
 def test_standalone_script_matches_cli(tmp_path: Path, bundle: Path, onnx_model: Path, blocker: Path) -> None:
     paths = write_inputs(tmp_path / "in")
-    for name in ("odd", "exif", "grey", "rgba"):
+    # A palette image whose transparency is a tRNS entry (no alpha band in PIL's "P" mode).
+    paths["palette"] = tmp_path / "in" / "palette.png"
+    photo(26, 34, seed=8).quantize(16).save(paths["palette"], transparency=3)
+    for name in ("odd", "exif", "grey", "rgba", "palette"):
         out = tmp_path / f"script_{name}.png"
         proc = subprocess.run(
             [sys.executable, str(REPO / "scripts" / "onnx_translate.py"), str(onnx_model), str(paths[name]), str(out)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -160,8 +161,6 @@ def fit(
 def _progress(enabled: bool, total: int, initial: int) -> Any:
     if not enabled:
         return None
-    import sys
-
     from tqdm.auto import tqdm
 
     # Redirected to a file or a CI log, a bar redrawn twice a second fills it with carriage
