@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="cyclekit: unpaired image-to-image translation (CycleGAN) and classic GANs.",
+    help="cyclekit: image-to-image translation (CycleGAN, Pix2Pix) and classic GANs.",
 )
 data_app = typer.Typer(no_args_is_help=True, help="List, download and check datasets.")
 app.add_typer(data_app, name="data")
@@ -105,8 +105,8 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over even if the run has a checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a GAN or CycleGAN from a preset or config file."""
-    from cyclekit.config import load_config
+    """Train any recipe (cyclegan, pix2pix, gan) from a preset or config file."""
+    from cyclekit.recipes import load_config
     from cyclekit.recipes.run import train_run
 
     extra = list(overrides or [])
@@ -128,13 +128,23 @@ def train(
 
 
 @app.command()
+@friendly
 def presets() -> None:
-    """List the preset configs `cyclekit train NAME` accepts."""
-    from cyclekit.config import CONFIG_DIR, list_presets, read_yaml
+    """List the preset configs `cyclekit train NAME` accepts (they ship inside the package)."""
+    from cyclekit.config import PRESET_DIR, list_presets, read_yaml
 
     for preset in list_presets():
-        data = read_yaml(CONFIG_DIR / f"{preset}.yaml")
-        typer.echo(f"{preset:24s} {data.get('description', '')}")
+        data = read_yaml(PRESET_DIR / f"{preset}.yaml")
+        typer.echo(f"{preset:16s} {str(data.get('recipe', 'cyclegan')):9s} {data.get('description', '')}")
+
+
+@app.command()
+def recipes() -> None:
+    """List the training recipes (the `recipe:` key of a config) and the data each reads."""
+    from cyclekit.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        typer.echo(f"{name:10s} data: {', '.join(recipe.data_kinds):22s} {recipe.description}")
 
 
 @app.command()
@@ -148,7 +158,7 @@ def sample(
 ) -> None:
     """Write samples from a trained (DC)GAN generator as one PNG."""
     from cyclekit.data.ring import save_samples
-    from cyclekit.inference import sample_gan
+    from cyclekit.inference.sampling import sample_gan
 
     if n <= 0:
         raise CyclekitError(f"-n: must be > 0, got {n}")
@@ -163,12 +173,11 @@ def sample(
 
 @data_app.command("list")
 def data_list() -> None:
-    """The dataset catalogue (canonical CycleGAN datasets)."""
-    from cyclekit.data.catalogue import CATALOGUE, default_cache_dir
+    """The dataset catalogue (canonical CycleGAN and pix2pix datasets, MNIST)."""
+    from cyclekit.data.catalogue import CATALOGUE, is_cached
 
-    cache = default_cache_dir()
     for name, info in CATALOGUE.items():
-        here = "cached" if (cache / name / "trainA").is_dir() else ""
+        here = "cached" if is_cached(name) else ""
         typer.echo(f"{name:24s} {info.description}  {here}")
 
 
@@ -204,8 +213,8 @@ def data_demo(
     config: str = typer.Option("demo", "--config", help="Config whose data.demo_* settings to use."),
 ) -> None:
     """Generate the built-in summer -> autumn demo dataset (offline) and print its folder."""
-    from cyclekit.config import load_config
-    from cyclekit.recipes.cyclegan import find_unpaired_root
+    from cyclekit.recipes import load_config
+    from cyclekit.recipes.cyclegan import find_data_root
 
     cfg = load_config(config)
     if cfg.data.kind != "demo":
@@ -216,7 +225,7 @@ def data_demo(
         d = cfg.data
         typer.echo(generate_demo(out, d.demo_train, d.demo_test, d.demo_size, cfg.seed))
         return
-    typer.echo(find_unpaired_root(cfg, None, None))
+    typer.echo(find_data_root(cfg, None, None))
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +258,8 @@ def translate(
     overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles in px (blended)."),
 ) -> None:
     """Translate images to the other domain; keeps each image's size, writes PNGs named after the inputs."""
-    from cyclekit.inference import Translator, check_output_dir, collect_inputs, find_default_model, translate_files
+    from cyclekit.inference.files import check_output_dir, collect_inputs, find_default_model, translate_files
+    from cyclekit.inference.translator import Translator
 
     if batch_size < 1:
         raise CyclekitError(f"--batch-size: must be >= 1, got {batch_size}")
@@ -291,8 +301,8 @@ def translate(
 @app.command()
 @friendly
 def export(
-    run: Path = typer.Argument(..., help="Run dir or bundle dir of a trained CycleGAN."),
-    direction: str = typer.Option("both", "--direction", help="AtoB, BtoA or both."),
+    run: Path = typer.Argument(..., help="Run dir or bundle dir of a model that translates (CycleGAN, Pix2Pix)."),
+    direction: str = typer.Option("all", "--direction", help="AtoB, BtoA or all (every direction the model has)."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17; 18+ uses torch's default exporter)."),
     fp16: bool = typer.Option(False, "--fp16", help="fp16 weights and maths (half the file), float32 input/output."),
     output: Optional[Path] = typer.Option(
@@ -300,7 +310,7 @@ def export(
     ),
 ) -> None:
     """Export generators to self-contained ONNX files, checked against PyTorch with onnxruntime."""
-    from cyclekit.export import export_bundle
+    from cyclekit.export.onnx import export_bundle
 
     for r in export_bundle(run, direction, opset=opset, fp16=fp16, out_dir=output):
         diffs = ", ".join(f"{c.max_abs_diff:.1e} at {c.height}x{c.width}" for c in r.checks)

@@ -1,59 +1,99 @@
 """Typed, frozen experiment configs: YAML in, validated dataclasses out.
 
-One `Config` describes a whole run. Every component gets only its own section (`DataConfig`,
-`LossConfig`, ...), never the whole experiment. Unknown keys, wrong types and contradictory values
-raise `ConfigError` naming the dotted key, so a typo never silently falls back to a default.
+A config has the sections every recipe shares (`data`, `model`, `loss`, `optim`, `train`) and one
+section of the chosen recipe's own options, written under the recipe's name::
+
+    recipe: cyclegan
+    data: {...}
+    cyclegan: {lambda_cycle: 10.0, lambda_identity: 0.5, pool_size: 50, d_scale: 0.5}
+
+This module knows no recipe: `parse_config` takes a registry (name -> recipe class) and asks the
+chosen recipe for its options dataclass, its data kinds and its defaults. A key the chosen recipe
+(or data kind) does not read is an error naming the key, so a setting never silently does nothing;
+the recipe's `check` then validates the model options before any data is touched.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Protocol, Union
 
 import yaml
 
+from cyclekit.atomic import atomic_write
+from cyclekit.choices import GanMode, InitKind, Preprocess
 from cyclekit.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+logger = logging.getLogger(__name__)
 
-GanMode = Literal["vanilla", "lsgan", "hinge", "wgan-gp"]
-Preprocess = Literal["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
-DataKind = Literal["unpaired", "folder", "ring", "mnist", "demo"]
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+# Data keys every image source reads; each kind adds its own (see DATA_KIND_KEYS).
+_IMAGE_KEYS = (
+    "kind",
+    "root",
+    "channels",
+    "preprocess",
+    "load_size",
+    "crop_size",
+    "flip",
+    "batch_size",
+    "workers",
+    "strict",
+)
+# data.kind -> the data keys it reads. A key outside its kind's list is refused when given.
+DATA_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "unpaired": _IMAGE_KEYS + ("dataset", "domain_a", "domain_b"),
+    "demo": _IMAGE_KEYS + ("domain_a", "domain_b", "demo_train", "demo_test", "demo_size"),
+    "paired": _IMAGE_KEYS + ("dataset", "domain_a", "domain_b", "layout", "pair_suffixes"),
+    "folder": _IMAGE_KEYS + ("recursive",),
+    "ring": ("kind", "batch_size", "epoch_size"),
+    "mnist": ("kind", "channels", "batch_size", "workers"),
+}
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are augmented."""
+    """Where the images come from and how they are augmented. Which keys apply depends on `kind`."""
 
-    kind: DataKind = "unpaired"
+    kind: str = "unpaired"
     dataset: Optional[str] = None  # catalogue name (horse2zebra, ...) used to find or fetch the data
-    root: Optional[str] = None  # folder: trainA/trainB for unpaired, images for `folder`
+    root: Optional[str] = None  # dataset folder (same as --data-root)
     domain_a: str = "A"
     domain_b: str = "B"
     channels: int = 3
     preprocess: Preprocess = "resize_and_crop"
-    # 286 -> random 256 crop + flip: Zhu et al. 2017, appendix 7.1 ("jittering").
+    # 286 -> random 256 crop + flip: Zhu et al. 2017, appendix 7.1; Isola et al. 2017, Sec. 6.2.
     load_size: int = 286
     crop_size: int = 256
     flip: bool = True
     batch_size: int = 1
     workers: int = 0
-    strict: bool = False  # True: the first unreadable image stops the run instead of being skipped
-    recursive: bool = False
-    epoch_size: int = 8192  # samples per epoch for generated data (ring); folders use their size
-    # demo dataset: how many generated scenes per split and their size
-    demo_train: int = 160
+    strict: bool = False  # True: the first unreadable image (or unpaired file) stops the run
+    recursive: bool = False  # folder: include sub-folders
+    epoch_size: int = 8192  # ring: samples per epoch
+    demo_train: int = 160  # demo: generated scenes per split and their size
     demo_test: int = 16
     demo_size: int = 64
+    # paired: trainA/trainB folders matched by file name, or train/ images holding A|B side by side
+    layout: Literal["auto", "folders", "side_by_side"] = "auto"
+    # paired folders: a file's pairing key is its stem without this trailing suffix (A's, B's):
+    # trainA/100_A.jpg <-> trainB/100_B.jpg, and testA/1.jpg <-> testB/1.jpg (no suffix to strip).
+    pair_suffixes: tuple[str, str] = ("_A", "_B")
 
     def __post_init__(self) -> None:
+        if self.kind not in DATA_KIND_KEYS:
+            raise ConfigError(f"data.kind: unknown kind {self.kind!r}; known: {', '.join(DATA_KIND_KEYS)}")
         _positive(self, "data", "channels", "load_size", "crop_size", "batch_size", "epoch_size")
+        _positive(self, "data", "demo_train", "demo_test", "demo_size")
         if self.channels not in (1, 3):
             raise ConfigError(f"data.channels: must be 1 or 3, got {self.channels}")
         if self.workers < 0:
@@ -61,55 +101,52 @@ class DataConfig:
         resizes = self.preprocess in ("resize_and_crop", "scale_width_and_crop")
         if resizes and self.crop_size > self.load_size:
             raise ConfigError(f"data.crop_size: {self.crop_size} is larger than data.load_size {self.load_size}")
-        if self.kind == "unpaired" and self.crop_size < 24 and self.preprocess != "none":
-            # The 70x70 PatchGAN's four 4x4 convs need at least 24 px to produce any output.
-            raise ConfigError(f"data.crop_size: must be >= 24 for the PatchGAN, got {self.crop_size}")
+        if len(self.pair_suffixes) != 2:
+            raise ConfigError(f"data.pair_suffixes: expected two suffixes [A's, B's], got {list(self.pair_suffixes)}")
+
+    def used_keys(self) -> tuple[str, ...]:
+        return DATA_KIND_KEYS[self.kind]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which networks to build. The option dicts are validated by `cyclekit.models.build_model`."""
+    """Which networks to build. The option dicts are validated by `cyclekit.models.build_model`
+    (through the recipe's `check`, when the config loads)."""
 
     generator: Mapping[str, Any] = field(default_factory=lambda: {"name": "resnet"})
     discriminator: Mapping[str, Any] = field(default_factory=lambda: {"name": "patchgan"})
-    init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
+    init: InitKind = "normal"
     init_gain: float = 0.02  # N(0, 0.02): Radford et al. 2016; Zhu et al. 2017 reference code
-    latent_dim: int = 100  # noise size for the unconditional GAN recipe
-    pack: int = 1  # GAN recipe: samples per discriminator input (PacGAN, Lin et al. 2018); 1 = off
 
     def __post_init__(self) -> None:
         for part in ("generator", "discriminator"):
             spec = getattr(self, part)
             if not isinstance(spec.get("name"), str):
                 raise ConfigError(f"model.{part}.name: required (e.g. name: resnet)")
-        _positive(self, "model", "init_gain", "latent_dim", "pack")
+        _positive(self, "model", "init_gain")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    gan_mode: GanMode = "lsgan"  # LSGAN: Zhu et al. 2017, Sec. 4 (Mao et al. 2017)
-    lambda_cycle: float = 10.0  # per direction: Zhu et al. 2017, Sec. 4
-    # Identity weight as a fraction of lambda_cycle (reference: 0.5 -> 5.0); 0 disables it.
-    lambda_identity: float = 0.5
+    """The adversarial objective, which every recipe has. Its default is the recipe's."""
+
+    gan_mode: GanMode = "lsgan"
     gp_weight: float = 10.0  # WGAN-GP penalty: Gulrajani et al. 2017, Alg. 1
-    d_scale: float = 0.5  # "divide the objective by 2 while optimizing D": Zhu et al. 2017, Sec. 4
 
     def __post_init__(self) -> None:
-        for name in ("lambda_cycle", "lambda_identity", "gp_weight", "d_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"loss.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.gp_weight < 0:
+            raise ConfigError(f"loss.gp_weight: must be >= 0, got {self.gp_weight}")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 2e-4  # Adam, Zhu et al. 2017, Sec. 4
+    lr: float = 2e-4  # Adam: Zhu et al. 2017, Sec. 4; Isola et al. 2017, Sec. 3.3
     lr_d: Optional[float] = None  # discriminator lr; defaults to lr
     beta1: float = 0.5
     beta2: float = 0.999
-    d_steps: int = 1  # discriminator updates per generator update (5 is usual for WGAN-GP)
 
     def __post_init__(self) -> None:
-        _positive(self, "optim", "lr", "d_steps")
+        _positive(self, "optim", "lr")
         if self.lr_d is not None and self.lr_d <= 0:
             raise ConfigError(f"optim.lr_d: must be > 0, got {self.lr_d}")
         for name in ("beta1", "beta2"):
@@ -123,7 +160,6 @@ class TrainConfig:
     epochs: int = 100
     decay_epochs: int = 100
     max_steps: Optional[int] = None  # stop early after this many steps (total, across resumes)
-    pool_size: int = 50  # history of generated images for D: Shrivastava et al. 2017
     log_every: int = 50
     sample_every: int = 0  # steps between sample grids; 0 = once per epoch
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
@@ -137,18 +173,30 @@ class TrainConfig:
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"train.max_steps: must be > 0, got {self.max_steps}")
         _positive(self, "train", "log_every", "checkpoint_every")
-        for name in ("pool_size", "sample_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
-        if not (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
+        if self.sample_every < 0:
+            raise ConfigError(f"train.sample_every: must be >= 0, got {self.sample_every}")
+        if not (self.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ConfigError(f"train.device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+
+
+SHARED_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+}
+TOP_KEYS = ("recipe", "name", "description", "seed")
 
 
 @dataclass(frozen=True)
 class Config:
-    """A whole experiment. `recipe` picks the training recipe: `cyclegan` or `gan`."""
+    """A whole experiment: the shared sections plus `options`, the chosen recipe's own section.
 
-    recipe: Literal["cyclegan", "gan"] = "cyclegan"
+    Build it with `parse_config` (or `cyclekit.recipes.load_config`), which fills `options`.
+    """
+
+    recipe: str = "cyclegan"
     name: str = "run"
     description: str = ""
     seed: int = 0
@@ -157,30 +205,22 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    options: Any = None  # the recipe's options dataclass; written as the section named `recipe`
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name or self.name in (".", ".."):
+        if not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
             raise ConfigError(f"name: not usable as a folder name: {self.name!r}")
-        if self.recipe == "cyclegan" and self.data.kind not in ("unpaired", "demo"):
-            raise ConfigError(f"data.kind: recipe cyclegan needs unpaired or demo data, got {self.data.kind}")
-        if self.recipe == "gan" and self.data.kind in ("unpaired", "demo"):
-            raise ConfigError(f"data.kind: recipe gan needs ring, folder or mnist data, got {self.data.kind}")
-        if self.data.batch_size % self.model.pack:
-            raise ConfigError(
-                f"model.pack: data.batch_size {self.data.batch_size} is not divisible by pack {self.model.pack}"
-            )
-        if self.recipe == "cyclegan" and self.model.pack != 1:
-            raise ConfigError("model.pack: packing is for the gan recipe; CycleGAN uses pack 1")
-        if self.loss.gan_mode == "wgan-gp" and _has_batchnorm(self.model.discriminator):
-            # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
-            raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
-
-
-def _has_batchnorm(spec: Mapping[str, Any]) -> bool:
-    return spec.get("norm") == "batch" or (spec.get("name") == "dcgan_d" and spec.get("norm", "batch") == "batch")
+        """Plain values in the YAML layout: only the data keys the data kind reads, and the
+        recipe's options under the recipe's name."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in TOP_KEYS}
+        for section in SHARED_SECTIONS:
+            out[section] = _plain(dataclasses.asdict(getattr(self, section)))
+        out["data"] = {k: v for k, v in out["data"].items() if k in self.data.used_keys()}
+        if self.options is not None:
+            out[self.recipe] = _plain(dataclasses.asdict(self.options))
+        return out
 
 
 def _positive(obj: Any, section: str, *names: str) -> None:
@@ -204,26 +244,31 @@ def _plain(value: Any) -> Any:
 
 
 def from_dict(cls: type, data: Any, key: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking keys and types; errors name the dotted key."""
+    """Build dataclass `cls` from a mapping, checking keys and types; errors name the dotted key.
+
+    Value checks in the dataclass's ``__post_init__`` may name the bare field; the section path
+    is put in front when missing.
+    """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{key or 'config'}: expected a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(f"{key or 'config'}: expected a mapping of keys, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((k for k in data if k not in fields), key=str)
     if unknown:
         where = f"{key}.{unknown[0]}" if key else str(unknown[0])
         raise ConfigError(f"{where}: unknown key; valid keys: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        sub = f"{key}.{name}" if key else name
-        kwargs[name] = _coerce(hints[name], value, sub)
+    kwargs = {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - all fields have defaults
-        raise ConfigError(f"{key or 'config'}: {exc}") from None
+    except ConfigError as exc:
+        text = str(exc)
+        if key and not text.startswith(key + ".") and text.split(":", 1)[0] in fields:
+            text = f"{key}.{text}"
+        raise ConfigError(text) from None
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
+def coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against type hint ``tp`` (an int is a valid float, a list a tuple)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
@@ -234,12 +279,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _coerce(arg, value, key)
+                return coerce(arg, value, key)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
     if origin is Literal:
-        if value not in args:
+        # Compare types too, so 28.0 or True never pass for 28 or 1.
+        if not any(value == a and type(value) is type(a) for a in args):
             raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}; got {value!r}")
         return value
     if tp is Any:
@@ -247,12 +293,18 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin in (Mapping, dict) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {_describe(value)}")
+        if len(args) == 2:
+            return {coerce(args[0], k, f"{key} key"): coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
         return dict(value)
     if origin in (tuple, Sequence, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {_describe(value)}")
+        if origin is tuple and len(args) >= 1 and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected a list of {len(args)} values, got {len(value)}")
+            return tuple(coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
         inner = args[0] if args else Any
-        return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
@@ -264,15 +316,17 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
             # PyYAML follows YAML 1.1, where "1e-4" (no dot) is a string, not a number.
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
         return value
-    raise ConfigError(f"{key}: unsupported config type {tp}")  # pragma: no cover
+    raise TypeError(f"{key}: unsupported config type {tp!r}")  # a bug in a dataclass, not user input
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -283,32 +337,160 @@ def _describe(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# recipes
+
+
+class RecipeSpec(Protocol):
+    """What config loading needs from a recipe class (see `cyclekit.recipes`)."""
+
+    name: str
+    description: str
+    Options: type  # frozen dataclass of the recipe's own section
+    data_kinds: tuple[str, ...]  # the first is the default
+    defaults: Mapping[str, Any]  # raw config values this recipe starts from (e.g. loss.gan_mode)
+    # Keys of the layout before recipe sections ("loss.lambda_cycle") -> this recipe's option name.
+    moved_keys: Mapping[str, str]
+
+    @classmethod
+    def check(cls, config: Config) -> None: ...
+
+
+def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> Config:
+    """Validate a raw config dict (YAML layout) into a `Config` for one of ``recipes``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping of keys, got {_describe(data)}")
+    data = _deepcopy(dict(data))
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config: keys must be names, got {bad[0]!r}")
+    name = data.get("recipe", "cyclegan")
+    if not isinstance(name, str) or name not in recipes:
+        raise ConfigError(f"recipe: unknown recipe {name!r}; known: {', '.join(sorted(recipes))}")
+    spec = recipes[name]
+    data = _move_old_keys(data, spec, recipes, legacy=_is_legacy_dump(data))
+    data = _merge(_deepcopy(dict(spec.defaults)), data)
+    if data.get("data") is None:
+        data["data"] = {}
+    if isinstance(data["data"], dict):
+        data["data"].setdefault("kind", spec.data_kinds[0])
+
+    allowed = set(TOP_KEYS) | set(SHARED_SECTIONS) | {name}
+    for key in data:
+        if key in recipes and key != name:
+            raise ConfigError(f"{key}: options of recipe {key}, but this config's recipe is {name}")
+        if key not in allowed:
+            raise ConfigError(f"{key}: unknown key; valid keys: {', '.join([*TOP_KEYS, *SHARED_SECTIONS, name])}")
+    kind = data["data"].get("kind") if isinstance(data["data"], dict) else None
+    if isinstance(kind, str) and kind in DATA_KIND_KEYS and kind not in spec.data_kinds:
+        raise ConfigError(f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {kind}")
+    _check_data_keys(data.get("data"), spec)
+    top = {k: coerce(t, data[k], k) for k, t in (("name", str), ("description", str), ("seed", int)) if k in data}
+    sections = {s: from_dict(cls, data.get(s) or {}, s) for s, cls in SHARED_SECTIONS.items()}
+    options = from_dict(spec.Options, data.get(name) or {}, name)
+    if sections["data"].kind not in spec.data_kinds:
+        raise ConfigError(
+            f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {sections['data'].kind}"
+        )
+    config = Config(recipe=name, **top, **sections, options=options)
+    spec.check(config)
+    return config
+
+
+def _check_data_keys(data: Any, spec: RecipeSpec) -> None:
+    if not isinstance(data, Mapping):
+        return  # from_dict reports the type
+    kind = data.get("kind", spec.data_kinds[0])
+    used = DATA_KIND_KEYS.get(kind) if isinstance(kind, str) else None
+    if used is None:
+        return  # DataConfig reports the unknown kind
+    for key in data:
+        if key not in used and key in {f.name for f in dataclasses.fields(DataConfig)}:
+            readers = [k for k, keys in DATA_KIND_KEYS.items() if key in keys]
+            raise ConfigError(f"data.{key}: not used with data.kind {kind} (read by: {', '.join(readers)})")
+
+
+def _is_legacy_dump(data: Mapping[str, Any]) -> bool:
+    """A config.yaml written by cyclekit 0.1 (every key, before recipe sections existed)."""
+    loss, train = data.get("loss"), data.get("train")
+    return isinstance(loss, Mapping) and "d_scale" in loss and isinstance(train, Mapping) and "pool_size" in train
+
+
+def _move_old_keys(
+    data: dict[str, Any], spec: RecipeSpec, recipes: Mapping[str, RecipeSpec], legacy: bool
+) -> dict[str, Any]:
+    """Keys that lived in shared sections before recipe sections existed move to their recipe's
+    section (with a warning); one the chosen recipe does not read is an error naming its owner.
+    A whole 0.1 dump (``legacy``) is migrated quietly: its unread keys held defaults and are dropped."""
+    owners: dict[str, list[str]] = {}
+    for other in recipes.values():
+        for old in other.moved_keys:
+            owners.setdefault(old, []).append(f"{other.name}.{other.moved_keys[old]}")
+    for old, homes in owners.items():
+        section, key = old.split(".", 1)
+        node = data.get(section)
+        if not isinstance(node, dict) or key not in node:
+            continue
+        value = node.pop(key)
+        if old in spec.moved_keys:
+            new = spec.moved_keys[old]
+            target = data.setdefault(spec.name, {})
+            if isinstance(target, dict):
+                target[new] = value
+            if not legacy:
+                logger.warning("config key %s is now %s.%s; read it from there", old, spec.name, new)
+        elif not legacy:
+            raise ConfigError(f"{old}: not used by recipe {spec.name} (it is {' / '.join(homes)})")
+    if legacy and isinstance(data.get("data"), dict):
+        kind = data["data"].get("kind", spec.data_kinds[0])
+        used = DATA_KIND_KEYS.get(kind, ())
+        data["data"] = {k: v for k, v in data["data"].items() if k in used or k not in _DATA_FIELDS}
+    return data
+
+
+_DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(DataConfig))
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict update; a section given as a mapping is merged, except network specs whose
+    `name` changes (a different network's defaults would not fit)."""
+    for key, value in override.items():
+        old = base.get(key)
+        if isinstance(old, dict) and isinstance(value, Mapping):
+            if "name" in old and value.get("name", old["name"]) != old["name"]:
+                base[key] = dict(value)
+            else:
+                base[key] = _merge(old, value)
+        else:
+            base[key] = value
+    return base
+
+
+# --------------------------------------------------------------------------------------------
 # files and overrides
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def resolve_config_path(name_or_path: str) -> Path:
-    """`horse2zebra` -> configs/horse2zebra.yaml; an existing path is used as it is."""
+    """`horse2zebra` -> the packaged preset; an existing path (or a .yaml name) is used as it is."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         return path
-    preset = CONFIG_DIR / f"{name_or_path}.yaml"
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
     if not preset.is_file():
-        known = list_presets()
-        if not known:  # e.g. installed from a wheel, without the checkout's configs/
-            raise ConfigError(f"unknown preset '{name_or_path}': no presets in {CONFIG_DIR}; pass a YAML config path")
-        raise ConfigError(f"unknown preset '{name_or_path}'; known presets: {', '.join(known)}")
+        raise ConfigError(f"unknown preset '{name_or_path}'; known presets: {', '.join(list_presets())}")
     return preset
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -327,7 +509,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     data = _deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. train.lr=1e-4")
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. optim.lr=1e-4")
         key, raw = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
@@ -357,21 +539,14 @@ def _deepcopy(data: Any) -> Any:
     return data
 
 
-def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
-    """Load a preset name or YAML path, apply `--set` overrides, validate."""
+def load_config_with(name_or_path: str, overrides: Sequence[str], recipes: Mapping[str, RecipeSpec]) -> Config:
+    """Load a preset name or YAML path, apply `--set` overrides, validate against ``recipes``."""
     path = resolve_config_path(name_or_path)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
-    return from_dict(Config, apply_overrides(data, overrides))
-
-
-def config_from_dict(data: Mapping[str, Any]) -> Config:
-    return from_dict(Config, dict(data))
+    return parse_config(apply_overrides(data, overrides), recipes)
 
 
 def dump_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML (what `cyclekit train PATH` can load back)."""
-    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

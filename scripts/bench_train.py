@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from cyclekit.config import load_config  # noqa: E402
+from cyclekit.recipes import load_config  # noqa: E402
 from cyclekit.recipes.cyclegan import CycleGanRecipe  # noqa: E402
 
 

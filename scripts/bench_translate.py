@@ -24,8 +24,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from cyclekit.export import export_bundle
-from cyclekit.inference import Translator, bundle_dir, collect_inputs, load_for_translation, translate_files
+from cyclekit.export.onnx import export_bundle
+from cyclekit.inference.bundle import bundle_dir
+from cyclekit.inference.files import collect_inputs, load_for_translation, translate_files
+from cyclekit.inference.translator import Translator
 
 # The dev machines keep the canonical datasets beside the checkout (../shared); pass --folder elsewhere.
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "horse2zebra" / "testA"
@@ -33,23 +35,23 @@ DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "hors
 
 def reference_bundle(folder: Path, ngf: int = 64, n_blocks: int = 9) -> Path:
     """A bundle with random-init ResNet generators (default: the reference ngf 64, 9 blocks; Zhu et al. 2017)."""
-    from cyclekit.bundle import save_bundle
+    from cyclekit.inference.bundle import Bundle, NetworkEntry, write_bundle
     from cyclekit.models import build_model, model_options
 
     torch.manual_seed(0)
     opts = model_options("resnet", {"ngf": ngf, "n_blocks": n_blocks})
-    nets = {k: ("resnet", opts, build_model("resnet", opts)) for k in ("G_AtoB", "G_BtoA")}
-    meta = {
-        "kind": "cyclegan",
-        "channels": 3,
-        "domains": {"A": "A", "B": "B"},
-        "train_size": 256,
-        "preprocess": "resize_crop",
-        "step": 0,
-        "epoch": 0,
-        "run": "reference",
-    }
-    return save_bundle(folder, meta, nets)
+    bundle = Bundle(
+        recipe="cyclegan",
+        networks={k: NetworkEntry("resnet", opts) for k in ("G_AtoB", "G_BtoA")},
+        translates={"AtoB": "G_AtoB", "BtoA": "G_BtoA"},
+        size_multiple=4,
+        min_size=8,
+        train_size=256,
+        preprocess="resize_and_crop",
+        run="reference",
+    )
+    write_bundle(folder, bundle, {k: build_model("resnet", opts) for k in bundle.networks})
+    return folder
 
 
 def median_ms(fn, warmup: int, runs: int) -> float:

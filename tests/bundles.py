@@ -1,7 +1,8 @@
-"""Helpers for the translate/export tests: tiny random-init CycleGAN bundles, a torch blocker."""
+"""Helpers for the translate/export tests: tiny random-init bundles (CycleGAN, Pix2Pix), a torch blocker."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,25 +19,88 @@ def make_bundle(
     """A CycleGAN bundle (horse <-> zebra) with two small random-init ResNet generators; no training."""
     import torch
 
-    from cyclekit.bundle import save_bundle
+    from cyclekit.inference.bundle import Bundle, NetworkEntry, write_bundle
     from cyclekit.models import build_model, model_options
 
     torch.manual_seed(seed)
     opts = model_options(
         "resnet", {"ngf": ngf, "n_blocks": n_blocks, "in_channels": channels, "out_channels": channels}
     )
-    nets = {key: ("resnet", opts, build_model("resnet", opts)) for key in ("G_AtoB", "G_BtoA")}
-    meta = {
+    bundle = Bundle(
+        recipe="cyclegan",
+        networks={key: NetworkEntry("resnet", opts) for key in ("G_AtoB", "G_BtoA")},
+        translates={"AtoB": "G_AtoB", "BtoA": "G_BtoA"},
+        channels=channels,
+        size_multiple=4,
+        min_size=8,
+        domains={"A": "horse", "B": "zebra"},
+        train_size=64,
+        preprocess="resize_and_crop",
+        step=1,
+        epoch=1,
+        run=run,
+    )
+    write_bundle(Path(folder), bundle, {key: build_model("resnet", opts) for key in bundle.networks})
+    return Path(folder)
+
+
+def make_pix2pix_bundle(
+    folder: Path, n_downs: int = 5, ngf: int = 4, direction: str = "BtoA", dropout: bool = False, seed: int = 0
+) -> Path:
+    """A Pix2Pix bundle (photo / label, one direction) with a small random-init batch-norm U-Net
+    whose running statistics are not the identity, so per-image statistics really matter."""
+    import torch
+
+    from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
+    from cyclekit.models import build_model, model_options
+
+    torch.manual_seed(seed)
+    opts = model_options("unet", {"n_downs": n_downs, "ngf": ngf, "norm": "batch"})
+    net = build_model("unet", opts)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    bundle = Bundle(
+        recipe="pix2pix",
+        networks={"G": NetworkEntry("unet", opts)},
+        translates={direction: "G"},
+        size_multiple=2**n_downs,
+        min_size=2**n_downs,
+        domains={"A": "photo", "B": "label"},
+        test_time=TestTime(dropout=dropout, batch_norm="sample"),
+        train_size=2**n_downs,
+        preprocess="resize_and_crop",
+        run="p2p",
+    )
+    write_bundle(Path(folder), bundle, {"G": net})
+    return Path(folder)
+
+
+def write_format1_bundle(folder: Path) -> Path:
+    """A bundle exactly as cyclekit 0.1 wrote it (format 1: a free dict with `kind`), from a current one."""
+    make_bundle(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    old = {
+        "format": "cyclekit-bundle",
+        "format_version": 1,
+        "cyclekit_version": "0.1.0",
+        "normalization": {"mean": 0.5, "std": 0.5},
+        "size_multiple": 4,
         "kind": "cyclegan",
-        "channels": channels,
+        "channels": 3,
         "domains": {"A": "horse", "B": "zebra"},
         "train_size": 64,
-        "preprocess": "resize_crop",
+        "preprocess": "resize_crop",  # 0.1's invalid value, which the reader tolerates for format 1
         "step": 1,
         "epoch": 1,
-        "run": run,
+        "run": "tiny",
+        "networks": {k: {f: v[f] for f in ("arch", "options", "file", "sha256")} for k, v in cfg["networks"].items()},
     }
-    return save_bundle(Path(folder), meta, nets)
+    (folder / "config.json").write_text(json.dumps(old, indent=2))
+    return folder
 
 
 def torch_blocker(folder: Path) -> Path:

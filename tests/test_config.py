@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from cyclekit.config import Config, apply_overrides, dump_config, list_presets, load_config
+from cyclekit.config import Config, apply_overrides, dump_config, list_presets
+from cyclekit.recipes import load_config
 from cyclekit.errors import ConfigError
 
 
 def test_every_preset_loads():
     names = list_presets()
-    assert {"gan-ring", "dcgan", "mnist-dcgan", "horse2zebra", "demo"} <= set(names)
+    assert {"gan-ring", "dcgan", "mnist-dcgan", "horse2zebra", "demo", "facades", "maps"} <= set(names)
     for name in names:
         cfg = load_config(name)
         assert cfg.name == name
@@ -21,9 +23,28 @@ def test_every_preset_loads():
 def test_reference_defaults():
     cfg = load_config("horse2zebra")
     assert (cfg.data.load_size, cfg.data.crop_size, cfg.data.batch_size) == (286, 256, 1)
-    assert (cfg.loss.gan_mode, cfg.loss.lambda_cycle, cfg.loss.lambda_identity) == ("lsgan", 10.0, 0.5)
+    opts = cfg.options
+    assert (cfg.loss.gan_mode, opts.lambda_cycle, opts.lambda_identity, opts.d_scale) == ("lsgan", 10.0, 0.5, 0.5)
     assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
-    assert (cfg.train.epochs, cfg.train.decay_epochs, cfg.train.pool_size) == (100, 100, 50)
+    assert (cfg.train.epochs, cfg.train.decay_epochs, opts.pool_size) == (100, 100, 50)
+
+
+def test_pix2pix_reference_defaults():
+    """Isola et al. 2017: vanilla GAN + L1 x 100, Adam 2e-4 (0.5, 0.999), 100 + 100 epochs, batch 1,
+    286 -> 256 crop + flip, unet_256 with batch norm and dropout, 70x70 PatchGAN."""
+    from cyclekit.recipes import config_from_dict
+
+    cfg = config_from_dict({"recipe": "pix2pix"})
+    assert cfg.data.kind == "paired" and cfg.loss.gan_mode == "vanilla"
+    assert (cfg.options.lambda_l1, cfg.options.d_scale, cfg.options.direction) == (100.0, 0.5, "AtoB")
+    assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
+    assert (cfg.train.epochs, cfg.train.decay_epochs, cfg.data.batch_size) == (100, 100, 1)
+    assert (cfg.data.load_size, cfg.data.crop_size, cfg.data.flip) == (286, 256, True)
+    assert cfg.model.generator == {"name": "unet", "n_downs": 8}
+    assert cfg.model.discriminator == {"name": "patchgan", "norm": "batch"}
+    facades = load_config("facades")
+    assert facades.options.direction == "BtoA" and facades.data.dataset == "pix2pix-facades"
+    assert load_config("maps").options.direction == "AtoB"
 
 
 def test_overrides_apply_with_types():
@@ -41,12 +62,28 @@ def test_overrides_apply_with_types():
     "override, message",
     [
         ("train.epoch=3", "train.epoch: unknown key"),
+        ("optim.d_steps=5", "optim.d_steps: not used by recipe cyclegan (it is gan.d_steps)"),
+        ("model.latent_dim=5", "model.latent_dim: not used by recipe cyclegan (it is gan.latent_dim)"),
+        ("gan.pack=2", "gan: options of recipe gan, but this config's recipe is cyclegan"),
+        ("pix2pix.lambda_l1=1", "pix2pix: options of recipe pix2pix, but"),
+        ("cyclegan.lambda_cycle=x", "cyclegan.lambda_cycle: expected a number"),
+        ("cyclegan.pool_size=-1", "cyclegan.pool_size: must be >= 0"),
+        ("cyclegan.pool=1", "cyclegan.pool: unknown key"),
+        ("data.epoch_size=5", "data.epoch_size: not used with data.kind unpaired (read by: ring)"),
+        ("data.layout=folders", "data.layout: not used with data.kind unpaired (read by: paired)"),
+        ("model.generator.ngff=8", "model.generator.ngff: unknown option for 'resnet'"),
+        ("model.generator.n_blocks=-1", "model.generator.n_blocks: must be >= 0"),
+        ("model.discriminator.name=nope", "model.discriminator: unknown model 'nope'"),
+        ("data.crop_size=16", "data.crop_size: 16 is too small for a PatchGAN"),
+        ("recipe=pix3pix", "recipe: unknown recipe 'pix3pix'; known: cyclegan, gan, pix2pix"),
+        ("optim.lr=.nan", "optim.lr: must be a finite number"),
         ("traing.epochs=3", "traing: unknown key"),
         ("train.epochs=three", "train.epochs: expected an integer"),
         ("data.flip=maybe", "data.flip: expected true or false"),
         ("optim.lr=-1", "optim.lr: must be > 0"),
         ("data.crop_size=300", "data.crop_size: 300 is larger than data.load_size 286"),
         ("loss.gan_mode=wgan", "loss.gan_mode: expected one of"),
+        ("data.kind=ring", "data.kind: recipe cyclegan reads unpaired or demo data, got ring"),
         ("data.channels=2", "data.channels: must be 1 or 3"),
         ("train", "--set train: expected KEY=VALUE"),
         ("train.epochs.x=1", "train.epochs is not a section"),
@@ -54,15 +91,95 @@ def test_overrides_apply_with_types():
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("horse2zebra", [override])
 
 
 def test_contradictions_are_caught():
-    with pytest.raises(ConfigError, match="data.kind: recipe cyclegan"):
-        load_config("horse2zebra", ["data.kind=ring"])
     with pytest.raises(ConfigError, match="wgan-gp needs a discriminator without batch norm"):
         load_config("dcgan", ["loss.gan_mode=wgan-gp"])
+    with pytest.raises(ConfigError, match="data.crop_size: 100 is not a multiple of 256"):
+        load_config("facades", ["data.crop_size=100"])
+    with pytest.raises(ConfigError, match="data.preprocess: none keeps image sizes"):
+        load_config("facades", ["data.preprocess=none"])
+    with pytest.raises(ConfigError, match="gan.pack: data.batch_size 256 is not divisible by pack 3"):
+        load_config("gan-ring", ["gan.pack=3"])
+
+
+@pytest.mark.parametrize(
+    "preset, key, owner",
+    [
+        ("gan-ring", "loss.lambda_cycle=99", "cyclegan.lambda_cycle"),
+        ("gan-ring", "train.pool_size=7", "cyclegan.pool_size"),
+        ("demo", "optim.d_steps=5", "gan.d_steps"),
+        ("facades", "loss.lambda_identity=1", "cyclegan.lambda_identity"),
+        ("facades", "model.pack=2", "gan.pack"),
+    ],
+)
+def test_a_key_of_another_recipe_is_refused_naming_its_owner(preset, key, owner):
+    with pytest.raises(ConfigError, match=rf"{key.split('=')[0]}: not used by recipe \w+ \(it is {owner}"):
+        load_config(preset, [key])
+
+
+@pytest.mark.parametrize(
+    "preset, section",
+    [("gan-ring", "cyclegan"), ("gan-ring", "pix2pix"), ("demo", "gan"), ("demo", "pix2pix"), ("facades", "cyclegan")],
+)
+def test_an_unused_recipe_section_is_refused_for_each_recipe(preset, section):
+    with pytest.raises(ConfigError, match=f"{section}: options of recipe {section}, but this config's recipe is"):
+        load_config(preset, [f"{section}.d_scale=1"])
+
+
+@pytest.mark.parametrize(
+    "preset, key",
+    [("gan-ring", "data.domain_a=x"), ("gan-ring", "data.crop_size=32"), ("demo", "data.recursive=true"),
+     ("facades", "data.demo_size=8"), ("dcgan", "data.pair_suffixes=[a, b]")],
+)
+def test_data_keys_the_data_kind_does_not_read_are_refused(preset, key):
+    with pytest.raises(ConfigError, match=rf"{key.split('=')[0]}: not used with data.kind"):
+        load_config(preset, [key])
+
+
+def test_old_locations_of_recipe_keys_move_with_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        cfg = load_config("demo", ["loss.lambda_cycle=7", "train.pool_size=3"])
+    assert (cfg.options.lambda_cycle, cfg.options.pool_size) == (7.0, 3)
+    assert "loss.lambda_cycle is now cyclegan.lambda_cycle" in caplog.text
+
+
+def test_a_cyclekit_0_1_config_dump_still_loads(tmp_path: Path):
+    """A runs/<name>/config.yaml written before recipe sections (every key, flat sections)."""
+    old = tmp_path / "config.yaml"
+    old.write_text(
+        "recipe: cyclegan\nname: old\nseed: 0\n"
+        "data: {kind: unpaired, dataset: horse2zebra, epoch_size: 8192, recursive: false, demo_size: 64}\n"
+        "model: {generator: {name: resnet}, discriminator: {name: patchgan}, init: normal, init_gain: 0.02, "
+        "latent_dim: 100, pack: 1}\n"
+        "loss: {gan_mode: lsgan, lambda_cycle: 10.0, lambda_identity: 0.5, gp_weight: 10.0, d_scale: 0.5}\n"
+        "optim: {lr: 0.0002, beta1: 0.5, beta2: 0.999, d_steps: 1}\n"
+        "train: {epochs: 100, decay_epochs: 100, pool_size: 50}\n"
+    )
+    cfg = load_config(str(old))
+    assert cfg.options.pool_size == 50 and cfg.options.d_scale == 0.5 and cfg.data.dataset == "horse2zebra"
+
+
+def test_model_options_fail_before_any_data_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A bad network option is a config error at load time: no dataset is located, scanned or fetched."""
+    import cyclekit.data.download as download
+
+    def no_data(*args, **kwargs):  # pragma: no cover - must not be called
+        raise AssertionError("the dataset was touched")
+
+    monkeypatch.setattr(download, "find_dataset", no_data)
+    monkeypatch.setattr(download, "fetch_dataset", no_data)
+    from tests.helpers import cli
+
+    code, _, err = cli("train", "horse2zebra", "--set", "model.generator.ngff=8", "--out", str(tmp_path))
+    assert code == 1 and err.strip() == (
+        "error: model.generator.ngff: unknown option for 'resnet'; valid: in_channels, out_channels, ngf, "
+        "n_blocks, norm, padding, dropout, upsample"
+    )
+    assert not (tmp_path / "horse2zebra").exists()
 
 
 def test_unknown_preset_lists_known(tmp_path: Path):
@@ -72,12 +189,11 @@ def test_unknown_preset_lists_known(tmp_path: Path):
         load_config(str(tmp_path / "nope.yaml"))
 
 
-def test_without_presets_folder_asks_for_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_presets_ship_inside_the_package():
     import cyclekit.config
 
-    monkeypatch.setattr(cyclekit.config, "CONFIG_DIR", tmp_path / "configs")
-    with pytest.raises(ConfigError, match="no presets in .*configs; pass a YAML config path"):
-        load_config("horse2zebra")
+    assert cyclekit.config.PRESET_DIR == Path(cyclekit.config.__file__).parent / "presets"
+    assert (cyclekit.config.PRESET_DIR / "demo.yaml").is_file()
 
 
 def test_bad_yaml_file(tmp_path: Path):
@@ -91,13 +207,17 @@ def test_bad_yaml_file(tmp_path: Path):
         load_config(str(top))
 
 
-def test_dump_round_trip(tmp_path: Path):
-    cfg = load_config("gan-ring", ["seed=5", "optim.lr=3e-4"])
+@pytest.mark.parametrize("preset", ["gan-ring", "demo", "facades", "dcgan"])
+def test_dump_round_trip(tmp_path: Path, preset: str):
+    cfg = load_config(preset, ["seed=5", "optim.lr=3e-4"])
     path = tmp_path / "config.yaml"
     dump_config(cfg, path)
     again = load_config(str(path))
     assert again == cfg
     assert isinstance(again, Config)
+    text = path.read_text()
+    assert f"\n{cfg.recipe}:\n" in text  # the recipe's own section, under its name
+    assert "epoch_size" not in text or cfg.data.kind == "ring"  # only the data kind's keys
 
 
 def test_apply_overrides_does_not_mutate_input():

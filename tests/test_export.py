@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import cyclekit.export as export_mod
+import cyclekit.export.onnx as export_mod
 from cyclekit import __version__
-from cyclekit.bundle import file_sha256, load_network, read_bundle_config
+from cyclekit.inference.bundle import file_sha256, load_network, read_bundle
 from cyclekit.errors import CyclekitError
-from cyclekit.export import FP16_TOLERANCE, FP32_TOLERANCE, export_bundle, parity_inputs
+from cyclekit.export.onnx import FP16_TOLERANCE, FP32_TOLERANCE, export_bundle, parity_inputs
 from tests.bundles import make_bundle
 from tests.helpers import cli
 
@@ -38,7 +38,7 @@ def exported(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 def max_diff_vs_torch(model: Path, bundle: Path, key: str = "G_AtoB") -> list[float]:
     """Independent parity check: onnxruntime vs the bundle's PyTorch net, batch 3, two sizes."""
-    net = load_network(bundle, read_bundle_config(bundle), key)
+    net = load_network(bundle, read_bundle(bundle), key)
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     diffs = []
     for i, (h, w) in enumerate(SIZES):
@@ -63,7 +63,7 @@ def test_fp32_export_is_self_contained_with_metadata(exported: tuple[Path, str],
     assert dims == ["batch", 3, "height", "width"]
 
     meta = {p.key: p.value for p in model.metadata_props}
-    config = read_bundle_config(bundle)
+    config = read_bundle(bundle)
     assert meta["cyclekit_format"] == "1" and meta["cyclekit_version"] == __version__
     assert (meta["direction"], meta["source_domain"], meta["target_domain"]) == ("AtoB", "horse", "zebra")
     assert json.loads(meta["domains"]) == {"A": "horse", "B": "zebra"}
@@ -75,7 +75,7 @@ def test_fp32_export_is_self_contained_with_metadata(exported: tuple[Path, str],
     )
     assert json.loads(meta["mean"]) == 0.5 and json.loads(meta["std"]) == 0.5
     sha = file_sha256(bundle / "G_AtoB.safetensors")
-    assert meta["source_weights_sha256"] == sha == config["networks"]["G_AtoB"]["sha256"]
+    assert meta["source_weights_sha256"] == sha == config.networks["G_AtoB"].sha256
 
     # The command printed its own parity figures, one per size, within the fp32 tolerance.
     assert "max abs diff vs PyTorch" in stdout and "at 64x64" in stdout and "at 64x80" in stdout
@@ -112,7 +112,7 @@ def test_opset17_both_directions_into_the_bundle(tmp_path: Path) -> None:
         assert onnx.load(str(r.path)).opset_import[0].version == 17
         assert len(r.checks) == 2 and all(c.batch > 1 and c.max_abs_diff <= FP32_TOLERANCE for c in r.checks)
     assert all(d <= FP32_TOLERANCE for d in max_diff_vs_torch(folder / "G_BtoA.onnx", folder, "G_BtoA"))
-    assert not list(folder.glob("*.tmp")) and not list(folder.glob("*.data"))
+    assert not list(folder.glob("*cyclekit-tmp")) and not list(folder.glob("*.data"))
 
 
 def test_failed_parity_check_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +124,7 @@ def test_failed_parity_check_leaves_no_file(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_bad_export_arguments(tmp_path: Path, bundle: Path) -> None:
-    with pytest.raises(CyclekitError, match="unknown direction 'AtoC'; valid: AtoB, BtoA, both"):
+    with pytest.raises(CyclekitError, match="unknown direction 'AtoC'; valid: AtoB, BtoA, all"):
         export_bundle(bundle, "AtoC")
     with pytest.raises(CyclekitError, match="opset 16 is too old"):
         export_bundle(bundle, opset=16)

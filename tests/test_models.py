@@ -30,6 +30,7 @@ TINY: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...]]] = {
     "dcgan_d": ({"image_size": 32, "ndf": 4}, (2, 3, 32, 32), (2,)),
     "mlp_g": ({"latent_dim": 3, "hidden": [8, 8]}, (4, 3), (4, 2)),
     "mlp_d": ({"hidden": [8]}, (4, 2), (4,)),
+    "unet": ({"n_downs": 5, "ngf": 4, "dropout": 0.5}, (2, 3, 32, 32), (2, 3, 32, 32)),
 }
 
 
@@ -43,7 +44,7 @@ def _randn(*shape: int) -> torch.Tensor:
 
 def test_every_registered_model_has_tiny_options() -> None:
     assert sorted(TINY) == list_models() == sorted(MODELS)
-    assert list_models("generator") == ["dcgan_g", "mlp_g", "resnet"]
+    assert list_models("generator") == ["dcgan_g", "mlp_g", "resnet", "unet"]
     assert list_models("discriminator") == ["dcgan_d", "mlp_d", "patchgan"]
 
 
@@ -63,6 +64,32 @@ def test_reference_parameter_counts() -> None:
     # Reference CycleGAN networks (junyanz/pytorch-CycleGAN-and-pix2pix, resnet_9blocks / basic).
     assert count_parameters(build_model("resnet")) == 11_378_179
     assert count_parameters(build_model("patchgan")) == 2_764_737
+
+
+def test_pix2pix_reference_parameter_counts() -> None:
+    """Counted from the reference pix2pix code (networks.py UnetGenerator / NLayerDiscriminator)."""
+    assert count_parameters(build_model("unet")) == 54_413_955  # unet_256, batch norm
+    assert count_parameters(build_model("unet", {"norm": "instance"})) == 54_409_603
+    assert count_parameters(build_model("unet", {"n_downs": 7})) == 41_828_995  # unet_128
+    # the 70x70 PatchGAN judging concat(A, B): 6 input channels, batch norm
+    assert count_parameters(build_model("patchgan", {"in_channels": 6, "norm": "batch"})) == 2_768_705
+
+
+def test_unet_layout_matches_the_reference() -> None:
+    """State dict keys of the reference UnetGenerator (nested `model.1.model.3...`), dropout in the
+    n_downs - 5 blocks below the 8*ngf level, skips doubling the decoder inputs, 2**n_downs sizes."""
+    net = build_model("unet", {"n_downs": 6, "ngf": 8})
+    keys = list(net.state_dict())
+    assert keys[0] == "model.model.0.weight"  # the outermost down conv: no bias, batch norm follows
+    assert "model.model.1.model.3.model.3.model.3.model.3.model.1.weight" in keys  # the innermost down conv
+    assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 1  # n_downs - 5
+    assert net.size_multiple == 64 and net.min_size == 64
+    assert build_model("unet").size_multiple == 256
+    assert net(torch.zeros(1, 3, 64, 128)).shape == (1, 3, 64, 128)
+    with pytest.raises(ConfigError, match="n_downs: must be >= 5"):
+        build_model("unet", {"n_downs": 4})
+    with pytest.raises(ConfigError, match="norm: the U-Net takes batch or instance"):
+        build_model("unet", {"norm": "layer"})
 
 
 def test_count_parameters_trainable_only() -> None:
@@ -214,9 +241,9 @@ def test_mlp_images_and_output() -> None:
 
 def test_unknown_model_lists_names() -> None:
     with pytest.raises(ConfigError) as err:
-        build_model("unet", key="model.generator")
+        build_model("vnet", key="model.generator")
     assert str(err.value) == (
-        "model.generator: unknown model 'unet'; known: dcgan_d, dcgan_g, mlp_d, mlp_g, patchgan, resnet"
+        "model.generator: unknown model 'vnet'; known: dcgan_d, dcgan_g, mlp_d, mlp_g, patchgan, resnet, unet"
     )
 
 
@@ -232,7 +259,7 @@ def test_unknown_option_names_dotted_key() -> None:
         ("resnet", {"ngf": 64.0}, "model.ngf: expected an integer"),
         ("resnet", {"n_blocks": True}, "model.n_blocks: expected an integer"),
         ("resnet", {"norm": 1}, "model.norm: expected one of instance, batch, layer, none"),
-        ("resnet", {"dropout": "0.5"}, "model.dropout: expected a number"),
+        ("resnet", {"dropout": "half"}, "model.dropout: expected a number"),
         ("mlp_g", {"hidden": 128}, "model.hidden: expected a list"),
         ("mlp_g", {"hidden": [128, "x"]}, r"model.hidden\[1\]: expected an integer"),
     ],

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclekit.config import load_config
+from cyclekit.recipes import load_config
 from cyclekit.data.demo import AUTUMN_CHANNELS, generate_demo, render_scene, to_autumn
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.run import train_run
@@ -27,7 +27,7 @@ TINY = [
     "train.decay_epochs=0",
     "train.log_every=1",
     "train.progress=false",
-    "train.pool_size=3",
+    "cyclegan.pool_size=3",
 ]
 
 
@@ -49,6 +49,7 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
         "bundle/config.json",
         "checkpoints/last.pt",
         "config.yaml",
+        "eval.json",  # the fixture's test images pair up by name, so they are scored
         "loss.png",
         "metrics.jsonl",
         "samples/step_0000002.png",
@@ -59,7 +60,8 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
         rows[1]
     )
     bundle = json.loads((run / "bundle" / "config.json").read_text())
-    assert bundle["kind"] == "cyclegan" and bundle["domains"] == {"A": "horse", "B": "zebra"}
+    assert bundle["recipe"] == "cyclegan" and bundle["domains"] == {"A": "horse", "B": "zebra"}
+    assert bundle["translates"] == {"AtoB": "G_AtoB", "BtoA": "G_BtoA"} and bundle["size_multiple"] == 4
     assert bundle["networks"]["G_AtoB"]["options"]["ngf"] == 8 and bundle["step"] == 2
     # 4 fixed images per side (2 test + 2 train) -> 8 rows of 3 tiles (32 px + 2 px padding)
     assert Image.open(run / "samples" / "step_0000002.png").size == (3 * 34 + 2, 8 * 34 + 2)
@@ -160,11 +162,12 @@ def test_demo_scoring(tmp_path: Path):
     recipe = CycleGanRecipe(cfg, cache_dir=tmp_path / "cache")
     recipe.G_AtoB = _TrueAutumn()
     perfect = recipe.evaluate(tmp_path)
-    assert perfect["mae_G_AtoB"] < 1e-6  # a channel swap is exact in uint8
-    assert perfect["mae_identity_baseline"] > 0.1
+    assert perfect["test_pairs"] == 3 and perfect["direction"] == "AtoB"
+    assert perfect["l1"] < 1e-6 and perfect["psnr"] == 100.0  # a channel swap is exact in uint8
+    assert perfect["l1_identity"] > 0.1 and perfect["psnr_identity"] < 20
     recipe.G_AtoB = torch.nn.Identity()
     same = recipe.evaluate(tmp_path)
-    assert same["mae_G_AtoB"] == same["mae_identity_baseline"] and same["improvement"] == 1.0
+    assert same["l1"] == same["l1_identity"] and same["l1_improvement"] == 1.0
     assert json.loads((tmp_path / "eval.json").read_text()) == same
 
 
@@ -185,5 +188,13 @@ def test_demo_preset_short_run(tmp_path: Path, monkeypatch):
         ],
     )
     report = train_run(cfg, tmp_path / "runs")
-    assert set(report.evaluation) == {"test_images", "mae_G_AtoB", "mae_identity_baseline", "improvement"}
+    assert set(report.evaluation) == {
+        "direction",
+        "test_pairs",
+        "l1",
+        "psnr",
+        "l1_identity",
+        "psnr_identity",
+        "l1_improvement",
+    }
     assert report.fit.step == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclekit.config import load_config
+from cyclekit.recipes import load_config
 from cyclekit.data.ring import ring_modes, sample_ring, score_ring
 from cyclekit.recipes.run import train_run
 from tests.conftest import write_images
@@ -21,7 +21,7 @@ TINY_DCGAN = [
     "data.workers=0",
     "model.generator.ngf=8",
     "model.discriminator.ndf=8",
-    "model.latent_dim=16",
+    "gan.latent_dim=16",
     "train.decay_epochs=0",
     "train.log_every=1",
     "train.progress=false",
@@ -83,7 +83,8 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
     ]
     assert sorted(losses(run)) == [1, 2, 3, 4]
     bundle = json.loads((run / "bundle" / "config.json").read_text())
-    assert bundle["kind"] == "gan" and bundle["networks"]["G"]["arch"] == "dcgan_g"
+    assert bundle["recipe"] == "gan" and bundle["networks"]["G"]["arch"] == "dcgan_g"
+    assert bundle["samples"] == {"network": "G", "latent_dim": 16, "output": "image"} and not bundle["translates"]
     assert bundle["networks"]["G"]["options"]["image_size"] == 32
     assert load_config(str(run / "config.yaml")).train.epochs == 2
     # `sample` rebuilds the generator from the bundle alone

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cyclekit.errors import CyclekitError
-from cyclekit.export import export_bundle, parity_inputs
+from cyclekit.export.onnx import export_bundle, parity_inputs
 from cyclekit.inference import Translator
-from cyclekit.torch_backend import translate_tiled
+from cyclekit.inference.tiling import translate_tiled
 from tests.bundles import REPO, env_without_torch, make_bundle, photo, torch_blocker
 from tests.helpers import cli
 
@@ -132,7 +132,7 @@ def test_onnx_translator_matches_torch(translator: Translator, onnx_model: Path)
     assert onnx_t.name == "tiny" and onnx_t.targets == ["B"]
     img = photo(45, 38, seed=3)
     assert np.abs(np.asarray(onnx_t(img)).astype(int) - np.asarray(translator(img)).astype(int)).max() <= 1
-    with pytest.raises(CyclekitError, match=r"translates to zebra only"):
+    with pytest.raises(CyclekitError, match=r"translates AtoB only \(horse -> zebra\); it cannot translate to A: use --to B"):
         onnx_t(img, to="A")
     with pytest.raises(CyclekitError, match="PyTorch backend"):
         onnx_t(img, tile=64, overlap=16)

@@ -15,6 +15,9 @@ from typing import Any
 from cyclekit.errors import DataError
 
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+# The pix2pix reference's datasets/download_pix2pix_dataset.sh: tar.gz archives of train/ val/
+# test/ folders whose images hold A (left half) and B (right half) side by side.
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -39,8 +42,8 @@ class DatasetInfo:
     description: str
     domain_a: str = "A"
     domain_b: str = "B"
-    url: str | None = None  # single archive (zip), for kind "unpaired"
-    kind: str = "unpaired"  # "unpaired" (trainA/trainB folders) or "mnist" (idx files)
+    url: str | None = None  # single archive (.zip or .tar.gz)
+    kind: str = "unpaired"  # "unpaired" (trainA/trainB), "paired" (train/ A|B images) or "mnist"
     files: tuple[RemoteFile, ...] = ()  # for multi-file datasets (MNIST)
     sha256: str | None = None
     md5: str | None = None
@@ -48,6 +51,8 @@ class DatasetInfo:
     note: str = ""
     # Sub-folders that must exist for a local copy to count as present.
     splits: tuple[str, ...] = field(default=("trainA", "trainB"))
+    # Other sets of sub-folders that also count (paired data: trainA/ + trainB/ instead of train/).
+    alt_splits: tuple[tuple[str, ...], ...] = ()
 
 
 def _cyclegan(name: str, a: str, b: str, description: str, **kw: object) -> DatasetInfo:
@@ -57,6 +62,20 @@ def _cyclegan(name: str, a: str, b: str, description: str, **kw: object) -> Data
         domain_a=a,
         domain_b=b,
         url=CYCLEGAN_URL.format(name=name),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _pix2pix(name: str, a: str, b: str, description: str, **kw: object) -> DatasetInfo:
+    return DatasetInfo(
+        name=f"pix2pix-{name}",
+        description=description,
+        domain_a=a,
+        domain_b=b,
+        url=PIX2PIX_URL.format(name=name),
+        kind="paired",
+        splits=("train",),
+        alt_splits=(("trainA", "trainB"),),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -101,6 +120,12 @@ _ENTRIES = (
         note="test images only: use with a pretrained model, not for training",
     ),
     _cyclegan("grumpifycat", "cat", "grumpy_cat", "Russian Blue cat faces and Grumpy Cat faces"),
+    _pix2pix("facades", "photo", "label", "pix2pix: CMP Facades photos | architectural label maps (paired)"),
+    _pix2pix("maps", "aerial", "map", "pix2pix: Google Maps aerial photos | map tiles, New York City (paired)"),
+    _pix2pix("cityscapes", "photo", "label", "pix2pix: Cityscapes street photos | semantic label maps (paired)"),
+    _pix2pix("edges2shoes", "edges", "shoe", "pix2pix: HED edge maps | shoe photos, 50k pairs, 2 GB (paired)"),
+    _pix2pix("edges2handbags", "edges", "handbag", "pix2pix: HED edge maps | handbag photos, 137k pairs (paired)"),
+    _pix2pix("night2day", "night", "day", "pix2pix: webcam scenes at night | by day (paired)"),
     DatasetInfo(
         name="mnist",
         description="MNIST handwritten digits, 28x28 greyscale (60,000 train / 10,000 test)",
@@ -133,7 +158,7 @@ def default_cache_dir() -> Path:
 
 # The fetching functions live in ``download`` (which imports this module); they are also
 # reachable from here, loaded on first use, so callers need only one import location.
-_FROM_DOWNLOAD = ("fetch_dataset", "find_dataset", "load_mnist", "download_file", "safe_extract_zip")
+_FROM_DOWNLOAD = ("fetch_dataset", "find_dataset", "load_mnist", "download_file", "safe_extract_zip", "is_cached")
 
 
 def __getattr__(name: str) -> Any:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from cyclekit.choices import GRAY_MODES
 from cyclekit.data.images import DECODE_ERRORS, describe_error, is_image_file
 from cyclekit.errors import DataError
 
 # Same "grayscale" notion a user has in mind: no colour channels at all.
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
 @dataclass
@@ -47,7 +47,7 @@ class FolderReport:
 
     @property
     def grayscale_count(self) -> int:
-        return sum(n for mode, n in self.modes.items() if mode in _GREY_MODES)
+        return sum(n for mode, n in self.modes.items() if mode in GRAY_MODES)
 
     @property
     def duplicate_count(self) -> int:

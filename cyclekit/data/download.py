@@ -17,6 +17,7 @@ import posixpath
 import re
 import shutil
 import stat
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -232,6 +233,79 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target_dir: str | os.Path
     return target
 
 
+def _unsafe_tar_member(info: tarfile.TarInfo) -> str | None:
+    """Why a tar member must not be extracted, or None if it is a safe file or folder."""
+    name = info.name.replace("\\", "/")
+    if name.startswith("/") or _DRIVE.match(name):
+        return "absolute path"
+    norm = posixpath.normpath(name)
+    if norm == ".." or norm.startswith("../"):
+        return "path escapes the target folder"
+    if "\x00" in name:
+        return "NUL in file name"
+    if not (info.isfile() or info.isdir()):
+        return "link or special file"  # symlinks, hard links, devices and fifos are never needed
+    return None
+
+
+def safe_extract_tar(tar_path: str | os.PathLike[str], target_dir: str | os.PathLike[str]) -> Path:
+    """Extract a .tar(.gz) into ``target_dir`` (must not exist or be empty), all or nothing.
+
+    The same rules as `safe_extract_zip`: absolute paths, ``..`` escapes, links and special files
+    make the whole archive refused before anything is written.
+    """
+    tar_path, target = Path(tar_path), Path(target_dir)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DataError(f"cannot extract {tar_path}: {target} already exists and is not empty")
+    try:
+        tf = tarfile.open(tar_path, "r:*")
+    except FileNotFoundError:
+        raise DataError(f"archive not found: {tar_path}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot open {tar_path}: not a valid tar archive ({_reason(exc)})") from exc
+    with tf:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"cannot read {tar_path}: damaged archive ({_reason(exc)})") from exc
+        for info in members:
+            why = _unsafe_tar_member(info)
+            if why is not None:
+                raise DataError(f"refusing to extract {tar_path}: member {info.name!r} ({why})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        needed = sum(i.size for i in members)
+        free = shutil.disk_usage(target.parent).free
+        if needed > free:
+            raise DataError(
+                f"cannot extract {tar_path}: needs {needed / 1e6:.0f} MB, "
+                f"only {free / 1e6:.0f} MB free in {target.parent}"
+            )
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
+        try:
+            for info in members:
+                dest = tmp / posixpath.normpath(info.name.replace("\\", "/"))
+                if info.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(info)
+                if src is None:
+                    continue
+                with src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            os.chmod(tmp, 0o755)
+            if target.exists():
+                target.rmdir()
+            os.replace(tmp, target)
+        except (tarfile.TarError, zlib.error, OSError, EOFError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(f"cannot extract {tar_path}: {_reason(exc)}") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
 # ---------------------------------------------------------------------------------------------
 # Datasets
 
@@ -239,14 +313,26 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target_dir: str | os.Path
 def _is_present(folder: Path, info: DatasetInfo | None) -> bool:
     if info is not None and info.kind == "mnist":
         return all(_has_file(folder, f) for f in info.files)
-    splits = info.splits if info is not None else ("trainA", "trainB")
-    return folder.is_dir() and all((folder / s).is_dir() for s in splits)
+    options = (info.splits, *info.alt_splits) if info is not None else (("trainA", "trainB"),)
+    return folder.is_dir() and any(all((folder / s).is_dir() for s in splits) for splits in options)
 
 
 def _needs(info: DatasetInfo) -> str:
     if info.kind == "mnist":
         return "its " + ", ".join(f.filename for f in info.files) + " files"
-    return "its " + " and ".join(f"{s}/" for s in info.splits) + (" folders" if len(info.splits) > 1 else " folder")
+
+    def names(splits: tuple[str, ...]) -> str:
+        return " and ".join(f"{s}/" for s in splits) + (" folders" if len(splits) > 1 else " folder")
+
+    alternatives = "".join(f" (or {names(alt)})" for alt in info.alt_splits)
+    return f"its {names(info.splits)}{alternatives}"
+
+
+def is_cached(name: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether catalogue dataset ``name`` is complete in the cache."""
+    info = get_dataset(name)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _is_present(cache / info.name, info)
 
 
 def _locate_root(folder: Path, info: DatasetInfo) -> Path | None:
@@ -315,7 +401,8 @@ def fetch_dataset(
         raise DataError(
             f"{final} exists but does not contain {_needs(info)}; complete it, or remove it to download {name} again"
         )
-    zip_path = cache / f"{info.name}.zip"
+    suffix = ".tar.gz" if info.url.endswith((".tar.gz", ".tgz")) else ".zip"
+    zip_path = cache / f"{info.name}{suffix}"
     try:
         download_file(info.url, zip_path, sha256=info.sha256, md5=info.md5, progress=progress)
     except DownloadError as exc:
@@ -326,7 +413,7 @@ def fetch_dataset(
     staging = cache / f".{info.name}.unzipped"
     if staging.exists():
         shutil.rmtree(staging)  # left over from an interrupted earlier fetch
-    safe_extract_zip(zip_path, staging)
+    (safe_extract_tar if suffix == ".tar.gz" else safe_extract_zip)(zip_path, staging)
     try:
         root = _locate_root(staging, info)
         if root is None:

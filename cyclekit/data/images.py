@@ -129,8 +129,12 @@ def _scale_float(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
 
 
-def _split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """Normalise any PIL mode to ("RGB" or "L", alpha "L" or None), alpha kept separate."""
+def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Normalise any PIL mode to ("RGB" or "L", alpha "L" or None), alpha kept separate.
+
+    Grey modes (1, L, LA, 16-bit, float) stay grey; 16-bit and float data are scaled, not clipped.
+    The one place cyclekit turns an arbitrary PIL image into colour + alpha (training and
+    translation both use it)."""
     mode = img.mode
     if mode == "P" or mode == "PA":
         # Palette images may mark a colour (or palette alpha) as transparent; expanding to RGBA
@@ -185,7 +189,7 @@ def _decode(path: Path) -> tuple[Image.Image, Image.Image | None]:
                 # A broken EXIF block should not make an otherwise fine image unusable.
                 logger.warning("ignoring unreadable EXIF orientation in %s: %s", path, describe_error(exc))
                 oriented = img
-            colour, alpha = _split_alpha(oriented)
+            colour, alpha = split_alpha(oriented)
             colour.load()
             return colour, alpha
     except DataError:
@@ -221,11 +225,17 @@ def load_image_with_alpha(path: str | os.PathLike[str], channels: int = 3) -> tu
     path = Path(path)
     colour, alpha = _decode(path)
     if alpha is not None:
-        white = Image.new(colour.mode, colour.size, 255 if colour.mode == "L" else (255, 255, 255))
-        hidden = alpha.point(lambda v: 255 if v == 0 else 0)
-        colour = colour.copy()
-        colour.paste(white, (0, 0), hidden)
+        colour = Image.fromarray(whiten_transparent(np.asarray(colour), np.asarray(alpha)), colour.mode)
     return _to_channels(colour, channels), alpha
+
+
+def whiten_transparent(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Fully transparent pixels -> white (uint8 HxW or HxWxC): their stored colour is arbitrary
+    and would bleed into neighbours through the convolutions."""
+    if (alpha == 0).any():
+        colour = colour.copy()
+        colour[alpha == 0] = 255
+    return colour
 
 
 def probe_image(path: str | os.PathLike[str]) -> str | None:
@@ -262,17 +272,56 @@ def _reason_from(exc: DataError, path: Path) -> str:
 # Tensors
 
 
+# Pixels <-> network values. Networks see (pixel / 255 - MEAN) / STD, i.e. [-1, 1], and return
+# tanh outputs in [-1, 1]; bundles and ONNX metadata record these two numbers.
+MEAN, STD = 0.5, 0.5
+# ITU-R 601-2 luma, the weights PIL's convert("L") uses.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_gray(x: np.ndarray, axis: int) -> np.ndarray:
+    """RGB -> luma along ``axis`` (kept, size 1), in whatever linear units ``x`` has."""
+    gray = np.tensordot(np.moveaxis(x, axis, -1), LUMA, axes=([-1], [0]))
+    return np.moveaxis(gray[..., None], -1, axis)
+
+
+def to_model_array(u8: np.ndarray, channels: int | None = None, mean: float = MEAN, std: float = STD) -> np.ndarray:
+    """uint8 HxW / HxWxC (C = 1 or 3) -> float32 CxHxW in the network's range with ``channels``
+    channels (grey is repeated to RGB, RGB becomes luma; None keeps C).
+
+    Transposes while still uint8 and scales in place: for a 6000x4000 photo every float32 copy
+    is 288 MB, so temporaries matter.
+    """
+    if u8.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 array, got {u8.dtype}")
+    if u8.ndim == 2:
+        u8 = u8[:, :, None]
+    x = np.ascontiguousarray(u8.transpose(2, 0, 1)).astype(np.float32)
+    x *= 1.0 / (255.0 * std)
+    x -= mean / std
+    if x.shape[0] == 1 and channels == 3:
+        x = np.repeat(x, 3, axis=0)
+    elif x.shape[0] == 3 and channels == 1:
+        x = to_gray(x, 0)
+    return x
+
+
+def from_model_array(y: np.ndarray, gray: bool = False, mean: float = MEAN, std: float = STD) -> np.ndarray:
+    """float CxHxW network output -> uint8 HxWxC (C = 1 if ``gray`` else as given), rounded and clipped."""
+    if gray and y.shape[0] == 3:
+        y = to_gray(y, 0)  # before quantising, so the grey is rounded once
+    out = np.multiply(y, 255.0 * std, dtype=np.float32)
+    out += 255.0 * mean
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return np.ascontiguousarray(out.astype(np.uint8).transpose(1, 2, 0))
+
+
 def array_to_tensor(arr: np.ndarray) -> torch.Tensor:
     """uint8 HxW or HxWxC array -> float32 CxHxW tensor in [-1, 1] (mean 0.5, std 0.5)."""
     import torch
 
-    if arr.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 array, got {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    # astype copies, so the tensor never aliases a read-only PIL buffer.
-    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32))
-    return t.div_(127.5).sub_(1.0)
+    return torch.from_numpy(to_model_array(arr))
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -291,8 +340,7 @@ def tensor_to_array(t: torch.Tensor) -> np.ndarray:
         t = t[0]
     if t.dim() != 3:
         raise ValueError(f"expected a CxHxW tensor, got shape {tuple(t.shape)}")
-    t = t.to("cpu", torch.float32).clamp(-1.0, 1.0).add(1.0).mul(127.5).round()
-    return t.to(torch.uint8).permute(1, 2, 0).numpy()
+    return from_model_array(t.to("cpu", torch.float32).numpy())
 
 
 def tensor_to_image(t: torch.Tensor) -> Image.Image:

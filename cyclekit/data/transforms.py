@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cyclekit.choices import PREPROCESS_MODES
 from cyclekit.data.images import array_to_tensor
 from cyclekit.errors import ConfigError
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 # Modes that resize to ``load_size`` before cropping ``crop_size``: crop must fit inside.
 _RESIZE_THEN_CROP = ("resize_and_crop", "scale_width_and_crop")
 _CROPPING = ("resize_and_crop", "crop", "scale_width_and_crop")
@@ -74,7 +74,8 @@ class Transform:
             ops.append(crop(height=self.crop_size, width=self.crop_size))
         if self.flip:
             ops.append(A.HorizontalFlip(p=0.5))
-        self._compose = A.Compose(ops, p=1.0) if ops else None
+        # `image_b` takes exactly the crop and flip drawn for `image` (paired data, see `pair`).
+        self._compose = A.Compose(ops, p=1.0, additional_targets={"image_b": "image"}) if ops else None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,26 +122,46 @@ class Transform:
                 img = _resize(img, new_w, new_h)
         return img
 
+    def _array(self, img: Image.Image) -> np.ndarray:
+        want = "RGB" if self.channels == 3 else "L"
+        arr = np.asarray(self.resize(img if img.mode == want else img.convert(want)))
+        return arr[:, :, None] if arr.ndim == 2 else arr
+
+    def _augment(self, seed: int, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+        if self._compose is None:
+            return arrays
+        seed = int(seed) % (2**64)
+        with self._lock:
+            # One numpy + one python generator shared by all ops, seeded per call: draws are
+            # sequential within the sample (crop and flip are independent) and nothing carries
+            # over from the previous call.
+            self._compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            out = self._compose(**arrays)
+        return {k: out[k] for k in arrays}
+
     def __call__(self, img: Image.Image, seed: int = 0) -> torch.Tensor:
         """Preprocess ``img`` with randomness drawn only from ``seed``; returns (C,H,W) in [-1,1].
 
         Eval transforms have no randomness, so they are usually called without a seed.
         """
-        want = "RGB" if self.channels == 3 else "L"
-        if img.mode != want:
-            img = img.convert(want)
-        arr = np.asarray(self.resize(img))
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        if self._compose is not None:
-            seed = int(seed) % (2**64)
-            with self._lock:
-                # One numpy + one python generator shared by all ops, seeded per call: draws are
-                # sequential within the sample (crop and flip are independent) and nothing
-                # carries over from the previous call.
-                self._compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-                arr = self._compose(image=arr)["image"]
+        arr = self._augment(seed, image=self._array(img))["image"]
         return array_to_tensor(np.ascontiguousarray(arr))
+
+    def pair(self, img_a: Image.Image, img_b: Image.Image, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocess an aligned pair with the same resize, crop and flip (Isola et al. 2017, Sec. 6.2).
+
+        A B image whose size differs from A's after the mode's resize is resized to A's size
+        first, so the pair stays aligned pixel for pixel.
+        """
+        a = self._array(img_a)
+        b = self._array(img_b)
+        if b.shape[:2] != a.shape[:2]:
+            b = np.asarray(Image.fromarray(b.squeeze(2) if b.shape[2] == 1 else b).resize(a.shape[1::-1], _RESAMPLE))
+            b = b[:, :, None] if b.ndim == 2 else b
+        out = self._augment(seed, image=a, image_b=b)
+        return array_to_tensor(np.ascontiguousarray(out["image"])), array_to_tensor(
+            np.ascontiguousarray(out["image_b"])
+        )
 
 
 def _validate(preprocess: str, load_size: int, crop_size: int, channels: int) -> None:

@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cyclekit.choices import GAN_MODES
 from cyclekit.errors import ConfigError
-
-GAN_MODES = ("vanilla", "lsgan", "hinge", "wgan-gp")
 
 
 def check_mode(mode: str) -> str:

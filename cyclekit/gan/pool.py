@@ -17,10 +17,11 @@ class ImagePool:
     generator so that its choices are part of the checkpoint and a resumed run repeats them.
     """
 
-    def __init__(self, size: int, seed: int = 0) -> None:
+    def __init__(self, size: int, seed: int = 0, device: torch.device | str = "cpu") -> None:
         if size < 0:
             raise ValueError(f"pool size must be >= 0, got {size}")
         self.size = size
+        self.device = device  # where restored images go
         self.images: list[Tensor] = []
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -49,8 +50,8 @@ class ImagePool:
         images = torch.stack(self.images).cpu() if self.images else torch.empty(0)
         return {"size": self.size, "images": images, "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["size"] != self.size:
             raise ValueError(f"pool size {state['size']} in the checkpoint, {self.size} configured")
-        self.images = [img.to(device) for img in state["images"]] if state["images"].numel() else []
+        self.images = [img.to(self.device) for img in state["images"]] if state["images"].numel() else []
         self.generator.set_state(state["generator"])

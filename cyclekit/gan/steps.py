@@ -1,4 +1,8 @@
-"""Discriminator and generator step helpers shared by every recipe (GAN, DCGAN, CycleGAN)."""
+"""Discriminator and generator step helpers shared by every recipe (GAN, DCGAN, CycleGAN, Pix2Pix).
+
+They take networks and batches and return loss tensors: nothing here calls `.item()` (a
+host-device sync on a GPU); the training loop decides when losses become numbers.
+"""
 
 from __future__ import annotations
 
@@ -35,21 +39,22 @@ def discriminator_loss(
     mode: str,
     gp_weight: float = 10.0,
     scale: float = 1.0,
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """One discriminator's loss on a real and a generated batch (the fake is detached).
 
-    `scale` is 0.5 for CycleGAN ("we divide the objective by 2 while optimizing D, which slows
-    down the rate at which D learns": Zhu et al. 2017, Sec. 4) and 1 for the classic GANs.
-    Returns the loss and the plain-float parts for logging.
+    `scale` is 0.5 for CycleGAN and Pix2Pix ("we divide the objective by 2 while optimizing D,
+    which slows down the rate at which D learns": Zhu et al. 2017, Sec. 4; Isola et al. 2017,
+    Sec. 3.3) and 1 for the classic GANs. Returns the loss and detached parts for logging: the
+    mean logits on real and fake (and the gradient penalty for WGAN-GP), as tensors.
     """
     fake = fake.detach()
     real_logits = disc(real)
     fake_logits = disc(fake)
     loss = d_loss(real_logits, fake_logits, mode)
-    parts = {"real": real_logits.detach().mean().item(), "fake": fake_logits.detach().mean().item()}
+    parts = {"real": real_logits.detach().mean(), "fake": fake_logits.detach().mean()}
     if mode == "wgan-gp":
         gp = gradient_penalty(disc, real, fake)
-        parts["gp"] = gp.item()
+        parts["gp"] = gp.detach()
         loss = loss + gp_weight * gp
     return loss * scale, parts
 

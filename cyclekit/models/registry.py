@@ -8,13 +8,13 @@ the dotted config key (``model.generator.n_blocks: ...``).
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 from torch import nn
 
+from cyclekit.config import coerce
 from cyclekit.errors import ConfigError
 from cyclekit.models.dcgan import (
     DCGANDiscriminator,
@@ -25,6 +25,7 @@ from cyclekit.models.dcgan import (
 from cyclekit.models.mlp import MLPDiscriminator, MLPDiscriminatorOptions, MLPGenerator, MLPGeneratorOptions
 from cyclekit.models.patchgan import PatchGAN, PatchGANOptions
 from cyclekit.models.resnet import ResnetGenerator, ResnetOptions
+from cyclekit.models.unet import UnetGenerator, UnetOptions
 
 
 class ModelEntry(NamedTuple):
@@ -37,6 +38,7 @@ class ModelEntry(NamedTuple):
 
 MODELS: dict[str, ModelEntry] = {
     "resnet": ModelEntry(ResnetOptions, ResnetGenerator, "generator"),
+    "unet": ModelEntry(UnetOptions, UnetGenerator, "generator"),
     "patchgan": ModelEntry(PatchGANOptions, PatchGAN, "discriminator"),
     "dcgan_g": ModelEntry(DCGANGeneratorOptions, DCGANGenerator, "generator"),
     "dcgan_d": ModelEntry(DCGANDiscriminatorOptions, DCGANDiscriminator, "discriminator"),
@@ -74,7 +76,7 @@ def resolve_options(name: str, options: Mapping[str, Any] | None = None, *, key:
     for opt, value in options.items():
         if opt not in fields:
             raise ConfigError(f"{key}.{opt}: unknown option for '{name}'; valid: {', '.join(fields)}")
-        kwargs[opt] = _coerce(hints[opt], value, f"{key}.{opt}")
+        kwargs[opt] = coerce(hints[opt], value, f"{key}.{opt}")
     try:
         return entry.options(**kwargs)
     except ConfigError as exc:
@@ -98,43 +100,3 @@ def model_options(name: str, options: Mapping[str, Any] | None = None, *, key: s
 def options_dict(opts: Any) -> dict[str, Any]:
     """A resolved options dataclass (e.g. ``model.config``) as a JSON-safe dict; tuples become lists."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(opts).items()}
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against type hint ``tp``: int is accepted for float, a list for a tuple."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, where)
-    if origin is Literal:
-        # Compare types too, so 28.0 or True never pass for 28 or 1.
-        if not any(value == a and type(value) is type(a) for a in args):
-            raise ConfigError(f"{where}: expected one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
-        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {_describe(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {_describe(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {_describe(value)}")
-        return value
-    raise TypeError(f"{where}: unsupported option type {tp!r}")  # a bug in an options dataclass
-
-
-def _describe(value: Any) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"

@@ -74,6 +74,16 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, cfg.out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
+    @property
+    def size_multiple(self) -> int:
+        """Sides must be multiples of this: two stride-2 downsamplings."""
+        return 2**N_DOWNSAMPLING
+
+    @property
+    def min_size(self) -> int:
+        # At 4 px the residual blocks would see 1x1 maps, which reflection padding cannot pad.
+        return 2 * self.size_multiple
+
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from cyclekit.choices import INIT_KINDS
 from cyclekit.errors import ConfigError
-
-INIT_KINDS = ("normal", "xavier", "kaiming", "orthogonal")
 
 _WEIGHTED = (
     nn.Conv1d,

@@ -6,16 +6,22 @@ Everything here follows the CycleGAN reference implementation
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from torch import Tensor, nn
 
+from cyclekit.choices import NORMS, PADDINGS, NormKind, PaddingKind
 from cyclekit.errors import ConfigError
 
-NormKind = Literal["instance", "batch", "layer", "none"]
-PaddingKind = Literal["reflect", "replicate", "zero"]
-NORMS: tuple[str, ...] = get_args(NormKind)
-PADDINGS: tuple[str, ...] = get_args(PaddingKind)
+__all__ = [
+    "NORMS",
+    "PADDINGS",
+    "NormKind",
+    "PaddingKind",
+    "ResnetBlock",
+    "conv_bias",
+    "conv_norm_act",
+    "norm_layer",
+    "padding_layers",
+]
 
 
 def _check_choice(kind: str, choices: tuple[str, ...], what: str, key: str) -> None:

@@ -1,25 +1,71 @@
-"""Small pieces both recipes use: seeding, Adam + schedule, a resumable data order."""
+"""Small pieces every recipe uses: seeding, network specs, Adam + schedule, a resumable data
+order, sample-grid and paired-evaluation helpers."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from cyclekit.atomic import atomic_write
 from cyclekit.config import Config, OptimConfig
 from cyclekit.data.folders import PlanDataset
+from cyclekit.errors import ConfigError
 from cyclekit.gan.schedule import linear_decay_scheduler
+from cyclekit.models import model_options, resolve_options
+
+N_FIXED = 4  # test images (pairs) per side in the sample grids of the translation recipes
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def net_spec(config: Config, part: str, **fill: Any) -> tuple[str, dict[str, Any]]:
+    """(arch, all options resolved) of ``model.<part>``; ``fill`` supplies what the data fixes
+    (channels, image size, ...) unless the config sets it. Raises ConfigError naming the key."""
+    spec = dict(getattr(config.model, part))
+    arch = spec.pop("name")
+    for key, value in fill.items():
+        spec.setdefault(key, value)
+    return arch, model_options(arch, spec, key=f"model.{part}")
+
+
+def size_needs(arch: str, options: Mapping[str, Any]) -> tuple[int, int]:
+    """(size multiple, minimum side) the generator ``arch`` needs, from its built architecture."""
+    from cyclekit.models import MODELS
+
+    net = MODELS[arch].build(resolve_options(arch, options))
+    return int(getattr(net, "size_multiple", 1)), int(getattr(net, "min_size", 1))
+
+
+def patchgan_min_size(options: Mapping[str, Any]) -> int:
+    """Smallest input a PatchGAN gives any output for: n_layers halvings, then two stride-1 4x4
+    convs that each remove one pixel."""
+    return 3 * 2 ** int(options.get("n_layers", 3))
+
+
+def check_image_discriminator(config: Config, arch: str, options: Mapping[str, Any]) -> None:
+    """Refuse crops a PatchGAN cannot judge and WGAN-GP with a batch-norm critic."""
+    data = config.data
+    if arch == "patchgan" and data.preprocess != "none" and data.crop_size < patchgan_min_size(options):
+        raise ConfigError(
+            f"data.crop_size: {data.crop_size} is too small for a PatchGAN with n_layers "
+            f"{options.get('n_layers')}; it needs at least {patchgan_min_size(options)}"
+        )
+    if config.loss.gan_mode == "wgan-gp" and options.get("norm") == "batch":
+        # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
+        raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
 
 
 def adam_with_schedule(
@@ -54,3 +100,65 @@ def plan_batches(
 
 def n_batches(n_items: int, batch_size: int, drop_last: bool) -> int:
     return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)
+
+
+@torch.no_grad()
+def run_eval(net: torch.nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``net`` on each image alone (batch 1, as at test time), in eval mode, restoring its mode."""
+    was = net.training
+    net.eval()
+    try:
+        return torch.cat([net(x.unsqueeze(0).to(device)).cpu() for x in images])
+    finally:
+        net.train(was)
+
+
+def save_rows(rows: Sequence[torch.Tensor], path: Path, columns: int) -> list[Path]:
+    """Save CxHxW images as a grid ``columns`` wide; differing sizes (preprocess none) are padded."""
+    from cyclekit.data.images import save_grid
+
+    if len({tuple(t.shape) for t in rows}) > 1:
+        h = max(t.shape[1] for t in rows)
+        w = max(t.shape[2] for t in rows)
+        rows = [F.pad(t, (0, w - t.shape[2], 0, h - t.shape[1]), value=-1.0) for t in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_grid([torch.stack(list(rows))], path, nrow=columns)
+    return [path]
+
+
+def paired_scores(
+    translate: Callable[[torch.Tensor], torch.Tensor], pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, Any]:
+    """Mean L1 (in [0, 1] pixel units) and PSNR (dB, peak 1) of ``translate(source)`` against the
+    target over aligned test pairs of [-1, 1] tensors, next to the identity baseline
+    (source vs target: what doing nothing scores)."""
+    l1, psnr, l1_id, psnr_id = [], [], [], []
+    n = 0
+    for source, target in pairs:
+        fake = translate(source)
+        for out, l1s, ps in ((fake, l1, psnr), (source, l1_id, psnr_id)):
+            # Tensors are in [-1, 1]: halve differences for [0, 1] units.
+            diff = (out.float() - target.float()) / 2
+            l1s.append(diff.abs().mean().item())
+            mse = diff.pow(2).mean().item()
+            ps.append(10 * math.log10(1.0 / max(mse, 1e-10)))
+        n += 1
+    if n == 0:
+        return {}
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 4)
+
+    l1_m, id_m = mean(l1), mean(l1_id)
+    return {
+        "test_pairs": n,
+        "l1": l1_m,
+        "psnr": mean(psnr),
+        "l1_identity": id_m,
+        "psnr_identity": mean(psnr_id),
+        "l1_improvement": round(id_m / max(l1_m, 1e-8), 2),
+    }
+
+
+def write_eval(run_dir: Path, result: Mapping[str, Any]) -> None:
+    atomic_write(run_dir / "eval.json", json.dumps(dict(result), indent=2) + "\n")

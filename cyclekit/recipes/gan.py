@@ -6,69 +6,129 @@ core's loss and step helpers (the same ones the CycleGAN recipe uses).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from cyclekit.bundle import save_bundle
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
 from cyclekit.data.ring import sample_ring, save_samples, score_ring
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError, DataError
-from cyclekit.gan.losses import check_mode
 from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
-from cyclekit.models import build_model, init_weights, model_options
-from cyclekit.recipes.common import adam_with_schedule, n_batches, plan_batches, schedule_steps
+from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
+from cyclekit.models import build_model, init_weights
+from cyclekit.recipes.common import adam_with_schedule, n_batches, net_spec, plan_batches, schedule_steps, write_eval
+from cyclekit.train.state import TrainingState
 
 N_SAMPLES = 64  # images in a sample grid
 N_RING_SAMPLES = 2000  # points in a ring scatter / score
 
 
+@dataclass(frozen=True)
+class GanOptions:
+    """The `gan:` section."""
+
+    latent_dim: int = 100  # z in R^100: Radford et al. 2016, Sec. 3
+    pack: int = 1  # samples per discriminator input (PacGAN, Lin et al. 2018); 1 = off
+    d_steps: int = 1  # discriminator updates per generator update (5 is usual for WGAN-GP)
+    d_scale: float = 1.0  # factor on the discriminator loss
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "pack", "d_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.d_scale < 0:
+            raise ConfigError(f"d_scale: must be >= 0, got {self.d_scale}")
+
+
+def _image_shape(config: Config) -> tuple[int, int, int] | None:
+    """(C, H, W) of the samples: None for 2-D points (ring)."""
+    data = config.data
+    if data.kind == "ring":
+        return None
+    if data.kind == "mnist":
+        return (1, 28, 28)
+    return (data.channels, data.crop_size, data.crop_size)
+
+
 class GanRecipe:
     """Vanilla GAN / DCGAN on the 2-D ring, an image folder, or MNIST."""
 
+    name = "gan"
+    description = "unconditional GANs: MLP GAN (Goodfellow et al. 2014), DCGAN (Radford et al. 2016), PacGAN packing"
+    Options = GanOptions
+    data_kinds = ("ring", "folder", "mnist")
+    defaults: dict[str, Any] = {
+        "loss": {"gan_mode": "vanilla"},
+        "model": {"generator": {"name": "mlp_g"}, "discriminator": {"name": "mlp_d"}},
+    }
+    moved_keys = {
+        "model.latent_dim": "latent_dim",
+        "model.pack": "pack",
+        "optim.d_steps": "d_steps",
+        "loss.d_scale": "d_scale",
+    }
+
+    @classmethod
+    def check(cls, config: Config) -> None:
+        opts = config.options
+        if config.data.kind == "mnist" and config.data.channels != 1:
+            raise ConfigError("data.channels: MNIST is greyscale; set 1")
+        if config.data.batch_size % opts.pack:
+            raise ConfigError(
+                f"gan.pack: data.batch_size {config.data.batch_size} is not divisible by pack {opts.pack}"
+            )
+        shape = _image_shape(config)
+        _net_spec(config, "generator", shape)
+        _, d_opts = _net_spec(config, "discriminator", shape)
+        if config.loss.gan_mode == "wgan-gp" and d_opts.get("norm") == "batch":
+            # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
+            raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
+
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
         self.config = config
+        self.options: GanOptions = config.options or GanOptions()
         self.device = resolve_device(config.train.device)
         data = config.data
-        check_mode(config.loss.gan_mode)
-        self.image_shape: tuple[int, int, int] | None = None
+        self.image_shape = _image_shape(config)
+        self.g_arch, self.g_opts = _net_spec(config, "generator", self.image_shape)
+        self.d_arch, self.d_opts = _net_spec(config, "discriminator", self.image_shape)
         if data.kind == "ring":
             self.dataset = None
             self.n_items = data.epoch_size
         elif data.kind == "folder":
             self.dataset = _image_folder(config, data_root)
             self.n_items = len(self.dataset)
-            self.image_shape = (data.channels, data.crop_size, data.crop_size)
         else:  # mnist
             self.dataset = _mnist(config, cache_dir)
             self.n_items = len(self.dataset)
-            self.image_shape = (1, 28, 28)
         if self.n_items < data.batch_size:
             raise ConfigError(f"data.batch_size: {data.batch_size} is larger than the dataset ({self.n_items} samples)")
-        self.g_arch, self.g_opts = _net_spec(config, "generator", self.image_shape)
-        self.d_arch, self.d_opts = _net_spec(config, "discriminator", self.image_shape)
         self.G = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
         self.D = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
-        self.packed_d = Packed(self.D, config.model.pack)
+        self.packed_d = Packed(self.D, self.options.pack)
         init_weights(self.G, config.model.init, config.model.init_gain)
         init_weights(self.D, config.model.init, config.model.init_gain)
         constant, decay = schedule_steps(config, self.steps_per_epoch())
-        self.opt_g, self.sched_g = adam_with_schedule(
-            self.G.parameters(), config.optim.lr, config.optim, constant, decay
-        )
-        self.opt_d, self.sched_d = adam_with_schedule(
+        self.opt_g, sched_g = adam_with_schedule(self.G.parameters(), config.optim.lr, config.optim, constant, decay)
+        self.opt_d, sched_d = adam_with_schedule(
             self.D.parameters(), config.optim.lr_d or config.optim.lr, config.optim, constant, decay
+        )
+        self.state = TrainingState(
+            {"G": self.G, "D": self.D},
+            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+            {"sched_g": sched_g, "sched_d": sched_d},
         )
         # Fixed noise for samples, from its own generator so sampling never moves the training RNG.
         gen = torch.Generator().manual_seed(derive_seed(config.seed, 7))
         n = N_RING_SAMPLES if self.image_shape is None else N_SAMPLES
-        self.fixed_z = torch.randn(n, config.model.latent_dim, generator=gen)
+        self.fixed_z = torch.randn(n, self.options.latent_dim, generator=gen)
 
     # -- loop protocol --------------------------------------------------------------------------
 
@@ -85,45 +145,23 @@ class GanRecipe:
         plan = self.dataset.epoch_plan(epoch)
         yield from plan_batches(self.dataset, plan, data.batch_size, start, data.workers, drop_last=True)
 
-    def train_step(self, real: torch.Tensor, step: int) -> dict[str, float]:
-        cfg = self.config
+    def train_step(self, real: torch.Tensor, step: int) -> dict[str, Tensor]:
+        cfg, opts = self.config, self.options
         real = real.to(self.device)
         n = real.shape[0]
-        for _ in range(cfg.optim.d_steps):
-            fake = self.G(torch.randn(n, cfg.model.latent_dim, device=self.device))
+        for _ in range(opts.d_steps):
+            fake = self.G(torch.randn(n, opts.latent_dim, device=self.device))
             loss_d, parts = discriminator_loss(
-                self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=cfg.loss.d_scale
+                self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=opts.d_scale
             )
             optimizer_step(self.opt_d, loss_d)
         loss_g = generator_adversarial_loss(self.packed_d, fake, cfg.loss.gan_mode)
         optimizer_step(self.opt_g, loss_g)
-        self.sched_g.step()
-        self.sched_d.step()
-        out = {"loss_D": loss_d.item(), "loss_G": loss_g.item(), "D_real": parts["real"], "D_fake": parts["fake"]}
+        self.state.step_schedulers()
+        out = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(), "D_real": parts["real"], "D_fake": parts["fake"]}
         if "gp" in parts:
             out["gp"] = parts["gp"]
         return out
-
-    def lr(self) -> float:
-        return self.opt_g.param_groups[0]["lr"]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
@@ -139,16 +177,20 @@ class GanRecipe:
         save_samples(self.generate(self.fixed_z), path)
         return [path]
 
+    def bundle(self, step: int, epoch: int) -> Bundle:
+        return Bundle(
+            recipe=self.name,
+            networks={"G": NetworkEntry(self.g_arch, self.g_opts)},
+            samples=Sampling("G", self.options.latent_dim, "image" if self.image_shape else "points"),
+            channels=self.image_shape[0] if self.image_shape else None,
+            train_size=self.image_shape[1] if self.image_shape else None,
+            step=step,
+            epoch=epoch,
+            run=self.config.name,
+        )
+
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        meta = {
-            "kind": "gan",
-            "latent_dim": self.config.model.latent_dim,
-            "step": step,
-            "epoch": epoch,
-            "data": self.config.data.kind,
-            "channels": self.image_shape[0] if self.image_shape else None,
-        }
-        save_bundle(folder, meta, {"G": (self.g_arch, self.g_opts, self.G)})
+        write_bundle(folder, self.bundle(step, epoch), {"G": self.G})
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """Ring: mode coverage / sample quality of the fixed-noise samples, saved as eval.json."""
@@ -161,30 +203,29 @@ class GanRecipe:
             "high_quality": round(score.high_quality, 4),
             "n_samples": score.n_samples,
         }
-        (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_eval(run_dir, result)
         return result
 
 
 def _net_spec(config: Config, part: str, image_shape: tuple[int, int, int] | None) -> tuple[str, dict]:
     """Fill in the sizes the data fixes (latent size, channels, image size) unless set explicitly."""
-    spec = dict(getattr(config.model, part))
-    arch = spec.pop("name")
+    arch = getattr(config.model, part)["name"]
+    opts: GanOptions = config.options or GanOptions()
+    m = opts.pack
+    fill: dict[str, Any] = {}
     if arch.startswith("dcgan") and image_shape is not None:
-        spec.setdefault("channels", image_shape[0])
-        spec.setdefault("image_size", image_shape[1])
+        # Packed samples arrive side by side in the channel axis.
+        fill.update(channels=image_shape[0] * (m if arch == "dcgan_d" else 1), image_size=image_shape[1])
     if arch in ("dcgan_g", "mlp_g"):
-        spec.setdefault("latent_dim", config.model.latent_dim)
-    m = config.model.pack
+        fill["latent_dim"] = opts.latent_dim
     if arch.startswith("mlp") and image_shape is not None:
         shape = list(image_shape)
         if part == "discriminator":
-            shape[0] *= m  # packed samples arrive side by side in the channel axis
-        spec.setdefault("image_shape", shape)
+            shape[0] *= m
+        fill["image_shape"] = shape
     elif arch == "mlp_d":
-        spec.setdefault("in_features", 2 * m)
-    if arch == "dcgan_d" and m > 1:
-        spec["channels"] = spec["channels"] * m
-    return arch, model_options(arch, spec, key=f"model.{part}")
+        fill["in_features"] = 2 * m
+    return net_spec(config, part, **fill)
 
 
 def _image_folder(config: Config, data_root: Path | None) -> Any:

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from cyclekit.config import Config, dump_config
-from cyclekit.errors import CyclekitError
+from cyclekit.errors import ConfigError, CyclekitError
+from cyclekit.recipes import RECIPES, config_from_dict, get_recipe
 from cyclekit.recipes.common import seed_everything
 from cyclekit.train.loop import FitResult, checkpoint_path, fit
+
+FINGERPRINT_VERSION = 2
 
 
 @dataclass
@@ -21,29 +24,34 @@ class RunReport:
 
 
 def build_recipe(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> Any:
-    if config.recipe == "gan":
-        from cyclekit.recipes.gan import GanRecipe
-
-        return GanRecipe(config, data_root=data_root, cache_dir=cache_dir)
-    from cyclekit.recipes.cyclegan import CycleGanRecipe
-
-    return CycleGanRecipe(config, data_root=data_root, cache_dir=cache_dir)
+    return get_recipe(config.recipe)(config, data_root=data_root, cache_dir=cache_dir)
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
     """What must not change between a checkpoint and the run that resumes it."""
     d = config.to_dict()
-    data = {k: v for k, v in d["data"].items() if k not in ("root", "workers", "strict")}
-    train = {k: d["train"][k] for k in ("epochs", "decay_epochs", "pool_size")}
     return {
+        "version": FINGERPRINT_VERSION,
         "recipe": d["recipe"],
         "seed": d["seed"],
         "model": d["model"],
-        "data": data,
+        "data": {k: v for k, v in d["data"].items() if k not in ("root", "workers", "strict")},
         "loss": d["loss"],
         "optim": d["optim"],
-        "train": train,
+        "train": {k: d["train"][k] for k in ("epochs", "decay_epochs")},
+        "options": d.get(config.recipe, {}),
     }
+
+
+def upgrade_fingerprint(stored: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of cyclekit 0.1 stored its config sections before recipe sections existed:
+    rebuild that config in today's layout and fingerprint it, so such a run still resumes."""
+    if stored.get("version") == FINGERPRINT_VERSION:
+        return stored
+    try:
+        return fingerprint(config_from_dict({k: v for k, v in stored.items() if k != "version"}))
+    except (ConfigError, TypeError, AttributeError):
+        return stored  # compared as it is: reported as a different config
 
 
 def resolve_resume(run_dir: Path, resume: str | None, overwrite: bool) -> Path | None:
@@ -87,10 +95,20 @@ def train_run(
                 if f.is_file():
                     f.unlink()
     dump_config(config, run_dir / "config.yaml")
-    result = fit(recipe, run_dir, config.train, resume=resume_path, fingerprint=fingerprint(config))
+    result = fit(
+        recipe,
+        run_dir,
+        config.train,
+        resume=resume_path,
+        fingerprint=fingerprint(config),
+        upgrade_fingerprint=upgrade_fingerprint,
+    )
     evaluation = recipe.evaluate(run_dir) if hasattr(recipe, "evaluate") else {}
     return RunReport(run_dir, result, evaluation)
 
 
 def replace_train(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
+__all__ = ["RECIPES", "RunReport", "build_recipe", "fingerprint", "replace_train", "resolve_resume", "train_run"]

@@ -11,38 +11,39 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import torch
+from torch import Tensor
 
 from cyclekit.config import TrainConfig
 from cyclekit.errors import CyclekitError, TrainingInterrupted
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
+from cyclekit.train.state import TrainingState
 
 CHECKPOINT_NAME = "last.pt"
 
 
 class Recipe(Protocol):
-    """What the loop needs from a recipe (GAN, DCGAN, CycleGAN)."""
+    """What the loop needs from a recipe (see `cyclekit.recipes`)."""
+
+    state: TrainingState  # nets, optimizers, schedulers, pools: saved in every checkpoint
 
     def steps_per_epoch(self) -> int: ...
 
     def batches(self, epoch: int, start: int) -> Iterable[Any]:
         """The batches of `epoch` from batch index `start` on, in a fixed order for the seed."""
 
-    def train_step(self, batch: Any, step: int) -> dict[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def train_step(self, batch: Any, step: int) -> Mapping[str, Tensor | float]:
+        """One optimisation step; returns the losses to log, as tensors (no device sync)."""
 
     def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]: ...
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None: ...
-
-    def lr(self) -> float: ...
 
 
 @dataclass
@@ -64,12 +65,17 @@ def fit(
     cfg: TrainConfig,
     resume: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
+    upgrade_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train `recipe` to the configured number of epochs (or `cfg.max_steps`), resuming from
     `resume` if given. Writes checkpoints/last.pt, metrics.jsonl, samples/ and bundle/.
 
     `fingerprint` is stored in the checkpoint and compared on resume, so that a checkpoint is
-    not silently continued with a different model or data setup.
+    not silently continued with a different model or data setup; `upgrade_fingerprint` turns a
+    stored fingerprint of an older layout into the current one first.
+
+    Losses stay tensors between logged steps: they become numbers (one device sync) only when
+    they are logged or a checkpoint is about to be written, and then they must be finite.
     """
     spe = recipe.steps_per_epoch()
     n_epochs = cfg.epochs + cfg.decay_epochs
@@ -78,13 +84,16 @@ def fit(
     resumed_from = None
     if resume is not None:
         state = load_checkpoint(resume)
-        if fingerprint is not None and state.get("fingerprint") not in (None, fingerprint):
-            diff = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
+        stored = state.get("fingerprint") or None
+        if stored is not None and upgrade_fingerprint is not None:
+            stored = upgrade_fingerprint(stored)
+        if fingerprint is not None and stored is not None and stored != fingerprint:
+            diff = sorted(k for k in fingerprint if stored.get(k) != fingerprint[k]) or ["config"]
             raise CyclekitError(
                 f"checkpoint {resume} was made with a different {', '.join(diff)}; "
                 "use the same config or start a new run (--name)"
             )
-        recipe.load_state_dict(state["recipe"])
+        recipe.state.load_state_dict(state["recipe"])
         set_rng_state(state["rng"])
         step, epoch, pos = state["step"], state["epoch"], state["pos"]
         resumed_from = step
@@ -97,7 +106,7 @@ def fit(
                 "step": step,
                 "epoch": epoch,
                 "pos": pos,
-                "recipe": recipe.state_dict(),
+                "recipe": recipe.state.state_dict(),
                 "rng": rng_state(),
                 "fingerprint": fingerprint or {},
             },
@@ -113,33 +122,38 @@ def fit(
             while step < total and epoch < n_epochs:
                 for batch in recipe.batches(epoch, pos):
                     t0 = time.perf_counter()
-                    last = recipe.train_step(batch, step)
+                    losses = recipe.train_step(batch, step)
                     step, pos = step + 1, pos + 1
-                    if not all(math.isfinite(v) for v in last.values()):
-                        bad = ", ".join(k for k, v in last.items() if not math.isfinite(v))
-                        raise CyclekitError(
-                            f"training diverged at step {step} ({bad} is not finite); "
-                            f"the last good checkpoint is {ckpt} (try a lower optim.lr)"
-                        )
-                    if step % cfg.log_every == 0 or step == total:
+                    end_of_epoch = pos >= spe
+                    log_now = step % cfg.log_every == 0 or step == total
+                    save_now = step % cfg.checkpoint_every == 0 or end_of_epoch or step >= total or stop.requested
+                    if log_now or save_now:
+                        last = _numbers(losses)
+                        if not all(math.isfinite(v) for v in last.values()):
+                            bad = ", ".join(k for k, v in last.items() if not math.isfinite(v))
+                            raise CyclekitError(
+                                f"training diverged by step {step} ({bad} is not finite); "
+                                f"the last good checkpoint is {ckpt} (try a lower optim.lr)"
+                            )
+                    if log_now:
                         metrics.write(
                             {
                                 "step": step,
                                 "epoch": epoch,
-                                "lr": recipe.lr(),
+                                "lr": recipe.state.lr(),
                                 "sec": round(time.perf_counter() - t0, 4),
                                 **last,
                             }
                         )
+                        if progress is not None:
+                            progress.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
                     if progress is not None:
                         progress.update(1)
-                        progress.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
                     if cfg.sample_every and step % cfg.sample_every == 0:
                         recipe.write_samples(run_dir / "samples", step, epoch)
-                    end_of_epoch = pos >= spe
                     if end_of_epoch:
                         epoch, pos = epoch + 1, 0
-                    if step % cfg.checkpoint_every == 0 or end_of_epoch or step >= total or stop.requested:
+                    if save_now:
                         save()
                     if end_of_epoch:
                         if not cfg.sample_every:
@@ -156,6 +170,17 @@ def fit(
             progress.close()
     plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
+
+
+def _numbers(losses: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """Loss tensors -> floats with one transfer (one host-device sync) for all of them."""
+    keys = list(losses)
+    if not keys:
+        return {}
+    first = next((v for v in losses.values() if isinstance(v, Tensor)), None)
+    device = first.device if first is not None else None
+    values = [torch.as_tensor(losses[k], device=device).detach().float().reshape(()) for k in keys]
+    return dict(zip(keys, torch.stack(values).tolist(), strict=True))
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:

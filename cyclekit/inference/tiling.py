@@ -1,4 +1,4 @@
-"""Run a bundle's generators with PyTorch, including tiled translation of very large images.
+"""Tiled translation of very large images with a bounded memory peak.
 
 Tiling and instance norm: a ResNet generator normalises every feature map with statistics of the
 whole image (Ulyanov et al. 2016). Run tile by tile, each tile would use its own statistics and
@@ -12,82 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from cyclekit.bundle import load_network, read_bundle_config
-from cyclekit.device import resolve_device
-from cyclekit.errors import CyclekitError
-
-NETWORK_KEYS = {"AtoB": "G_AtoB", "BtoA": "G_BtoA"}
-
-
-class TorchBackend:
-    """The generators of a CycleGAN bundle, loaded on first use."""
-
-    def __init__(self, folder: Path, device: str = "auto"):
-        self.folder = Path(folder)
-        self.config = read_bundle_config(self.folder)
-        kind = self.config.get("kind")
-        if kind != "cyclegan":
-            raise CyclekitError(f"{self.folder} holds a {kind} model; translate needs a CycleGAN bundle (use sample)")
-        self.device = resolve_device(device)
-        self._nets: dict[str, nn.Module] = {}
-
-    @property
-    def directions(self) -> list[str]:
-        nets = self.config.get("networks", {})
-        return [d for d, key in NETWORK_KEYS.items() if key in nets]
-
-    def network(self, direction: str) -> nn.Module:
-        if direction not in self._nets:
-            self._nets[direction] = load_network(self.folder, self.config, NETWORK_KEYS[direction], self.device)
-        return self._nets[direction]
-
-    def run(self, direction: str, x: np.ndarray) -> np.ndarray:
-        """Translate a float32 NCHW numpy batch in [-1, 1] (sides multiples of size_multiple)."""
-        return self.run_tensor(direction, torch.from_numpy(np.ascontiguousarray(x))).cpu().numpy()
-
-    def run_tensor(self, direction: str, x: Tensor) -> Tensor:
-        """Translate an NCHW tensor; the result stays on the backend's device."""
-        net = self.network(direction)
-        with torch.no_grad(), _out_of_memory_as_error(tuple(x.shape)):
-            return net(x.to(self.device, torch.float32))
-
-    def run_tiled(
-        self,
-        direction: str,
-        x: Tensor,
-        tile: int,
-        overlap: int,
-        multiple: int,
-        stats_size: int | None = None,
-        shared_stats: bool = True,
-    ) -> Tensor:
-        """Translate one (1, C, H, W) CPU tensor tile by tile; returns a CPU tensor (see `translate_tiled`)."""
-        net = self.network(direction)
-        with torch.no_grad(), _out_of_memory_as_error(tuple(x.shape)):
-            return translate_tiled(
-                net, x, tile, overlap, multiple, stats_size=stats_size, shared_stats=shared_stats, device=self.device
-            )
-
-
-@contextlib.contextmanager
-def _out_of_memory_as_error(shape: tuple[int, ...]) -> Iterator[None]:
-    try:
-        yield
-    except (MemoryError, torch.OutOfMemoryError):
-        raise CyclekitError(f"out of memory translating a {shape[-1]}x{shape[-2]} image; use --tile 512") from None
-    except RuntimeError as exc:
-        # The CPU allocator reports exhaustion as a plain RuntimeError.
-        if "alloc" in str(exc) and "memory" in str(exc):
-            raise CyclekitError(f"out of memory translating a {shape[-1]}x{shape[-2]} image; use --tile 512") from None
-        raise
-
 
 # --------------------------------------------------------------------------------------------
 # Shared normalisation statistics

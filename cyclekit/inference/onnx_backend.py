@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cyclekit.choices import DIRECTIONS
 from cyclekit.errors import CyclekitError
 
 # Written by `cyclekit.export`; a reader refuses files without it or with a newer value.
@@ -104,6 +105,8 @@ def parse_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:
             "size_multiple": int(raw["size_multiple"]),
             "run": raw.get("run", ""),
         }
+        # Files from cyclekit 0.1 (ResNet only) have no min_size: twice the multiple.
+        meta["min_size"] = int(raw.get("min_size", 2 * meta["size_multiple"]))
     except (KeyError, ValueError, TypeError) as exc:
         raise CyclekitError(
             f"{path} has incomplete cyclekit metadata ({exc}); re-export it with `cyclekit export`"
@@ -112,6 +115,17 @@ def parse_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:
         raise CyclekitError(
             f"{path} has cyclekit ONNX format {version}; this cyclekit reads up to {ONNX_FORMAT_VERSION}"
         )
-    if meta["direction"] not in ("AtoB", "BtoA"):
+    if meta["direction"] not in DIRECTIONS:
         raise CyclekitError(f"{path}: unknown direction {meta['direction']!r} in its metadata")
+    problems = []
+    if not isinstance(meta["domains"], dict) or set(meta["domains"]) != {"A", "B"}:
+        problems.append("domains must map A and B to names")
+    if meta["channels"] not in (1, 3):
+        problems.append(f"channels must be 1 or 3, got {meta['channels']}")
+    if not (meta["std"] and np.isfinite(meta["std"]) and np.isfinite(meta["mean"])):
+        problems.append("mean and std must be finite, std non-zero")
+    if meta["size_multiple"] < 1 or meta["min_size"] < 1:
+        problems.append("size_multiple and min_size must be >= 1")
+    if problems:
+        raise CyclekitError(f"{path} has invalid cyclekit metadata: {problems[0]}; re-export it with `cyclekit export`")
     return meta

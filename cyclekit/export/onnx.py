@@ -1,4 +1,5 @@
-"""Bundle -> ONNX: one self-contained file per generator, checked against PyTorch with onnxruntime.
+"""Bundle -> ONNX: one self-contained file per direction the bundle translates, checked against
+PyTorch with onnxruntime.
 
 Each file has dynamic batch, height and width axes, embeds its weights (no external data file)
 and carries cyclekit metadata (`metadata_props`) describing the pre/post-processing, so any
@@ -25,12 +26,12 @@ import torch
 from torch import nn
 
 from cyclekit import __version__
-from cyclekit.bundle import file_sha256, load_network, read_bundle_config
+from cyclekit.atomic import atomic_path
+from cyclekit.choices import DIRECTIONS
 from cyclekit.errors import CyclekitError
-from cyclekit.inference import bundle_dir
-from cyclekit.onnx_backend import ONNX_FORMAT_KEY, ONNX_FORMAT_VERSION
+from cyclekit.inference.bundle import Bundle, NetworkEntry, bundle_dir, file_sha256, load_network, read_bundle
+from cyclekit.inference.onnx_backend import ONNX_FORMAT_KEY, ONNX_FORMAT_VERSION
 
-NETWORK_KEYS = {"AtoB": "G_AtoB", "BtoA": "G_BtoA"}
 # torch 2.13's default (torch.export-based) exporter writes opset 18 and up; it cannot convert
 # down to 17 (no Pad adapter), so 17 goes through the older TorchScript exporter.
 DEFAULT_OPSET = 18
@@ -88,32 +89,40 @@ class _HalfPrecision(nn.Module):
 
 def export_bundle(
     path: str | os.PathLike[str],
-    direction: str = "both",
+    direction: str = "all",
     *,
     opset: int = DEFAULT_OPSET,
     fp16: bool = False,
     out_dir: Path | None = None,
     check_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[ExportResult]:
-    """Export the generators of a CycleGAN run/bundle to ONNX and check each against PyTorch.
+    """Export the networks a run/bundle translates with to ONNX and check each against PyTorch.
 
-    ``direction``: "AtoB", "BtoA" or "both". Files are written to ``out_dir`` (default: the
-    bundle dir) as ``G_AtoB.onnx`` (``G_AtoB.fp16.onnx`` with ``fp16``). A file is only put in
-    place after the parity check passed; on failure nothing is left behind and CyclekitError
-    gives the measured difference. ``check_sizes``: (height, width) pairs, default two sizes
-    around the training size.
+    ``direction``: "AtoB", "BtoA" or "all" (every direction the bundle translates; "both" is the
+    same). Files are written to ``out_dir`` (default: the bundle dir) as ``<network>.onnx``
+    (``<network>.fp16.onnx`` with ``fp16``). A file is only put in place after the parity check
+    passed; on failure nothing is left behind and CyclekitError gives the measured difference.
+    ``check_sizes``: (height, width) pairs, default two sizes around the training size.
+    Test-time dropout (pix2pix) is left out of the graph: an exported model is deterministic.
     """
     folder = bundle_dir(Path(path))
-    config = read_bundle_config(folder)
-    if config.get("kind") != "cyclegan":
-        raise CyclekitError(f"{folder} holds a {config.get('kind')} model; export handles CycleGAN bundles")
-    directions = {"both": ["AtoB", "BtoA"], "AtoB": ["AtoB"], "BtoA": ["BtoA"]}.get(direction)
-    if directions is None:
-        raise CyclekitError(f"unknown direction {direction!r}; valid: AtoB, BtoA, both")
+    bundle = read_bundle(folder)
+    if not bundle.translates:
+        raise CyclekitError(f"{folder} holds a model that samples, not translates; export handles translators")
+    if direction in ("all", "both"):
+        directions = list(bundle.translates)
+    elif direction in DIRECTIONS:
+        bundle.network_for(direction)  # says which directions the bundle has
+        directions = [direction]
+    else:
+        raise CyclekitError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}, all")
     if opset < MIN_OPSET:
         raise CyclekitError(f"opset {opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
-    multiple = int(config.get("size_multiple", 4))
-    sizes = list(check_sizes) if check_sizes else default_check_sizes(config.get("train_size"), multiple)
+    sizes = (
+        list(check_sizes)
+        if check_sizes
+        else default_check_sizes(bundle.train_size, bundle.size_multiple, bundle.min_size)
+    )
     out_dir = Path(out_dir) if out_dir is not None else folder
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,63 +131,67 @@ def export_bundle(
 
     results = []
     for d in directions:
-        key = NETWORK_KEYS[d]
-        entry = config.get("networks", {}).get(key)
-        if entry is None:
-            raise CyclekitError(f"bundle {folder} has no network {key}")
-        sha = file_sha256(folder / entry["file"])
-        if entry.get("sha256") and sha != entry["sha256"]:
+        key = bundle.network_for(d)
+        entry = bundle.networks[key]
+        sha = file_sha256(folder / entry.file) if (folder / entry.file).is_file() else ""
+        if entry.sha256 and sha != entry.sha256:
             raise CyclekitError(
-                f"{folder / entry['file']} does not match the sha256 in {folder / 'config.json'}; "
+                f"{folder / entry.file} does not match the sha256 in {folder / 'config.json'}; "
                 "the bundle is damaged or was edited"
             )
-        net = load_network(folder, config, key, "cpu")
+        net = load_network(folder, bundle, key, "cpu", dropout=False)
         target = out_dir / (f"{key}.fp16.onnx" if fp16 else f"{key}.onnx")
-        metadata = onnx_metadata(config, d, entry, sha, fp16)
-        results.append(_export_one(net, target, metadata, opset, fp16, sizes, int(config.get("channels", 3))))
+        metadata = onnx_metadata(bundle, d, entry, sha, fp16)
+        results.append(
+            _export_one(net, target, metadata, opset, fp16, sizes, bundle.channels or 3, bundle.size_multiple)
+        )
     return results
 
 
-def default_check_sizes(train_size: Any, multiple: int = 4) -> list[tuple[int, int]]:
-    """A square and a wider (5:4) size around the training size, capped at 256 px to stay quick."""
+def default_check_sizes(train_size: Any, multiple: int = 4, min_size: int = 8) -> list[tuple[int, int]]:
+    """A square and a wider size around the training size (capped at 256 px to stay quick), both
+    multiples of ``multiple`` and at least ``min_size``: the wider one is at least one multiple
+    wider, so the width axis is really exercised."""
     t = min(256, max(32, int(train_size or 256)))
-    t -= t % multiple
-    wide = (t * 5 // 4) // multiple * multiple
+    t = max(min_size, multiple, t - t % multiple)
+    wide = max(t + multiple, (t * 5 // 4) // multiple * multiple)
     return [(t, t), (t, wide)]
 
 
-def onnx_metadata(
-    config: dict[str, Any], direction: str, entry: dict[str, Any], sha: str, fp16: bool
-) -> dict[str, str]:
+def onnx_metadata(bundle: Bundle, direction: str, entry: NetworkEntry, sha: str, fp16: bool) -> dict[str, str]:
     """The metadata_props that make an exported file self-describing (all values are strings)."""
-    domains = config.get("domains") or {"A": "A", "B": "B"}
+    domains = bundle.domains
     source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
-    norm = config.get("normalization", {})
+    channels = bundle.channels or 3
     return {
         ONNX_FORMAT_KEY: str(ONNX_FORMAT_VERSION),
         "cyclekit_version": __version__,
+        "recipe": bundle.recipe,
         "direction": direction,
-        "source_domain": str(domains.get(source, source)),
-        "target_domain": str(domains.get(target, target)),
+        "source_domain": domains[source],
+        "target_domain": domains[target],
         "domains": json.dumps(domains),
         "input_layout": "NCHW",
         "input_range": "[-1, 1]",
         "output_range": "[-1, 1]",
         # x = (pixel / 255 - mean) / std; pixel = (y * std + mean) * 255
-        "mean": json.dumps(norm.get("mean", 0.5)),
-        "std": json.dumps(norm.get("std", 0.5)),
-        "channels": str(config.get("channels", 3)),
-        "color_mode": "RGB" if int(config.get("channels", 3)) == 3 else "L",
-        "size_multiple": str(config.get("size_multiple", 4)),
-        "padding": "reflect the bottom/right edges up to a multiple of size_multiple (at least twice it); "
+        "mean": json.dumps(bundle.mean),
+        "std": json.dumps(bundle.std),
+        "channels": str(channels),
+        "color_mode": "RGB" if channels == 3 else "L",
+        "size_multiple": str(bundle.size_multiple),
+        "min_size": str(bundle.min_size),
+        "padding": "reflect the bottom/right edges up to a multiple of size_multiple (at least min_size); "
         "crop the output back",
         "precision": "fp16 (float32 input/output)" if fp16 else "fp32",
-        "arch": str(entry.get("arch", "")),
-        "arch_options": json.dumps(entry.get("options", {}), sort_keys=True),
-        "source_weights": str(entry.get("file", "")),
+        "test_time": "deterministic: no dropout"
+        + ("; batch norm with per-image statistics" if bundle.test_time.batch_norm == "sample" else ""),
+        "arch": entry.arch,
+        "arch_options": json.dumps(entry.options, sort_keys=True),
+        "source_weights": entry.file,
         "source_weights_sha256": sha,
-        "run": str(config.get("run") or ""),
-        "step": str(config.get("step", "")),
+        "run": bundle.run,
+        "step": str(bundle.step),
     }
 
 
@@ -196,13 +209,21 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _to_proto(module: nn.Module, example: torch.Tensor, opset: int) -> Any:
-    """Trace ``module`` into an ONNX ModelProto with dynamic batch/height/width."""
+def _to_proto(module: nn.Module, example: torch.Tensor, opset: int, multiple: int = 1) -> Any:
+    """Trace ``module`` into an ONNX ModelProto with dynamic batch/height/width.
+
+    Height and width are declared as multiples of ``multiple``: a U-Net concatenates each
+    decoder level with its encoder level, which only lines up for such sizes, and torch.export
+    insists on knowing that."""
     import onnx
 
     with _quiet_exporter():
         if opset >= 18:
-            batch, height, width = (torch.export.Dim(n) for n in ("batch", "height", "width"))
+            batch = torch.export.Dim("batch")
+            if multiple > 1:
+                height, width = torch.export.Dim("height_units") * multiple, torch.export.Dim("width_units") * multiple
+            else:
+                height, width = torch.export.Dim("height"), torch.export.Dim("width")
             program = torch.onnx.export(
                 module,
                 (example,),
@@ -230,6 +251,18 @@ def _to_proto(module: nn.Module, example: torch.Tensor, opset: int) -> Any:
         return onnx.load_from_string(buffer.getvalue())
 
 
+def _name_dynamic_axes(proto: Any) -> None:
+    """Call the symbolic axes batch, height and width everywhere in the graph (the exporter names
+    the declared multiples "4*height_units"), so a consumer reads input [batch, C, height, width]."""
+    graph = proto.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if "height" in dim.dim_param:
+                dim.dim_param = "height" if dim.dim_param.endswith(("height", "height_units")) else dim.dim_param
+            elif "width" in dim.dim_param:
+                dim.dim_param = "width" if dim.dim_param.endswith(("width", "width_units")) else dim.dim_param
+
+
 def _export_one(
     net: nn.Module,
     target: Path,
@@ -238,19 +271,22 @@ def _export_one(
     fp16: bool,
     sizes: Sequence[tuple[int, int]],
     channels: int,
+    multiple: int = 1,
 ) -> ExportResult:
     import onnx
     import onnxruntime as ort
     from onnx.external_data_helper import uses_external_data
 
     module = _HalfPrecision(net).eval() if fp16 else net
-    # 64 px: small to trace, and not 0/1 so the exporter does not specialise the dynamic axes.
-    example = torch.zeros(PARITY_BATCH, channels, 64, 64)
+    # The first check size: small to trace, and not 0/1 so the exporter does not specialise the
+    # dynamic axes.
+    example = torch.zeros(PARITY_BATCH, channels, *sizes[0])
     try:
-        proto = _to_proto(module, example, opset)
+        proto = _to_proto(module, example, opset, multiple)
     except Exception as exc:  # the exporters raise many types; the first line is what helps
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CyclekitError(f"ONNX export of {target.stem} at opset {opset} failed: {first}") from None
+    _name_dynamic_axes(proto)
     for node in proto.graph.node:
         # Per-node exporter notes hold Python stack traces with local paths: noise for consumers.
         del node.metadata_props[:]
@@ -263,9 +299,8 @@ def _export_one(
     if any(uses_external_data(t) for t in proto.graph.initializer):
         raise CyclekitError(f"ONNX export of {target.stem} produced external weight data; cannot embed it")
 
-    tmp = target.with_name(target.name + ".tmp")
     before = set(target.parent.iterdir())
-    try:
+    with atomic_path(target) as tmp:
         onnx.save_model(proto, str(tmp), save_as_external_data=False)
         onnx.checker.check_model(str(tmp))
         extra = set(target.parent.iterdir()) - before - {tmp}
@@ -293,9 +328,6 @@ def _export_one(
                 f"ONNX parity check of {target.name} failed: max abs diff {worst.max_abs_diff:.3g} at "
                 f"{worst.height}x{worst.width} exceeds {tolerance:g}; the file was not written"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(
         metadata["direction"], target, target.stat().st_size, "fp16" if fp16 else "fp32", opset, tolerance, checks
     )

@@ -1,0 +1,1 @@
+"""Preset configs (YAML), shipped inside the package: `cyclekit presets` lists them."""

@@ -1,0 +1,276 @@
+"""Pix2Pix (Isola et al. 2017): paired image-to-image translation with a conditional GAN.
+
+A U-Net generator G maps the source image x to y' = G(x); a conditional PatchGAN D judges the
+pair concat(x, y) as real and concat(x, G(x)) as fake. The objective (Sec. 3.1, Eq. 4):
+
+    G* = arg min_G max_D  L_cGAN(G, D) + lambda * L_L1(G),   L_L1 = E |y - G(x)|_1,  lambda = 100
+
+The L1 term makes G reproduce the low frequencies; the PatchGAN only has to judge local texture
+(Sec. 2.2). At test time the generator runs "in exactly the same manner as during the training
+phase": dropout on, batch norm with the test image's statistics (Sec. 3.3); the bundle records
+both, and `pix2pix.test_dropout` / `pix2pix.test_batch_norm` change them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cyclekit.choices import Direction
+from cyclekit.config import Config
+from cyclekit.device import resolve_device
+from cyclekit.errors import ConfigError
+from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
+from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
+from cyclekit.models import build_model, init_weights
+from cyclekit.recipes.common import (
+    N_FIXED,
+    adam_with_schedule,
+    check_image_discriminator,
+    n_batches,
+    net_spec,
+    paired_scores,
+    plan_batches,
+    run_eval,
+    save_rows,
+    schedule_steps,
+    size_needs,
+    write_eval,
+)
+from cyclekit.recipes.cyclegan import find_data_root
+from cyclekit.train.state import TrainingState
+
+
+@dataclass(frozen=True)
+class Pix2PixOptions:
+    """The `pix2pix:` section."""
+
+    direction: Direction = "AtoB"  # which way to translate: A -> B, or B -> A
+    lambda_l1: float = 100.0  # Isola et al. 2017, Sec. 4 ("lambda = 100")
+    # "divide the objective by 2 while optimizing D": Isola et al. 2017, Sec. 3.3
+    d_scale: float = 0.5
+    test_dropout: bool = True  # dropout at test time, as the paper (Sec. 3.3); false: deterministic
+    # batch norm at test time: "sample" = each image's own statistics (the paper); "running" = training averages
+    test_batch_norm: Literal["sample", "running"] = "sample"
+
+    def __post_init__(self) -> None:
+        for name in ("lambda_l1", "d_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def source(self) -> str:
+        return self.direction[0]
+
+    @property
+    def target(self) -> str:
+        return self.direction[-1]
+
+
+def _net_specs(config: Config) -> tuple[tuple[str, dict], tuple[str, dict]]:
+    c = config.data.channels
+    g = net_spec(config, "generator", in_channels=c, out_channels=c)
+    d = net_spec(config, "discriminator", in_channels=2 * c)  # judges concat(source, target)
+    return g, d
+
+
+class Pix2PixRecipe:
+    name = "pix2pix"
+    description = "paired translation: U-Net generator, conditional PatchGAN, GAN + L1 loss (Isola et al. 2017)"
+    Options = Pix2PixOptions
+    data_kinds = ("paired",)
+    defaults: dict[str, Any] = {
+        "loss": {"gan_mode": "vanilla"},  # the paper's cGAN objective (Eq. 1)
+        "model": {
+            "generator": {"name": "unet", "n_downs": 8},
+            "discriminator": {"name": "patchgan", "norm": "batch"},
+        },
+    }
+    moved_keys: dict[str, str] = {"loss.d_scale": "d_scale"}
+
+    @classmethod
+    def check(cls, config: Config) -> None:
+        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
+        data = config.data
+        if data.preprocess in ("none", "scale_width"):
+            raise ConfigError(
+                f"data.preprocess: {data.preprocess} keeps image sizes, but the generator needs sides that are "
+                "multiples of its size; use resize_and_crop, crop or scale_width_and_crop"
+            )
+        multiple, min_size = size_needs(g_arch, g_opts)
+        if data.crop_size % multiple or data.crop_size < min_size:
+            raise ConfigError(
+                f"data.crop_size: {data.crop_size} is not a multiple of {multiple}, which the {g_arch} generator "
+                f"needs (2**n_downs); e.g. {max(multiple, data.crop_size // multiple * multiple)}"
+            )
+        check_image_discriminator(config, d_arch, d_opts)
+
+    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+        from cyclekit.data.paired import PairedImages, paired_test_split
+        from cyclekit.data.transforms import build_eval_transform, build_transform
+
+        self.config = cfg = config
+        self.options: Pix2PixOptions = config.options or Pix2PixOptions()
+        data = cfg.data
+        self.device = resolve_device(cfg.train.device)
+        (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
+        self.root = find_data_root(config, data_root, cache_dir)
+        transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
+        common = {"channels": data.channels, "layout": data.layout, "suffixes": data.pair_suffixes}
+        self.dataset = PairedImages(self.root, "train", transform, strict=data.strict, seed=cfg.seed, **common)
+        self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
+        split = paired_test_split(self.root, data.layout)
+        self.test = PairedImages(self.root, split, **common) if split else None
+        fixed_from = self.test or self.dataset
+        self.fixed = fixed_from.stack(range(min(N_FIXED, len(fixed_from))), self.eval_transform)
+
+        self.G = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
+        self.D = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
+        init_weights(self.G, cfg.model.init, cfg.model.init_gain)
+        init_weights(self.D, cfg.model.init, cfg.model.init_gain)
+        constant, decay = schedule_steps(cfg, self.steps_per_epoch())
+        self.opt_g, sched_g = adam_with_schedule(self.G.parameters(), cfg.optim.lr, cfg.optim, constant, decay)
+        self.opt_d, sched_d = adam_with_schedule(
+            self.D.parameters(), cfg.optim.lr_d or cfg.optim.lr, cfg.optim, constant, decay
+        )
+        self.state = TrainingState(
+            {"G": self.G, "D": self.D},
+            {"opt_g": self.opt_g, "opt_d": self.opt_d},
+            {"sched_g": sched_g, "sched_d": sched_d},
+        )
+
+    # -- loop protocol --------------------------------------------------------------------------
+
+    def steps_per_epoch(self) -> int:
+        return n_batches(len(self.dataset), self.config.data.batch_size, drop_last=False)
+
+    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
+        data = self.config.data
+        plan = self.dataset.epoch_plan(epoch)
+        return plan_batches(self.dataset, plan, data.batch_size, start, data.workers, drop_last=False)
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
+        opts, mode = self.options, self.config.loss.gan_mode
+        source = batch[opts.source].to(self.device, non_blocking=True)
+        target = batch[opts.target].to(self.device, non_blocking=True)
+        fake = self.G(source)
+
+        # D first, as the reference: real pair vs generated pair (detached inside the helper).
+        loss_d, parts = discriminator_loss(
+            self.D,
+            torch.cat([source, target], 1),
+            torch.cat([source, fake], 1),
+            mode,
+            self.config.loss.gp_weight,
+            scale=opts.d_scale,
+        )
+        optimizer_step(self.opt_d, loss_d)
+
+        # G: fool the (frozen) D on the pair, and stay close to the target in L1.
+        adv = generator_adversarial_loss(self.D, torch.cat([source, fake], 1), mode)
+        l1 = F.l1_loss(fake, target) * opts.lambda_l1
+        optimizer_step(self.opt_g, adv + l1)
+        self.state.step_schedulers()
+        return {
+            "loss_G": (adv + l1).detach(),
+            "loss_G_GAN": adv.detach(),
+            "loss_G_L1": l1.detach(),
+            "loss_D": loss_d.detach(),
+            "D_real": parts["real"],
+            "D_fake": parts["fake"],
+        }
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def _generate(self, source: Tensor) -> Tensor:
+        """The generator as the bundle will run it (test-time dropout and norm statistics)."""
+        opts = self.options
+        g = self.G
+        was = g.training
+        try:
+            # Batch norm: "sample" = training-mode statistics of a batch of one (run_eval feeds
+            # images one at a time); dropout follows test_dropout.
+            g.train(opts.test_batch_norm == "sample")
+            for module in g.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.train(opts.test_dropout)
+            # Seeded dropout (as the PyTorch backend does), on a forked RNG so sampling never moves
+            # the training RNG.
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                torch.manual_seed(0)
+                return torch.cat([g(x.unsqueeze(0).to(self.device)).cpu() for x in source])
+        finally:
+            g.train(was)
+
+    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
+        """One grid per call: a row per fixed pair, input | output | target."""
+        fixed_a, fixed_b = self.fixed
+        source, target = (fixed_a, fixed_b) if self.options.source == "A" else (fixed_b, fixed_a)
+        fake = self._eval_generate(source)
+        rows = []
+        for i in range(len(source)):
+            rows += [source[i], fake[i], target[i]]
+        return save_rows(rows, folder / f"step_{step:07d}.png", columns=3)
+
+    def _eval_generate(self, source: Tensor) -> Tensor:
+        if self.options.test_batch_norm == "running" and not self.options.test_dropout:
+            return run_eval(self.G, source, self.device)
+        # Per-sample statistics in train mode would also update the running averages; keep a
+        # copy so sampling leaves the training state (and a resumed run) exactly as it was.
+        saved = {k: v.clone() for k, v in self.G.state_dict().items() if "running" in k or "num_batches" in k}
+        try:
+            return self._generate(source)
+        finally:
+            self.G.load_state_dict(saved, strict=False)
+
+    def bundle(self, step: int, epoch: int) -> Bundle:
+        data, opts = self.config.data, self.options
+        multiple, min_size = size_needs(self.g_arch, self.g_opts)
+        has_bn = self.g_opts.get("norm") == "batch"
+        return Bundle(
+            recipe=self.name,
+            networks={"G": NetworkEntry(self.g_arch, self.g_opts)},
+            translates={opts.direction: "G"},
+            channels=data.channels,
+            size_multiple=multiple,
+            min_size=min_size,
+            domains={"A": data.domain_a, "B": data.domain_b},
+            test_time=TestTime(
+                dropout=opts.test_dropout and float(self.g_opts.get("dropout", 0)) > 0,
+                batch_norm=opts.test_batch_norm if has_bn else "running",
+            ),
+            train_size=data.crop_size,
+            preprocess=data.preprocess,
+            step=step,
+            epoch=epoch,
+            run=self.config.name,
+        )
+
+    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
+        write_bundle(folder, self.bundle(step, epoch), {"G": self.G})
+
+    def evaluate(self, run_dir: Path) -> dict[str, Any]:
+        """L1 and PSNR of the trained direction on every test pair, at the training scale, next to
+        the identity baseline; written to eval.json."""
+        if self.test is None:
+            return {}
+        opts = self.options
+        s, t = (0, 1) if opts.source == "A" else (1, 0)
+
+        def pairs() -> Iterator[tuple[Tensor, Tensor]]:
+            for i in range(len(self.test)):
+                ab = self.test.stack([i], self.eval_transform)
+                yield ab[s], ab[t]
+
+        result = paired_scores(self._eval_generate, pairs())
+        if result:
+            result = {"direction": opts.direction, **result}
+            write_eval(run_dir, result)
+        return result

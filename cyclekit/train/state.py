@@ -1,0 +1,72 @@
+"""The training state of a recipe: its networks, optimizers, schedulers and other stateful parts
+(image pools), under fixed names, saved and restored as one flat dict.
+
+Every recipe keeps one `TrainingState`, so checkpoints of every recipe have the same shape and a
+checkpoint missing a part is refused with one line naming it, before any shape error can happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from cyclekit.errors import CyclekitError
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+class TrainingState:
+    """Named nets, optimizers, schedulers and extras (anything with state_dict/load_state_dict).
+
+    The first optimizer's learning rate is the one the loop logs.
+    """
+
+    def __init__(
+        self,
+        nets: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        schedulers: Mapping[str, Any] | None = None,
+        extras: Mapping[str, Stateful] | None = None,
+    ) -> None:
+        self.nets = dict(nets)
+        self.optimizers = dict(optimizers)
+        self.schedulers = dict(schedulers or {})
+        self.extras = dict(extras or {})
+        names = [*self.nets, *self.optimizers, *self.schedulers, *self.extras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"training state names must be unique, got {names}")
+
+    def parts(self) -> dict[str, Stateful]:
+        return {**self.nets, **self.optimizers, **self.schedulers, **self.extras}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: part.state_dict() for name, part in self.parts().items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        parts = self.parts()
+        missing = [name for name in parts if name not in state]
+        if missing:
+            raise CyclekitError(
+                f"checkpoint has no {', '.join(missing)} (it has {', '.join(map(str, state)) or 'nothing'}); "
+                "it was written by another recipe or configuration"
+            )
+        for name, part in parts.items():
+            try:
+                part.load_state_dict(state[name])
+            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise CyclekitError(f"checkpoint part {name} does not fit this configuration: {first}") from None
+
+    def step_schedulers(self) -> None:
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+
+    def lr(self) -> float:
+        return next(iter(self.optimizers.values())).param_groups[0]["lr"]
