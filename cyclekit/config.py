@@ -257,6 +257,9 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
     if unknown:
         where = f"{key}.{unknown[0]}" if key else str(unknown[0])
         raise ConfigError(f"{where}: unknown key; valid keys: {', '.join(fields)}")
+    for name, f in fields.items():
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}.{name}: required" if key else f"{name}: required")
     kwargs = {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
     try:
         return cls(**kwargs)

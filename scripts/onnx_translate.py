@@ -27,15 +27,16 @@ def read_metadata(session: ort.InferenceSession) -> dict[str, str]:
     return meta
 
 
-def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflect-pad the bottom/right of a CxHxW array to multiples of ``multiple`` (at least 2x it).
+def pad_to_multiple(x: np.ndarray, multiple: int, minimum: int) -> np.ndarray:
+    """Reflect-pad the bottom/right of a CxHxW array to multiples of ``multiple`` (at least ``minimum``).
 
-    The generator halves the resolution twice, so it needs sides divisible by 4; reflection makes
-    the border look like image content, and the padding is cropped off the result.
+    A generator that halves the resolution n times needs sides divisible by 2**n (a ResNet: 4, a
+    U-Net: 2**n_downs); reflection makes the border look like image content, and the padding is
+    cropped off the result.
     """
     h, w = x.shape[1:]
-    th = max(2 * multiple, -(-h // multiple) * multiple)
-    tw = max(2 * multiple, -(-w // multiple) * multiple)
+    th = max(minimum, -(-h // multiple) * multiple)
+    tw = max(minimum, -(-w // multiple) * multiple)
     return np.pad(x, [(0, 0), (0, th - h), (0, tw - w)], mode="reflect")
 
 
@@ -46,6 +47,7 @@ def translate(model_path: str, in_path: str, out_path: str) -> None:
     channels = int(meta["channels"])
     mean, std = float(json.loads(meta["mean"])), float(json.loads(meta["std"]))
     multiple = int(meta["size_multiple"])
+    minimum = int(meta.get("min_size", 2 * multiple))  # files from cyclekit 0.1 have no min_size
 
     with Image.open(in_path) as img:
         img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF, not in the pixels
@@ -60,7 +62,7 @@ def translate(model_path: str, in_path: str, out_path: str) -> None:
     if alpha is not None:  # fully transparent pixels hold arbitrary colours; make them white
         pixels[np.asarray(alpha) == 0] = 255.0
     x = (pixels / 255.0 - mean) / std  # input_range [-1, 1] for mean = std = 0.5
-    x = pad_to_multiple(x.transpose(2, 0, 1), multiple)
+    x = pad_to_multiple(x.transpose(2, 0, 1), multiple, minimum)
 
     y = session.run(None, {session.get_inputs()[0].name: x[None].astype(np.float32)})[0][0]
     y = y[:, : img.height, : img.width]  # crop the padding back off

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cyclekit.config import Config, apply_overrides, dump_config, list_presets
-from cyclekit.recipes import load_config
 from cyclekit.errors import ConfigError
+from cyclekit.recipes import load_config
 
 
 def test_every_preset_loads():
@@ -132,8 +132,13 @@ def test_an_unused_recipe_section_is_refused_for_each_recipe(preset, section):
 
 @pytest.mark.parametrize(
     "preset, key",
-    [("gan-ring", "data.domain_a=x"), ("gan-ring", "data.crop_size=32"), ("demo", "data.recursive=true"),
-     ("facades", "data.demo_size=8"), ("dcgan", "data.pair_suffixes=[a, b]")],
+    [
+        ("gan-ring", "data.domain_a=x"),
+        ("gan-ring", "data.crop_size=32"),
+        ("demo", "data.recursive=true"),
+        ("facades", "data.demo_size=8"),
+        ("dcgan", "data.pair_suffixes=[a, b]"),
+    ],
 )
 def test_data_keys_the_data_kind_does_not_read_are_refused(preset, key):
     with pytest.raises(ConfigError, match=rf"{key.split('=')[0]}: not used with data.kind"):

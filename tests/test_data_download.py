@@ -372,3 +372,83 @@ def test_load_mnist_from_local_mirror(tmp_path: Path, served: _Server, monkeypat
     assert xt.shape == (3, 28, 28) and len(yt) == 3
     assert len(served.requests) == 4
     assert catalogue.MNIST_MIRRORS[0].startswith("https://ossci-datasets")
+
+
+# ---------------------------------------------------------------------------------------------
+# pix2pix archives (.tar.gz of train/ val/ test/ holding A|B images)
+
+
+def _ab_tar(path: Path, top: str = "facades", members: list[tuple[str, bytes | None]] | None = None) -> None:
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for split in ("train", "val"):
+            d = tarfile.TarInfo(f"{top}/{split}")
+            d.type = tarfile.DIRTYPE
+            tf.addfile(d)
+            for i in range(2):
+                data = _png_bytes(i)
+                info = tarfile.TarInfo(f"{top}/{split}/{i}.png")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        for name, data in members or []:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+
+
+def test_pix2pix_catalogue_entries() -> None:
+    info = CATALOGUE["pix2pix-facades"]
+    assert info.url == "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
+    assert info.kind == "paired" and (info.domain_a, info.domain_b) == ("photo", "label")
+    assert CATALOGUE["pix2pix-maps"].url.endswith("/pix2pix/datasets/maps.tar.gz")
+
+
+def test_fetch_pix2pix_tar(tmp_path: Path, served: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    _ab_tar(served.folder / "facades.tar.gz")
+    url = f"{served.url}/facades.tar.gz"
+    monkeypatch.setitem(CATALOGUE, "pix2pix-facades", dataclasses.replace(CATALOGUE["pix2pix-facades"], url=url))
+    cache = tmp_path / "cache"
+    path = find_dataset("pix2pix-facades", None, cache)
+    assert path == cache / "pix2pix-facades"
+    assert sorted(p.name for p in path.iterdir()) == ["train", "val"]
+    assert sorted(p.name for p in cache.iterdir()) == ["pix2pix-facades"]  # archive and staging removed
+    # A copy in the CycleGAN layout (trainA/ + trainB/, paired by name) counts as present too.
+    other = tmp_path / "facades"
+    (other / "trainA").mkdir(parents=True)
+    (other / "trainB").mkdir()
+    assert find_dataset("pix2pix-facades", other, cache) == other
+
+
+@pytest.mark.parametrize(
+    "member, why",
+    [
+        (("../evil.txt", b"pwned"), "path escapes"),
+        (("/abs.txt", b"x"), "absolute path"),
+        (("facades/link", None), "link or special file"),
+    ],
+)
+def test_safe_extract_tar_refuses_malicious(tmp_path: Path, member: tuple[str, bytes | None], why: str) -> None:
+    from cyclekit.data.download import safe_extract_tar
+
+    archive = tmp_path / "evil.tar.gz"
+    _ab_tar(archive, members=[member])
+    with pytest.raises(DataError, match=f"refusing to extract .*{why}"):
+        safe_extract_tar(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["evil.tar.gz"]  # no staging folder left
+
+
+def test_safe_extract_tar_damaged(tmp_path: Path) -> None:
+    from cyclekit.data.download import safe_extract_tar
+
+    archive = tmp_path / "bad.tar.gz"
+    _ab_tar(archive)
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(DataError, match="bad.tar.gz"):
+        safe_extract_tar(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

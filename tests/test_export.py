@@ -13,9 +13,9 @@ import torch
 
 import cyclekit.export.onnx as export_mod
 from cyclekit import __version__
-from cyclekit.inference.bundle import file_sha256, load_network, read_bundle
 from cyclekit.errors import CyclekitError
 from cyclekit.export.onnx import FP16_TOLERANCE, FP32_TOLERANCE, export_bundle, parity_inputs
+from cyclekit.inference.bundle import file_sha256, load_network, read_bundle
 from tests.bundles import make_bundle
 from tests.helpers import cli
 

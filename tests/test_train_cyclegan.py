@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclekit.recipes import load_config
 from cyclekit.data.demo import AUTUMN_CHANNELS, generate_demo, render_scene, to_autumn
+from cyclekit.recipes import load_config
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.run import train_run
 from tests.conftest import write_images

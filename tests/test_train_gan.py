@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclekit.recipes import load_config
 from cyclekit.data.ring import ring_modes, sample_ring, score_ring
+from cyclekit.recipes import load_config
 from cyclekit.recipes.run import train_run
 from tests.conftest import write_images
 from tests.helpers import cli, cli_subprocess, kill_when, losses

@@ -132,7 +132,9 @@ def test_onnx_translator_matches_torch(translator: Translator, onnx_model: Path)
     assert onnx_t.name == "tiny" and onnx_t.targets == ["B"]
     img = photo(45, 38, seed=3)
     assert np.abs(np.asarray(onnx_t(img)).astype(int) - np.asarray(translator(img)).astype(int)).max() <= 1
-    with pytest.raises(CyclekitError, match=r"translates AtoB only \(horse -> zebra\); it cannot translate to A: use --to B"):
+    with pytest.raises(
+        CyclekitError, match=r"translates AtoB only \(horse -> zebra\); it cannot translate to A: use --to B"
+    ):
         onnx_t(img, to="A")
     with pytest.raises(CyclekitError, match="PyTorch backend"):
         onnx_t(img, tile=64, overlap=16)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cyclekit.atomic import atomic_path
 from cyclekit.errors import DataError
 
 if TYPE_CHECKING:  # torch is imported lazily: the ONNX translate path must not need it
@@ -411,6 +412,6 @@ def save_grid(
     """Tile [-1, 1] images with :func:`make_grid` and save them as a PNG; returns the path."""
     path = Path(path)
     grid = make_grid(images, nrow=nrow, padding=padding)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensor_to_image(grid).save(path, format="PNG")
+    with atomic_path(path, fsync=False) as tmp:
+        tensor_to_image(grid).save(tmp, format="PNG")
     return path

@@ -278,9 +278,9 @@ def _export_one(
     from onnx.external_data_helper import uses_external_data
 
     module = _HalfPrecision(net).eval() if fp16 else net
-    # The first check size: small to trace, and not 0/1 so the exporter does not specialise the
-    # dynamic axes.
-    example = torch.zeros(PARITY_BATCH, channels, *sizes[0])
+    # The first check size, at least two multiples: small to trace, and no axis of 0/1 (units)
+    # so the exporter does not specialise the dynamic axes.
+    example = torch.zeros(PARITY_BATCH, channels, *(max(side, 2 * multiple) for side in sizes[0]))
     try:
         proto = _to_proto(module, example, opset, multiple)
     except Exception as exc:  # the exporters raise many types; the first line is what helps

@@ -42,10 +42,15 @@ def net_spec(config: Config, part: str, **fill: Any) -> tuple[str, dict[str, Any
 
 
 def size_needs(arch: str, options: Mapping[str, Any]) -> tuple[int, int]:
-    """(size multiple, minimum side) the generator ``arch`` needs, from its built architecture."""
+    """(size multiple, minimum side) the generator ``arch`` needs, from its built architecture.
+
+    Built on the meta device (no memory) under a forked RNG: building initialises weights, and a
+    draw from the global RNG here (e.g. while writing a bundle) would change the dropout masks of
+    the following training steps and break exact resume."""
     from cyclekit.models import MODELS
 
-    net = MODELS[arch].build(resolve_options(arch, options))
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        net = MODELS[arch].build(resolve_options(arch, options))
     return int(getattr(net, "size_multiple", 1)), int(getattr(net, "min_size", 1))
 
 

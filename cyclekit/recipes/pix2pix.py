@@ -243,7 +243,8 @@ class Pix2PixRecipe:
             min_size=min_size,
             domains={"A": data.domain_a, "B": data.domain_b},
             test_time=TestTime(
-                dropout=opts.test_dropout and float(self.g_opts.get("dropout", 0)) > 0,
+                # Only where the network has dropout layers (a U-Net with n_downs 5 has none).
+                dropout=opts.test_dropout and any(isinstance(m, torch.nn.Dropout) for m in self.G.modules()),
                 batch_norm=opts.test_batch_norm if has_bn else "running",
             ),
             train_size=data.crop_size,

@@ -6,12 +6,13 @@ decides when to log, sample and checkpoint, and how to come back after a kill.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,7 +113,8 @@ def fit(
             },
             ckpt,
         )
-        recipe.write_bundle(run_dir / "bundle", step, epoch)
+        with _rng_kept():
+            recipe.write_bundle(run_dir / "bundle", step, epoch)
 
     stop = _StopFlag()
     progress = _progress(cfg.progress, total, step)
@@ -150,14 +152,16 @@ def fit(
                     if progress is not None:
                         progress.update(1)
                     if cfg.sample_every and step % cfg.sample_every == 0:
-                        recipe.write_samples(run_dir / "samples", step, epoch)
+                        with _rng_kept():
+                            recipe.write_samples(run_dir / "samples", step, epoch)
                     if end_of_epoch:
                         epoch, pos = epoch + 1, 0
                     if save_now:
                         save()
                     if end_of_epoch:
                         if not cfg.sample_every:
-                            recipe.write_samples(run_dir / "samples", step, epoch)
+                            with _rng_kept():
+                                recipe.write_samples(run_dir / "samples", step, epoch)
                         plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
                     if stop.requested:
                         raise TrainingInterrupted(
@@ -170,6 +174,17 @@ def fit(
             progress.close()
     plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
+
+
+@contextlib.contextmanager
+def _rng_kept() -> Iterator[None]:
+    """Outputs (samples, bundles) must not move any global RNG: a resumed run, which skips them,
+    would otherwise draw different noise and dropout masks from the uninterrupted one."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
 
 
 def _numbers(losses: Mapping[str, Tensor | float]) -> dict[str, float]:

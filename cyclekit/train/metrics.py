@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
+
+from cyclekit.atomic import atomic_path, atomic_write
 
 PALETTE = [
     (31, 119, 180),
@@ -45,9 +46,7 @@ class MetricsLog:
         self.path = path
         if keep_until_step is not None and path.exists():
             rows = [r for r in read_metrics(path) if r.get("step", 0) <= keep_until_step]
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
         elif keep_until_step is None and path.exists():
             path.unlink()
 
@@ -98,8 +97,6 @@ def plot_losses(rows: Iterable[dict[str, Any]], path: Path, size: tuple[int, int
         if len(points) > 1:
             draw.line(points, fill=color, width=2)
         draw.text((width - right + 10, top + 16 * i), key, fill=color)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=False) as tmp:
+        img.save(tmp, format="PNG")
     return True
