@@ -154,5 +154,7 @@ def test_discriminator_loss_detaches_fake_and_scales():
     half.backward()
     assert fake.grad is None and disc.weight.grad is not None
     assert set(parts) == {"real", "fake"}
+    # Tensors, not numbers: no .item() (a device sync) inside the core; nothing to backprop into.
+    assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in parts.values())
     _, parts_gp = discriminator_loss(disc, real, fake, "wgan-gp")
-    assert "gp" in parts_gp
+    assert "gp" in parts_gp and isinstance(parts_gp["gp"], torch.Tensor)

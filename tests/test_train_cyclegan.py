@@ -198,3 +198,34 @@ def test_demo_preset_short_run(tmp_path: Path, monkeypatch):
         "l1_improvement",
     }
     assert report.fit.step == 2
+
+
+def test_a_checkpoint_of_cyclekit_0_1_still_resumes(tmp_path: Path):
+    """0.1 stored a fingerprint of its flat config layout (loss.lambda_cycle, train.pool_size,
+    model.latent_dim, ...); it is rebuilt in today's layout and compared, so such a run resumes,
+    while a really different config is still refused."""
+    from cyclekit.train.checkpoint import load_checkpoint, save_checkpoint
+
+    root = tmp_path / "data"
+    write_images(root / "trainA", 3, seed=1)
+    write_images(root / "trainB", 3, seed=2)
+    code, _, err = cli(*args(root, tmp_path / "runs", "train.epochs=1"))
+    assert code == 0, err
+    ckpt = tmp_path / "runs" / "horse2zebra" / "checkpoints" / "last.pt"
+    state = load_checkpoint(ckpt)
+    new = state["fingerprint"]
+    data = {**new["data"], "epoch_size": 8192, "recursive": False, "demo_train": 160, "demo_test": 16, "demo_size": 64}
+    state["fingerprint"] = {
+        "recipe": "cyclegan",
+        "seed": 0,
+        "model": {**new["model"], "latent_dim": 100, "pack": 1},
+        "data": data,
+        "loss": {**new["loss"], "lambda_cycle": 10.0, "lambda_identity": 0.5, "d_scale": 0.5},
+        "optim": {**new["optim"], "d_steps": 1},
+        "train": {"epochs": 1, "decay_epochs": 0, "pool_size": 3},
+    }
+    save_checkpoint(state, ckpt)
+    code, out, err = cli(*args(root, tmp_path / "runs", "train.epochs=2"), "--resume", "auto")
+    assert code == 1 and "was made with a different train" in err  # epochs changed: refused
+    code, out, err = cli(*args(root, tmp_path / "runs", "train.epochs=1"), "--resume", "auto")
+    assert code == 0 and "resumed at step 3" in out, err
