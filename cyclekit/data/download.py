@@ -172,19 +172,71 @@ def download_file(
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip member must not be extracted, or None if it is safe."""
-    name = info.filename.replace("\\", "/")
+def _unsafe_path(name: str) -> str | None:
+    """Why an archive member's path must not be extracted, or None if it stays inside the target."""
+    name = name.replace("\\", "/")
     if name.startswith("/") or _DRIVE.match(name):
         return "absolute path"
     norm = posixpath.normpath(name)
     if norm == ".." or norm.startswith("../"):
         return "path escapes the target folder"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return "symbolic link"
     if "\x00" in name:
         return "NUL in file name"
     return None
+
+
+def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member must not be extracted, or None if it is safe."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link"
+    return _unsafe_path(info.filename)
+
+
+def _unsafe_tar_member(info: tarfile.TarInfo) -> str | None:
+    """Why a tar member must not be extracted, or None if it is a safe file or folder."""
+    if not (info.isfile() or info.isdir()):
+        return "link or special file"  # symlinks, hard links, devices and fifos are never needed
+    return _unsafe_path(info.name)
+
+
+def _extract_all_or_nothing(
+    archive: Path,
+    target: Path,
+    members: list[tuple[str, str | None]],
+    needed: int,
+    extract: Callable[[Path], None],
+    errors: tuple[type[BaseException], ...],
+) -> Path:
+    """Refuse the archive if any member is unsafe ((name, reason) pairs) or the disk too full;
+    else ``extract`` into a temporary folder beside ``target``, renamed into place when complete."""
+    for name, why in members:
+        if why is not None:
+            raise DataError(f"refusing to extract {archive}: member {name!r} ({why})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target.parent).free
+    if needed > free:
+        raise DataError(
+            f"cannot extract {archive}: needs {needed / 1e6:.0f} MB, only {free / 1e6:.0f} MB free in {target.parent}"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
+    try:
+        extract(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset should not be
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    except errors as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"cannot extract {archive}: {_reason(exc)}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _refuse_non_empty(archive: Path, target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DataError(f"cannot extract {archive}: {target} already exists and is not empty")
 
 
 def safe_extract_zip(zip_path: str | os.PathLike[str], target_dir: str | os.PathLike[str]) -> Path:
@@ -195,8 +247,7 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target_dir: str | os.Path
     the target, renamed into place only when complete.
     """
     zip_path, target = Path(zip_path), Path(target_dir)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DataError(f"cannot extract {zip_path}: {target} already exists and is not empty")
+    _refuse_non_empty(zip_path, target)
     try:
         zf = zipfile.ZipFile(zip_path)
     except FileNotFoundError:
@@ -204,48 +255,15 @@ def safe_extract_zip(zip_path: str | os.PathLike[str], target_dir: str | os.Path
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"cannot open {zip_path}: not a valid zip file ({_reason(exc)})") from exc
     with zf:
-        members = zf.infolist()
-        for info in members:
-            why = _unsafe_member(info)
-            if why is not None:
-                raise DataError(f"refusing to extract {zip_path}: member {info.filename!r} ({why})")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        needed = sum(i.file_size for i in members)
-        free = shutil.disk_usage(target.parent).free
-        if needed > free:
-            raise DataError(
-                f"cannot extract {zip_path}: needs {needed / 1e6:.0f} MB, "
-                f"only {free / 1e6:.0f} MB free in {target.parent}"
-            )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
-        try:
-            zf.extractall(tmp)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset should not be
-            if target.exists():
-                target.rmdir()
-            os.replace(tmp, target)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DataError(f"cannot extract {zip_path}: {_reason(exc)}") from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
-
-
-def _unsafe_tar_member(info: tarfile.TarInfo) -> str | None:
-    """Why a tar member must not be extracted, or None if it is a safe file or folder."""
-    name = info.name.replace("\\", "/")
-    if name.startswith("/") or _DRIVE.match(name):
-        return "absolute path"
-    norm = posixpath.normpath(name)
-    if norm == ".." or norm.startswith("../"):
-        return "path escapes the target folder"
-    if "\x00" in name:
-        return "NUL in file name"
-    if not (info.isfile() or info.isdir()):
-        return "link or special file"  # symlinks, hard links, devices and fifos are never needed
-    return None
+        infos = zf.infolist()
+        return _extract_all_or_nothing(
+            zip_path,
+            target,
+            [(i.filename, _unsafe_member(i)) for i in infos],
+            sum(i.file_size for i in infos),
+            zf.extractall,
+            (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError),
+        )
 
 
 def safe_extract_tar(tar_path: str | os.PathLike[str], target_dir: str | os.PathLike[str]) -> Path:
@@ -255,55 +273,41 @@ def safe_extract_tar(tar_path: str | os.PathLike[str], target_dir: str | os.Path
     make the whole archive refused before anything is written.
     """
     tar_path, target = Path(tar_path), Path(target_dir)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DataError(f"cannot extract {tar_path}: {target} already exists and is not empty")
+    _refuse_non_empty(tar_path, target)
+    errors = (tarfile.TarError, OSError, EOFError, zlib.error)
     try:
         tf = tarfile.open(tar_path, "r:*")
     except FileNotFoundError:
         raise DataError(f"archive not found: {tar_path}") from None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except errors as exc:
         raise DataError(f"cannot open {tar_path}: not a valid tar archive ({_reason(exc)})") from exc
     with tf:
         try:
-            members = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            infos = tf.getmembers()
+        except errors as exc:
             raise DataError(f"cannot read {tar_path}: damaged archive ({_reason(exc)})") from exc
-        for info in members:
-            why = _unsafe_tar_member(info)
-            if why is not None:
-                raise DataError(f"refusing to extract {tar_path}: member {info.name!r} ({why})")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        needed = sum(i.size for i in members)
-        free = shutil.disk_usage(target.parent).free
-        if needed > free:
-            raise DataError(
-                f"cannot extract {tar_path}: needs {needed / 1e6:.0f} MB, "
-                f"only {free / 1e6:.0f} MB free in {target.parent}"
-            )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
-        try:
-            for info in members:
+
+        def extract(tmp: Path) -> None:
+            # Member by member, as plain files and folders (links were refused above).
+            for info in infos:
                 dest = tmp / posixpath.normpath(info.name.replace("\\", "/"))
                 if info.isdir():
                     dest.mkdir(parents=True, exist_ok=True)
                     continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 src = tf.extractfile(info)
-                if src is None:
-                    continue
-                with src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-            os.chmod(tmp, 0o755)
-            if target.exists():
-                target.rmdir()
-            os.replace(tmp, target)
-        except (tarfile.TarError, zlib.error, OSError, EOFError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DataError(f"cannot extract {tar_path}: {_reason(exc)}") from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
+                if src is not None:
+                    with src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out, _CHUNK)
+
+        return _extract_all_or_nothing(
+            tar_path,
+            target,
+            [(i.name, _unsafe_tar_member(i)) for i in infos],
+            sum(i.size for i in infos),
+            extract,
+            errors,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

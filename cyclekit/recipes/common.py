@@ -20,7 +20,8 @@ from cyclekit.config import Config, OptimConfig
 from cyclekit.data.folders import PlanDataset
 from cyclekit.errors import ConfigError
 from cyclekit.gan.schedule import linear_decay_scheduler
-from cyclekit.models import model_options, resolve_options
+from cyclekit.models import build_model, init_weights, model_options, resolve_options
+from cyclekit.train.state import TrainingState
 
 N_FIXED = 4  # test images (pairs) per side in the sample grids of the translation recipes
 
@@ -82,6 +83,28 @@ def adam_with_schedule(
 
 def schedule_steps(config: Config, steps_per_epoch: int) -> tuple[int, int]:
     return config.train.epochs * steps_per_epoch, config.train.decay_epochs * steps_per_epoch
+
+
+def generator_and_discriminator(
+    config: Config,
+    g_spec: tuple[str, Mapping[str, Any]],
+    d_spec: tuple[str, Mapping[str, Any]],
+    device: torch.device,
+    steps_per_epoch: int,
+) -> TrainingState:
+    """One generator G and one discriminator D (initialised as `model.init` says), each with its
+    Adam and lr schedule, as the training state {G, D, opt_g, opt_d, sched_g, sched_d}."""
+    nets = {
+        "G": build_model(*g_spec, key="model.generator").to(device),
+        "D": build_model(*d_spec, key="model.discriminator").to(device),
+    }
+    for net in nets.values():
+        init_weights(net, config.model.init, config.model.init_gain)
+    constant, decay = schedule_steps(config, steps_per_epoch)
+    optim = config.optim
+    opt_g, sched_g = adam_with_schedule(nets["G"].parameters(), optim.lr, optim, constant, decay)
+    opt_d, sched_d = adam_with_schedule(nets["D"].parameters(), optim.lr_d or optim.lr, optim, constant, decay)
+    return TrainingState(nets, {"opt_g": opt_g, "opt_d": opt_d}, {"sched_g": sched_g, "sched_d": sched_d})
 
 
 def plan_batches(

@@ -22,9 +22,7 @@ from cyclekit.errors import ConfigError, DataError
 from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
-from cyclekit.models import build_model, init_weights
-from cyclekit.recipes.common import adam_with_schedule, n_batches, net_spec, plan_batches, schedule_steps, write_eval
-from cyclekit.train.state import TrainingState
+from cyclekit.recipes.common import generator_and_discriminator, n_batches, net_spec, plan_batches, write_eval
 
 N_SAMPLES = 64  # images in a sample grid
 N_RING_SAMPLES = 2000  # points in a ring scatter / score
@@ -110,21 +108,12 @@ class GanRecipe:
             self.n_items = len(self.dataset)
         if self.n_items < data.batch_size:
             raise ConfigError(f"data.batch_size: {data.batch_size} is larger than the dataset ({self.n_items} samples)")
-        self.G = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
-        self.D = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
+        self.state = generator_and_discriminator(
+            config, (self.g_arch, self.g_opts), (self.d_arch, self.d_opts), self.device, self.steps_per_epoch()
+        )
+        self.G, self.D = self.state.nets["G"], self.state.nets["D"]
+        self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
         self.packed_d = Packed(self.D, self.options.pack)
-        init_weights(self.G, config.model.init, config.model.init_gain)
-        init_weights(self.D, config.model.init, config.model.init_gain)
-        constant, decay = schedule_steps(config, self.steps_per_epoch())
-        self.opt_g, sched_g = adam_with_schedule(self.G.parameters(), config.optim.lr, config.optim, constant, decay)
-        self.opt_d, sched_d = adam_with_schedule(
-            self.D.parameters(), config.optim.lr_d or config.optim.lr, config.optim, constant, decay
-        )
-        self.state = TrainingState(
-            {"G": self.G, "D": self.D},
-            {"opt_g": self.opt_g, "opt_d": self.opt_d},
-            {"sched_g": sched_g, "sched_d": sched_d},
-        )
         # Fixed noise for samples, from its own generator so sampling never moves the training RNG.
         gen = torch.Generator().manual_seed(derive_seed(config.seed, 7))
         n = N_RING_SAMPLES if self.image_shape is None else N_SAMPLES

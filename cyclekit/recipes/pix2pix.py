@@ -28,23 +28,20 @@ from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
-from cyclekit.models import build_model, init_weights
 from cyclekit.recipes.common import (
     N_FIXED,
-    adam_with_schedule,
     check_image_discriminator,
+    generator_and_discriminator,
     n_batches,
     net_spec,
     paired_scores,
     plan_batches,
     run_eval,
     save_rows,
-    schedule_steps,
     size_needs,
     write_eval,
 )
 from cyclekit.recipes.cyclegan import find_data_root
-from cyclekit.train.state import TrainingState
 
 
 @dataclass(frozen=True)
@@ -130,20 +127,11 @@ class Pix2PixRecipe:
         fixed_from = self.test or self.dataset
         self.fixed = fixed_from.stack(range(min(N_FIXED, len(fixed_from))), self.eval_transform)
 
-        self.G = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
-        self.D = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
-        init_weights(self.G, cfg.model.init, cfg.model.init_gain)
-        init_weights(self.D, cfg.model.init, cfg.model.init_gain)
-        constant, decay = schedule_steps(cfg, self.steps_per_epoch())
-        self.opt_g, sched_g = adam_with_schedule(self.G.parameters(), cfg.optim.lr, cfg.optim, constant, decay)
-        self.opt_d, sched_d = adam_with_schedule(
-            self.D.parameters(), cfg.optim.lr_d or cfg.optim.lr, cfg.optim, constant, decay
+        self.state = generator_and_discriminator(
+            cfg, (self.g_arch, self.g_opts), (self.d_arch, self.d_opts), self.device, self.steps_per_epoch()
         )
-        self.state = TrainingState(
-            {"G": self.G, "D": self.D},
-            {"opt_g": self.opt_g, "opt_d": self.opt_d},
-            {"sched_g": sched_g, "sched_d": sched_d},
-        )
+        self.G, self.D = self.state.nets["G"], self.state.nets["D"]
+        self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
 
     # -- loop protocol --------------------------------------------------------------------------
 
