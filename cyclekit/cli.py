@@ -3,10 +3,12 @@ library calls and library errors into one line on stderr with a non-zero exit.""
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, List, Optional
@@ -37,12 +39,18 @@ class _StderrHandler(logging.Handler):
         print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
 
 
+def _warning_line(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Library warnings (Pillow's decompression-bomb warning, ...) as one `warning:` line."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 @app.callback()
 def _setup() -> None:
     root = logging.getLogger("cyclekit")
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.addHandler(_StderrHandler(logging.WARNING))
         root.propagate = False
+    warnings.showwarning = _warning_line
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
@@ -69,14 +77,26 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except MemoryError:
             fail(OUT_OF_MEMORY)
         except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA/MPS) is a RuntimeError; torch stays unimported
-            if "out of memory" not in str(exc).lower():
+            if not _is_out_of_memory(exc):
                 raise
             fail(OUT_OF_MEMORY)
         except OSError as exc:  # disk full, permission denied, ...
+            if exc.errno == errno.ENOMEM:
+                fail(OUT_OF_MEMORY)
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
             fail(f"{exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]}{where}")
 
     return wrapper
+
+
+_OOM_SPELLINGS = ("out of memory", "can't allocate memory", "cannot allocate memory", "defaultcpuallocator")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """Every way torch and the OS say "out of memory": CUDA/MPS OOM, the CPU allocator's
+    "DefaultCPUAllocator: can't allocate memory", ENOMEM."""
+    text = str(exc).lower()
+    return any(s in text for s in _OOM_SPELLINGS)
 
 
 def _one_line(message: str) -> str:
@@ -157,11 +177,13 @@ def sample(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Write samples from a trained (DC)GAN generator as one PNG."""
+    from cyclekit.atomic import check_output_file
     from cyclekit.data.ring import save_samples
     from cyclekit.inference.sampling import sample_gan
 
     if n <= 0:
         raise CyclekitError(f"-n: must be > 0, got {n}")
+    check_output_file(output, (".png",))
     samples = sample_gan(run, n, seed=seed, device=device)
     save_samples(samples, output)
     typer.echo(f"wrote {n} samples to {output}")
@@ -204,6 +226,10 @@ def data_check(
 
     report = check_folder(folder)
     typer.echo(format_report(report))
+    problems = report.blocking_problems()
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
+        raise CyclekitError(f"{problems[0]}{more}: training would refuse this folder")
 
 
 @data_app.command("demo")
@@ -256,6 +282,8 @@ def translate(
         None, "--tile", help="Translate in tiles of SIZE px (bounded memory for very large images; not for .onnx)."
     ),
     overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles in px (blended)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
+    no_dropout: bool = typer.Option(False, "--no-dropout", help="Pix2Pix: no test-time dropout (deterministic)."),
 ) -> None:
     """Translate images to the other domain; keeps each image's size, writes PNGs named after the inputs."""
     from cyclekit.inference.files import check_output_dir, collect_inputs, find_default_model, translate_files
@@ -271,7 +299,8 @@ def translate(
     translator = Translator.load(model if model is not None else find_default_model(), device=device)
     target = translator.target(to)
     out_dir = output if output is not None else Path("results") / f"{translator.name}_to_{translator.target_label(to)}"
-    check_output_dir(out_dir, found.jobs)
+    check_output_dir(out_dir, found.jobs, overwrite=overwrite)
+    translator.prepare(target, dropout=False if no_dropout else None)  # a bad model file: one error, not one per image
     if tile is not None:
         translator.check_tiling(tile, overlap)  # before any work, not once per file
 

@@ -166,13 +166,15 @@ class TrainConfig:
     device: str = "auto"
     out_dir: str = "runs"
     progress: bool = True
+    # A loss above this (in magnitude) stops training as diverged; see cyclekit.train.loop.check_healthy.
+    divergence_limit: float = 1e6
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.decay_epochs < 0 or self.epochs + self.decay_epochs == 0:
             raise ConfigError("train.epochs: epochs + decay_epochs must be > 0")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"train.max_steps: must be > 0, got {self.max_steps}")
-        _positive(self, "train", "log_every", "checkpoint_every")
+        _positive(self, "train", "log_every", "checkpoint_every", "divergence_limit")
         if self.sample_every < 0:
             raise ConfigError(f"train.sample_every: must be >= 0, got {self.sample_every}")
         if not (self.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", self.device)):
@@ -315,6 +317,8 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
+        if abs(value) >= MAX_INT:
+            raise ConfigError(f"{key}: {value} is too large (at most {MAX_INT - 1})")
         return value
     if tp is float:
         if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
@@ -332,6 +336,7 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"{key}: unsupported config type {tp!r}")  # a bug in a dataclass, not user input
 
 
+MAX_INT = 2**53  # beyond this an integer setting is a typo, and torch or numpy would overflow on it
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 

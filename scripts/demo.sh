@@ -12,7 +12,7 @@ CK=.venv/bin/cyclekit
 $CK train demo --resume auto
 data=$($CK data demo)
 $CK translate "$data/testA/scene_0000.png" "$data/testA/scene_0001.png" --model runs/demo --to B \
-    --side-by-side -o results/demo
+    --side-by-side -o results/demo --overwrite
 echo
 echo "Done. Training results: runs/demo/ (samples/, loss.png, eval.json, bundle/);"
 echo "translated test images (input | output): results/demo/"

@@ -22,7 +22,19 @@ FORBIDDEN = {
     "cyclekit.inference": ["train", "recipes", "export", "cli"],
     "cyclekit.export": ["train", "recipes", "cli"],
     "cyclekit.choices": ["*"],
-    "cyclekit.atomic": ["*"],
+    "cyclekit.atomic": [
+        "choices",
+        "config",
+        "nn",
+        "models",
+        "gan",
+        "data",
+        "train",
+        "recipes",
+        "inference",
+        "export",
+        "cli",
+    ],
     "cyclekit.errors": ["*"],
 }
 # The bundle format is the contract between training and inference: recipes write bundles with its

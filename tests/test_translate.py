@@ -319,7 +319,7 @@ def test_cli_bad_model_and_output(tmp_path: Path, bundle: Path) -> None:
     code, _, stderr = cli(
         "translate", str(tmp_path / "x.png"), "--model", str(bundle), "-o", str(tmp_path / "file" / "out")
     )
-    assert code == 1 and stderr.count("\n") == 1 and "cannot write to output folder" in stderr
+    assert code == 1 and stderr.count("\n") == 1 and "file is a file, not a folder" in stderr
 
     code, _, stderr = cli("translate", str(tmp_path / "x.png"), "--model", str(bundle), "-o", str(tmp_path))
     assert code == 1 and "would overwrite the input" in stderr

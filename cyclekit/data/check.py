@@ -77,6 +77,25 @@ class CheckReport:
         """No unreadable files and at least one image."""
         return all(not f.unreadable for f in self.folders) and any(f.readable_count for f in self.folders)
 
+    def blocking_problems(self) -> list[str]:
+        """What `cyclekit train` would refuse this folder for: no readable image at all, or a
+        dataset split pair (trainA/ + trainB/, testA/ + testB/) with a side missing or unreadable.
+        Some unreadable files alone are not blocking: training skips them."""
+        readable = {f.folder: f.readable_count for f in self.folders}
+        if not any(readable.values()):
+            return [f"{self.root} holds no readable images"]
+        problems = []
+        for split in ("train", "test"):
+            sides = [self.root / f"{split}{side}" for side in ("A", "B")]
+            if not any(s.exists() for s in sides):
+                continue
+            for side in sides:
+                if not side.is_dir():
+                    problems.append(f"{side} is missing (a dataset needs both {sides[0].name}/ and {sides[1].name}/)")
+                elif not readable.get(side):
+                    problems.append(f"{side} holds no readable images")
+        return problems
+
 
 @dataclass
 class _FileInfo:

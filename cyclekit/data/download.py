@@ -91,8 +91,13 @@ def download_file(
     md5: str | None = None,
     timeout: float = 30,
     progress: ProgressFn | None = None,
+    kind: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` (resumable, verified, atomic); returns ``dest``.
+
+    ``kind`` ("zip", "gzip"): the file must start with that format's signature; anything else
+    (say an HTML error page sent with status 200) is deleted and reported, never renamed into
+    place, and an existing ``dest`` without it is replaced.
 
     An existing ``dest`` that matches the checksums (or any existing ``dest`` when none is
     given) is kept as is. Partial data stays in ``<dest>.part`` and is resumed next time with a
@@ -103,9 +108,10 @@ def download_file(
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     if dest.is_file():
-        if _checksum_problem(dest, sha256, md5) is None:
+        if _checksum_problem(dest, sha256, md5) is None and _format_problem(dest, kind) is None:
             return dest
-        logger.warning("existing %s does not match its checksum; downloading it again", dest)
+        logger.warning("existing %s is not the expected file; downloading it again", dest)
+        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
 
     for _attempt in range(3):
@@ -165,8 +171,33 @@ def download_file(
     if problem is not None:
         part.unlink(missing_ok=True)
         raise DataError(f"checksum mismatch for {url} ({problem}); the partial download was deleted")
+    problem = _format_problem(part, kind)
+    if problem is not None:
+        part.unlink(missing_ok=True)
+        raise DownloadError(url, dest, f"the server sent {problem}, not a {kind} archive; nothing was kept")
     os.replace(part, dest)
     return dest
+
+
+_SIGNATURES = {"zip": (b"PK\x03\x04", b"PK\x05\x06"), "gzip": (b"\x1f\x8b",)}
+
+
+def _format_problem(path: Path, kind: str | None) -> str | None:
+    """None if ``path`` starts like a ``kind`` file (or no kind is asked for), else what it looks like."""
+    if kind is None:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(_SIGNATURES[kind]):
+        return None
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "an HTML page"
+    return "an empty file" if not head else f"a file starting with {head[:8]!r}"
+
+
+def archive_kind(url: str) -> str:
+    return "gzip" if url.endswith((".tar.gz", ".tgz", ".gz")) else "zip"
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -369,6 +400,7 @@ def _fetch_mnist(info: DatasetInfo, folder: Path, progress: ProgressFn | None) -
                     md5=remote.md5,
                     sha256=remote.sha256,
                     progress=progress,
+                    kind="gzip" if remote.filename.endswith(".gz") else None,
                 )
                 break
             except DownloadError as exc:
@@ -408,7 +440,9 @@ def fetch_dataset(
     suffix = ".tar.gz" if info.url.endswith((".tar.gz", ".tgz")) else ".zip"
     zip_path = cache / f"{info.name}{suffix}"
     try:
-        download_file(info.url, zip_path, sha256=info.sha256, md5=info.md5, progress=progress)
+        download_file(
+            info.url, zip_path, sha256=info.sha256, md5=info.md5, progress=progress, kind=archive_kind(info.url)
+        )
     except DownloadError as exc:
         raise DataError(
             f"could not download {name} from {info.url} ({exc.reason}); "

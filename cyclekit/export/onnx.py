@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from cyclekit import __version__
-from cyclekit.atomic import atomic_path
+from cyclekit.atomic import atomic_path, check_output_folder
 from cyclekit.choices import DIRECTIONS
 from cyclekit.errors import CyclekitError
 from cyclekit.inference.bundle import Bundle, NetworkEntry, bundle_dir, file_sha256, load_network, read_bundle
@@ -123,11 +123,14 @@ def export_bundle(
         if check_sizes
         else default_check_sizes(bundle.train_size, bundle.size_multiple, bundle.min_size)
     )
-    out_dir = Path(out_dir) if out_dir is not None else folder
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CyclekitError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise CyclekitError(
+            f"opset {opset} is newer than this onnx package knows ({newest}); use {MIN_OPSET}..{newest}"
+        )
+    out_dir = check_output_folder(Path(out_dir) if out_dir is not None else folder)
 
     results = []
     for d in directions:
@@ -286,6 +289,12 @@ def _export_one(
     except Exception as exc:  # the exporters raise many types; the first line is what helps
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CyclekitError(f"ONNX export of {target.stem} at opset {opset} failed: {first}") from None
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise CyclekitError(
+            f"ONNX export of {target.stem}: the exporter wrote opset {written}, not the requested {opset}; "
+            f"choose another --opset (default {DEFAULT_OPSET})"
+        )
     _name_dynamic_axes(proto)
     for node in proto.graph.node:
         # Per-node exporter notes hold Python stack traces with local paths: noise for consumers.

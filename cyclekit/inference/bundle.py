@@ -247,10 +247,23 @@ def load_network(
     except ConfigError as exc:
         raise CyclekitError(f"{folder / 'config.json'}: {exc}") from None
     path = Path(folder) / entry.file
+    if not path.is_file():
+        raise CyclekitError(f"bundle {folder} is missing its weights file {entry.file}")
+    if entry.sha256 and file_sha256(path) != entry.sha256:
+        raise CyclekitError(
+            f"{path} does not match the sha256 in {folder / 'config.json'}; the bundle is damaged or was edited"
+        )
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CyclekitError(f"cannot read weights {path}: {exc}") from None
+        raise CyclekitError(f"cannot read weights {path}: {' '.join(str(exc).split())}") from None
+    import torch
+
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CyclekitError(
+            f"weights {path} hold NaN or infinite values (in {bad[0]}); the model diverged or is damaged"
+        )
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

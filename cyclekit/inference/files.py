@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cyclekit.atomic import atomic_path
+from cyclekit.atomic import atomic_path, check_output_folder
 from cyclekit.choices import GRAY_MODES
 from cyclekit.errors import CyclekitError
 from cyclekit.inference.translator import Translator
@@ -92,14 +92,22 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> InputSet:
     return result
 
 
-def check_output_dir(out_dir: Path, jobs: Sequence[tuple[Path, Path]]) -> None:
-    """Create ``out_dir`` and make sure it is writable and that no output would overwrite an input."""
+def check_output_dir(out_dir: Path, jobs: Sequence[tuple[Path, Path]], overwrite: bool = False) -> None:
+    """Create ``out_dir`` and make sure it is writable, that no output would overwrite an input,
+    and (unless ``overwrite``) that no output would replace a file that is already there."""
     sources = {src.resolve() for src, _ in jobs}
     for src, rel in jobs:
         if (out_dir / rel).resolve() in sources:
             raise CyclekitError(f"output {out_dir / rel} would overwrite the input {src}; choose another -o folder")
+    if not overwrite:
+        existing = [out_dir / rel for _, rel in jobs if (out_dir / rel).exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise CyclekitError(
+                f"{existing[0]}{more} already exists; pass --overwrite to replace it, or choose another -o folder"
+            )
+    check_output_folder(out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".cyclekit-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()

@@ -30,16 +30,23 @@ class TorchBackend:
             raise CyclekitError(f"{self.folder} holds a model that samples, not translates (use `cyclekit sample`)")
         self.device = resolve_device(device)
         self._nets: dict[str, nn.Module] = {}
+        self._dropout: bool | None = None
 
     @property
     def directions(self) -> list[str]:
         return list(self.bundle.translates)
 
-    def network(self, direction: str) -> nn.Module:
+    def prepare(self, direction: str, dropout: bool | None = None) -> nn.Module:
+        """Load the network of ``direction`` (``dropout`` overrides the bundle's test-time dropout)."""
+        if dropout is not None:
+            self._dropout = dropout
         if direction not in self._nets:
             key = self.bundle.network_for(direction)
-            self._nets[direction] = load_network(self.folder, self.bundle, key, self.device)
+            self._nets[direction] = load_network(self.folder, self.bundle, key, self.device, dropout=self._dropout)
         return self._nets[direction]
+
+    def network(self, direction: str) -> nn.Module:
+        return self.prepare(direction)
 
     def run(self, direction: str, x: np.ndarray) -> np.ndarray:
         """Translate a float32 NCHW numpy batch in [-1, 1] (sides multiples of size_multiple)."""
@@ -69,7 +76,7 @@ class TorchBackend:
             )
 
     def _seeded(self) -> contextlib.AbstractContextManager:
-        if not self.bundle.test_time.dropout:
+        if not (self.bundle.test_time.dropout if self._dropout is None else self._dropout):
             return contextlib.nullcontext()
         return _seeded_rng(self.device)
 

@@ -128,6 +128,14 @@ class Translator:
             source=folder,
         )
 
+    def prepare(self, to: str | None = None, dropout: bool | None = None) -> None:
+        """Load the network for target ``to`` now (so a missing or damaged weight file is one
+        error before any image); ``dropout`` overrides a bundle's test-time dropout."""
+        direction = DIRECTION_TO[self.target(to)]
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is not None:
+            prepare(direction, dropout=dropout)
+
     # -- targets ----------------------------------------------------------------------------
 
     @property

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cyclekit.config import Config, load_config_with, parse_config
-from cyclekit.errors import ConfigError
+from cyclekit.errors import ConfigError, CyclekitError
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
@@ -33,11 +33,29 @@ def get_recipe(name: str) -> Any:
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
     """Load a preset name or YAML path, apply `--set` overrides and validate for its recipe."""
-    return load_config_with(name_or_path, overrides, RECIPES)
+    return check_config(load_config_with(name_or_path, overrides, RECIPES))
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return parse_config(data, RECIPES)
+    return check_config(parse_config(data, RECIPES))
+
+
+def check_config(config: Config) -> Config:
+    """Checks every recipe shares, beyond the recipe's own `check`: the device exists here, and
+    preprocess modes that keep image sizes are not batched (images of different sizes cannot be)."""
+    from cyclekit.device import resolve_device
+
+    try:
+        resolve_device(config.train.device)
+    except CyclekitError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
+    data = config.data
+    if data.preprocess in ("none", "scale_width") and data.batch_size > 1 and "preprocess" in data.used_keys():
+        raise ConfigError(
+            f"data.batch_size: {data.batch_size} with data.preprocess {data.preprocess}, which keeps each image's "
+            "size: images of different sizes cannot share a batch; use batch_size 1 or a cropping preprocess"
+        )
+    return config
 
 
 __all__ = ["RECIPES", "config_from_dict", "get_recipe", "load_config"]

@@ -89,7 +89,14 @@ class CycleGanRecipe:
 
     @classmethod
     def check(cls, config: Config) -> None:
-        (g_arch, _), (d_arch, d_opts) = _net_specs(config)
+        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
+        multiple, _ = size_needs(g_arch, g_opts)
+        data = config.data
+        if data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and data.crop_size % multiple:
+            raise ConfigError(
+                f"data.crop_size: {data.crop_size} is not a multiple of {multiple}, which the {g_arch} generator "
+                f"needs; e.g. {max(multiple, data.crop_size // multiple * multiple)}"
+            )
         check_image_discriminator(config, d_arch, d_opts)
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:

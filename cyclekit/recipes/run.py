@@ -88,13 +88,17 @@ def train_run(
     resume_path = resolve_resume(run_dir, resume, overwrite)
     seed_everything(config.seed)
     recipe = build_recipe(config, data_root=data_root, cache_dir=cache_dir)  # validates data and models
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume_path is None and overwrite:
-        for stale in ("samples", "bundle"):
-            for f in (run_dir / stale).glob("*"):
-                if f.is_file():
-                    f.unlink()
-    dump_config(config, run_dir / "config.yaml")
+
+    def start() -> None:
+        """Only once every check (including the resume's) has passed: a refused command changes nothing."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_path is None and overwrite:
+            for stale in ("samples", "bundle"):
+                for f in (run_dir / stale).glob("*"):
+                    if f.is_file():
+                        f.unlink()
+        dump_config(config, run_dir / "config.yaml")
+
     result = fit(
         recipe,
         run_dir,
@@ -102,6 +106,7 @@ def train_run(
         resume=resume_path,
         fingerprint=fingerprint(config),
         upgrade_fingerprint=upgrade_fingerprint,
+        before_start=start,
     )
     evaluation = recipe.evaluate(run_dir) if hasattr(recipe, "evaluate") else {}
     return RunReport(run_dir, result, evaluation)

@@ -7,6 +7,7 @@ decides when to log, sample and checkpoint, and how to come back after a kill.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import sys
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from cyclekit.atomic import clean_stale_temps
 from cyclekit.config import TrainConfig
 from cyclekit.errors import CyclekitError, TrainingInterrupted
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -27,6 +29,7 @@ from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
 from cyclekit.train.state import TrainingState
 
 CHECKPOINT_NAME = "last.pt"
+logger = logging.getLogger(__name__)
 
 
 class Recipe(Protocol):
@@ -67,6 +70,7 @@ def fit(
     resume: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
     upgrade_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    before_start: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train `recipe` to the configured number of epochs (or `cfg.max_steps`), resuming from
     `resume` if given. Writes checkpoints/last.pt, metrics.jsonl, samples/ and bundle/.
@@ -75,8 +79,13 @@ def fit(
     not silently continued with a different model or data setup; `upgrade_fingerprint` turns a
     stored fingerprint of an older layout into the current one first.
 
+    `before_start` runs once every check has passed, before anything is written: a refused
+    resume changes nothing on disk.
+
     Losses stay tensors between logged steps: they become numbers (one device sync) only when
-    they are logged or a checkpoint is about to be written, and then they must be finite.
+    they are logged or a checkpoint is about to be written. Then they must be finite and at most
+    `cfg.divergence_limit` in magnitude, and the weights finite, or training stops with the last
+    good checkpoint untouched (see `check_healthy`).
     """
     spe = recipe.steps_per_epoch()
     n_epochs = cfg.epochs + cfg.decay_epochs
@@ -94,14 +103,33 @@ def fit(
                 f"checkpoint {resume} was made with a different {', '.join(diff)}; "
                 "use the same config or start a new run (--name)"
             )
+        missing = [k for k in ("step", "epoch", "pos", "recipe", "rng") if k not in state]
+        if missing:
+            raise CyclekitError(f"checkpoint {resume} has no {', '.join(missing)}; it is incomplete or not cyclekit's")
         recipe.state.load_state_dict(state["recipe"])
         set_rng_state(state["rng"])
         step, epoch, pos = state["step"], state["epoch"], state["pos"]
         resumed_from = step
+        threads = state.get("threads")
+        if threads is not None and threads != torch.get_num_threads():
+            logger.warning(
+                "checkpoint written with %d torch threads, resuming with %d: the run continues, but "
+                "bit-exact reproduction of an uninterrupted run needs the same thread count",
+                threads,
+                torch.get_num_threads(),
+            )
+    if before_start is not None:
+        before_start()
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "bundle", run_dir / "samples"):
+        for stale in clean_stale_temps(folder):
+            logger.info("removed %s, left by an interrupted write", stale)
     metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
     ckpt = checkpoint_path(run_dir)
+    saved_step = resumed_from  # the step of the checkpoint on disk from this run (None: none yet)
 
     def save() -> None:
+        nonlocal saved_step
+        check_healthy(recipe.state, last, step, cfg.divergence_limit, ckpt, saved_step, weights=True)
         save_checkpoint(
             {
                 "step": step,
@@ -110,9 +138,11 @@ def fit(
                 "recipe": recipe.state.state_dict(),
                 "rng": rng_state(),
                 "fingerprint": fingerprint or {},
+                "threads": torch.get_num_threads(),
             },
             ckpt,
         )
+        saved_step = step
         with _rng_kept():
             recipe.write_bundle(run_dir / "bundle", step, epoch)
 
@@ -131,12 +161,7 @@ def fit(
                     save_now = step % cfg.checkpoint_every == 0 or end_of_epoch or step >= total or stop.requested
                     if log_now or save_now:
                         last = _numbers(losses)
-                        if not all(math.isfinite(v) for v in last.values()):
-                            bad = ", ".join(k for k, v in last.items() if not math.isfinite(v))
-                            raise CyclekitError(
-                                f"training diverged by step {step} ({bad} is not finite); "
-                                f"the last good checkpoint is {ckpt} (try a lower optim.lr)"
-                            )
+                        check_healthy(recipe.state, last, step, cfg.divergence_limit, ckpt, saved_step)
                     if log_now:
                         metrics.write(
                             {
@@ -185,6 +210,51 @@ def _rng_kept() -> Iterator[None]:
         yield
     finally:
         set_rng_state(state)
+
+
+def check_healthy(
+    state: TrainingState,
+    losses: Mapping[str, float],
+    step: int,
+    limit: float,
+    ckpt: Path,
+    saved_step: int | None,
+    weights: bool = False,
+) -> None:
+    """Raise CyclekitError if training has diverged: a loss that is NaN/inf or above ``limit``
+    in magnitude, or (``weights``, before a checkpoint) a non-finite weight.
+
+    Why a fixed limit cannot fire on a healthy run: every loss cyclekit logs is bounded far below
+    1e6 while training works. L1 terms of [-1, 1] images are at most 2 x their weight (200 for
+    pix2pix's 100); GAN losses grow only with the discriminator's logits, which a useful
+    discriminator keeps at O(10) (a logit of 1e3 already has a sigmoid of exactly 1 in float32,
+    so no gradient is left); a WGAN-GP critic is held near 1-Lipschitz, so its outputs differ by
+    at most the inputs' diameter (2 * sqrt(C*H*W) = 222 at 64x64x3, 887 at 256 px). A diverged
+    run (e.g. optim.lr=1e6) logs 1e13 and more.
+    """
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v) or abs(v) > limit}
+    what = ", ".join(f"{k} = {v:.3g}" for k, v in bad.items())
+    if not bad and weights:
+        broken = [name for name, net in state.nets.items() if not _finite_weights(net)]
+        what = f"non-finite weights in {', '.join(broken)}" if broken else ""
+    if not what:
+        return
+    where = (
+        f"the last good checkpoint is {ckpt} (step {saved_step}), left as it was"
+        if saved_step is not None and ckpt.exists()
+        else "no checkpoint was written yet"
+    )
+    lrs = ", ".join(f"{k} {o.param_groups[0]['lr']:.3g}" for k, o in state.optimizers.items())
+    raise CyclekitError(
+        f"training diverged by step {step}: {what} (limit train.divergence_limit = {limit:g}); {where}. "
+        f"Current learning rates: {lrs}"
+    )
+
+
+def _finite_weights(net: torch.nn.Module) -> bool:
+    with torch.no_grad():
+        flags = [torch.isfinite(p).all() for p in net.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def _numbers(losses: Mapping[str, Tensor | float]) -> dict[str, float]:
