@@ -131,12 +131,13 @@ def n_batches(n_items: int, batch_size: int, drop_last: bool) -> int:
 
 
 @torch.no_grad()
-def run_eval(net: torch.nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``net`` on each image alone (batch 1, as at test time), in eval mode, restoring its mode."""
+def run_eval(net: torch.nn.Module, images: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """``net`` on each CxHxW image alone (batch 1, as at test time; sizes may differ), in eval
+    mode, restoring its mode. Returns CxHxW CPU tensors."""
     was = net.training
     net.eval()
     try:
-        return torch.cat([net(x.unsqueeze(0).to(device)).cpu() for x in images])
+        return [net(x.unsqueeze(0).to(device)).cpu()[0] for x in images]
     finally:
         net.train(was)
 

@@ -210,8 +210,9 @@ class CycleGanRecipe:
 
     # -- outputs --------------------------------------------------------------------------------
 
-    def _fixed_images(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first few test images per side (training images when there is no test split)."""
+    def _fixed_images(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The first few test images per side (training images when there is no test split);
+        a list, as with preprocess none or scale_width their sizes may differ."""
         from cyclekit.data.images import list_images, load_image
 
         out = []
@@ -226,7 +227,7 @@ class CycleGanRecipe:
                     continue
                 if len(picked) == N_FIXED:
                     break
-            out.append(torch.stack(picked))
+            out.append(picked)
         return out[0], out[1]
 
     def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
@@ -276,7 +277,7 @@ class CycleGanRecipe:
         except DataError:
             return {}
         loaded = (pairs.stack([i], self.eval_transform) for i in range(len(pairs)))
-        result = paired_scores(lambda a: run_eval(self.G_AtoB, a, self.device), loaded)
+        result = paired_scores(lambda a: torch.stack(run_eval(self.G_AtoB, a, self.device)), loaded)
         if result:
             result = {"direction": "AtoB", **result}
             write_eval(run_dir, result)

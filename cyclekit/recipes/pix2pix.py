@@ -209,7 +209,7 @@ class Pix2PixRecipe:
 
     def _eval_generate(self, source: Tensor) -> Tensor:
         if self.options.test_batch_norm == "running" and not self.options.test_dropout:
-            return run_eval(self.G, source, self.device)
+            return torch.stack(run_eval(self.G, source, self.device))
         # Per-sample statistics in train mode would also update the running averages; keep a
         # copy so sampling leaves the training state (and a resumed run) exactly as it was.
         saved = {k: v.clone() for k, v in self.G.state_dict().items() if "running" in k or "num_batches" in k}

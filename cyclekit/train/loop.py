@@ -240,7 +240,8 @@ def check_healthy(
     if not what:
         return
     where = (
-        f"the last good checkpoint is {ckpt} (step {saved_step}), left as it was"
+        f"the last checkpoint, {ckpt} (step {saved_step}, saved while its losses were within the limit), "
+        "was left as it was"
         if saved_step is not None and ckpt.exists()
         else "no checkpoint was written yet"
     )
