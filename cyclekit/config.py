@@ -393,8 +393,8 @@ def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> 
         raise ConfigError(f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {kind}")
     _check_data_keys(data.get("data"), spec)
     top = {k: coerce(t, data[k], k) for k, t in (("name", str), ("description", str), ("seed", int)) if k in data}
-    sections = {s: from_dict(cls, data.get(s) or {}, s) for s, cls in SHARED_SECTIONS.items()}
-    options = from_dict(spec.Options, data.get(name) or {}, name)
+    sections = {s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items()}
+    options = from_dict(spec.Options, _section(data, name), name)
     if sections["data"].kind not in spec.data_kinds:
         raise ConfigError(
             f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {sections['data'].kind}"
@@ -402,6 +402,12 @@ def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> 
     config = Config(recipe=name, **top, **sections, options=options)
     spec.check(config)
     return config
+
+
+def _section(data: Mapping[str, Any], key: str) -> Any:
+    """A section's raw value; an empty one (``train:`` with nothing under it) is no keys."""
+    value = data.get(key)
+    return {} if value is None else value
 
 
 def _check_data_keys(data: Any, spec: RecipeSpec) -> None:
