@@ -49,7 +49,7 @@ def discriminator_loss(
     mean logits on real and fake (and the gradient penalty for WGAN-GP), as tensors.
     """
     fake = fake.detach()
-    if batched:
+    if batched and real.shape[1:] == fake.shape[1:]:  # sizes differ with preprocess none
         # One call on [real; fake]: identical maths when every layer treats samples independently
         # (instance/layer norm or none), and one pass over the weights instead of two. Not with
         # batch norm, whose statistics would mix real and fake.

@@ -174,7 +174,7 @@ class CycleGanRecipe:
         # Generators: adversarial + cycle (+ identity); the discriminators are frozen inside the
         # adversarial helper so no gradient reaches them here.
         identity = opts.lambda_identity > 0
-        if identity and self.batch_g:
+        if identity and self.batch_g and real_a.shape[1:] == real_b.shape[1:]:
             # G_AtoB on real A (translation) and real B (identity) in one call, likewise G_BtoA:
             # instance norm is per sample, so this is the same maths in 4 generator calls, not 6.
             n = real_a.shape[0]
