@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -231,6 +232,7 @@ def test_a_checkpoint_of_cyclekit_0_1_still_resumes(tmp_path: Path):
     assert code == 0 and "resumed at step 3" in out, err
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # the test skips updates
 def test_batched_network_calls_change_nothing_but_speed(unpaired_root: Path):
     """G_AtoB on [real A; real B] and each D on [real; fake] in one call each: instance norm is per
     sample, so the gradients of a step match the one-call-per-input step to float rounding (measured
