@@ -21,6 +21,7 @@ FORBIDDEN = {
     "cyclekit.recipes": ["inference", "export", "cli"],
     "cyclekit.inference": ["train", "recipes", "export", "cli"],
     "cyclekit.export": ["train", "recipes", "cli"],
+    "cyclekit.bench": ["cli"],
     "cyclekit.choices": ["*"],
     "cyclekit.atomic": [
         "choices",

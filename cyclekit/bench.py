@@ -1,0 +1,345 @@
+"""`cyclekit bench`: what a config costs on this machine, as numbers.
+
+For a config (and size) it measures, in one process:
+- training: seconds per step after warm-up, peak memory, FLOPs per step (torch.utils.flop_counter);
+- the generator: inference latency in PyTorch eager and onnxruntime (batch 1 at the crop size);
+- `translate`: images/s end to end on a folder (decode, translate, encode PNG) and as a fraction of
+  the raw model rate;
+- this machine's fp32 matmul rate, so every rate is also a fraction of it (achieved FLOP/s).
+
+`compare_train_steps` times the training step of this checkout against another one (a path or a
+git commit) in alternating rounds of separate processes, so machine noise (1.5x between runs here)
+hits both alike and only their ratio is reported as a speed-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cyclekit.config import Config
+from cyclekit.errors import CyclekitError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BenchResult:
+    """Every number `cyclekit bench` prints, in the units of its name."""
+
+    config: str
+    recipe: str
+    device: str
+    threads: int
+    size: int
+    matmul_gflops: float
+    train_s_per_step: float
+    train_gflop_per_step: float
+    train_fraction_of_matmul: float
+    peak_memory_mib: float
+    eager_ms: float | None = None
+    onnx_ms: float | None = None
+    generator_gflop: float | None = None
+    eager_fraction_of_matmul: float | None = None
+    onnx_fraction_of_matmul: float | None = None
+    translate_images_per_s: float | None = None
+    translate_fraction_of_model: float | None = None
+    steps: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 1.0) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul over about ``seconds`` (2 n^3 FLOPs each)."""
+    a = torch.randn(n, n, device=device, generator=None)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    _sync(device)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux: the process's peak RSS
+
+
+def bench(
+    config: Config,
+    name: str,
+    data_root: Path | None = None,
+    steps: int = 10,
+    warmup: int = 2,
+    images: Path | None = None,
+    n_images: int = 16,
+    latency_runs: int = 10,
+) -> BenchResult:
+    """Measure ``config`` (see the module docstring); ``images``: a folder for the translate row
+    (default: ``n_images`` generated photo-like images at the crop size)."""
+    from cyclekit.recipes.common import seed_everything
+    from cyclekit.recipes.run import build_recipe
+
+    seed_everything(config.seed)
+    recipe = build_recipe(config, data_root=data_root)
+    device = recipe.device
+    result = BenchResult(
+        config=name,
+        recipe=config.recipe,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        size=config.data.crop_size,
+        matmul_gflops=round(matmul_gflops(device), 1),
+        train_s_per_step=0.0,
+        train_gflop_per_step=0.0,
+        train_fraction_of_matmul=0.0,
+        peak_memory_mib=0.0,
+        steps=steps,
+    )
+    batches = _endless(recipe)
+    with FlopCounterMode(display=False) as counter:
+        recipe.train_step(next(batches), 0)
+    flops = counter.get_total_flops()
+    step = iter(range(1, 1 << 30))
+    seconds = _median_seconds(lambda: recipe.train_step(next(batches), next(step)), device, warmup, steps)
+    result.train_s_per_step = round(seconds, 4)
+    result.train_gflop_per_step = round(flops / 1e9, 3)
+    result.train_fraction_of_matmul = round(flops / seconds / 1e9 / result.matmul_gflops, 3)
+    result.peak_memory_mib = round(_peak_memory_mib(device), 1)
+
+    bundle = recipe.bundle(0, 0)
+    if bundle.translates:
+        _bench_inference(recipe, result, images, n_images, latency_runs, device)
+    else:
+        result.notes.append("the recipe samples rather than translates: no inference or translate rows")
+    return result
+
+
+def _endless(recipe: Any):
+    epoch = 0
+    while True:
+        yield from recipe.batches(epoch, 0)
+        epoch += 1
+
+
+def _bench_inference(
+    recipe: Any, result: BenchResult, images: Path | None, n_images: int, runs: int, device: torch.device
+) -> None:
+    from cyclekit.export.onnx import export_bundle
+    from cyclekit.inference.files import collect_inputs, translate_files
+    from cyclekit.inference.translator import Translator
+
+    with tempfile.TemporaryDirectory(prefix="cyclekit-bench-") as tmp:
+        folder = Path(tmp) / "bundle"
+        recipe.write_bundle(folder, 0, 0)
+        torch_t = Translator.load(folder, device=str(device))
+        direction = next(iter(torch_t.backend.directions))
+        net = torch_t.backend.network(direction)
+        side = max(result.size, torch_t.min_size)
+        side += -side % torch_t.size_multiple
+        x = torch.rand(1, torch_t.channels, side, side, device=device) * 2 - 1
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+        gflop = counter.get_total_flops() / 1e9
+        with torch.no_grad():
+            eager = _median_seconds(lambda: net(x), device, 2, runs)
+        (exported,) = export_bundle(folder, direction, out_dir=Path(tmp) / "onnx")
+        onnx_t = Translator.load(exported.path, device="cpu" if device.type == "cpu" else "auto")
+        xn = x.cpu().numpy()
+        onnx_s = _median_seconds(lambda: onnx_t.backend.run(direction, xn), torch.device("cpu"), 2, runs)
+        result.generator_gflop = round(gflop, 3)
+        result.eager_ms = round(eager * 1000, 2)
+        result.onnx_ms = round(onnx_s * 1000, 2)
+        result.eager_fraction_of_matmul = round(gflop / eager / result.matmul_gflops, 3)
+        result.onnx_fraction_of_matmul = round(gflop / onnx_s / result.matmul_gflops, 3)
+
+        if images is None:
+            images = Path(tmp) / "images"
+            _photos(images, n_images, side, torch_t.channels)
+        jobs = collect_inputs([str(images)]).jobs
+        if not jobs:
+            raise CyclekitError(f"no images in {images} to time translate on")
+        target = "B" if direction == "AtoB" else "A"
+        torch_t.prepare(target)
+        summary = translate_files(torch_t, jobs, Path(tmp) / "out", target, batch_size=4)
+        result.translate_images_per_s = round(summary.images_per_second, 3)
+        result.translate_fraction_of_model = round(summary.images_per_second * eager, 3)
+
+
+def _photos(folder: Path, n: int, side: int, channels: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    for i in range(n):
+        base = np.stack([xx, yy, (xx + yy) / 2], axis=2) * rng.uniform(60, 200, size=3)
+        img = np.clip(base + rng.normal(0, 10, size=base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img if channels == 3 else img[:, :, 0]).save(folder / f"{i:03d}.png")
+
+
+def format_table(result: BenchResult) -> str:
+    """The numbers as aligned lines for the terminal."""
+
+    def fmt(value: Any, unit: str = "") -> str:
+        return "-" if value is None else f"{value}{unit}"
+
+    rows = [
+        ("device, threads", f"{result.device}, {result.threads}"),
+        ("fp32 matmul rate", fmt(result.matmul_gflops, " GFLOP/s")),
+        ("train step", f"{result.train_s_per_step} s/step ({result.train_gflop_per_step} GFLOP, "
+                       f"{result.train_fraction_of_matmul:.0%} of matmul rate)"),
+        ("peak memory", fmt(result.peak_memory_mib, " MiB")),
+        ("generator, eager", f"{fmt(result.eager_ms, ' ms')} ({fmt(result.generator_gflop, ' GFLOP')}, "
+                             f"{_pct(result.eager_fraction_of_matmul)} of matmul rate)"),
+        ("generator, onnxruntime", f"{fmt(result.onnx_ms, ' ms')} "
+                                   f"({_pct(result.onnx_fraction_of_matmul)} of matmul rate)"),
+        ("translate", f"{fmt(result.translate_images_per_s, ' images/s')} "
+                      f"({_pct(result.translate_fraction_of_model)} of the raw eager model rate)"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    head = f"{result.config} ({result.recipe}, {result.size} px, median of {result.steps} steps)"
+    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows), *(f"  note: {n}" for n in result.notes)])
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def write_json(result: BenchResult, path: Path) -> None:
+    from cyclekit.atomic import atomic_write
+
+    atomic_write(path, json.dumps(asdict(result), indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# side by side with another checkout
+
+# Runs in a child process with the other checkout first on sys.path. It uses only APIs that every
+# cyclekit version has (a config loader and a recipe with batches/train_step), so it also times
+# commits from before `cyclekit bench` existed.
+_CHILD = r"""
+import json, os, statistics, sys, time
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+repo, config, overrides, data_root = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+steps, warmup = int(sys.argv[5]), int(sys.argv[6])
+sys.path.insert(0, repo)
+import torch
+try:
+    from cyclekit.recipes import load_config
+except ImportError:
+    from cyclekit.config import load_config
+from cyclekit.recipes.run import build_recipe
+from cyclekit.recipes.common import seed_everything
+cfg = load_config(config, overrides)
+seed_everything(cfg.seed)
+recipe = build_recipe(cfg, data_root=None if data_root == "-" else __import__("pathlib").Path(data_root))
+batches = recipe.batches(0, 0)
+times = []
+for i in range(warmup + steps):
+    t0 = time.perf_counter()
+    recipe.train_step(next(batches), i)
+    if i >= warmup:
+        times.append(time.perf_counter() - t0)
+print("CYCLEKIT_BENCH " + json.dumps({"times": times, "file": __import__("cyclekit").__file__}))
+"""
+
+
+def _checkout(ref: str, tmp: Path) -> Path:
+    """``ref`` as a folder holding a cyclekit/ package: a path as it is, else a git commit-ish
+    checked out (git worktree) into ``tmp``."""
+    path = Path(ref)
+    if (path / "cyclekit" / "__init__.py").is_file():
+        return path.resolve()
+    target = tmp / "ref"
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(target), ref], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise CyclekitError(f"--compare {ref}: neither a cyclekit checkout nor a git commit of {REPO}")
+    return target
+
+
+def compare_train_steps(
+    config: str,
+    overrides: Sequence[str],
+    ref: str,
+    data_root: Path | None = None,
+    rounds: int = 3,
+    steps: int = 5,
+    warmup: int = 2,
+) -> dict[str, Any]:
+    """Median s/step of this checkout and of ``ref`` over ``rounds`` alternating child processes."""
+    times: dict[str, list[float]] = {"this": [], "ref": []}
+    with tempfile.TemporaryDirectory(prefix="cyclekit-compare-") as tmp:
+        other = _checkout(ref, Path(tmp))
+        try:
+            for _ in range(rounds):
+                for side, repo in (("ref", other), ("this", REPO)):
+                    times[side] += _child_times(repo, config, overrides, data_root, steps, warmup)
+        finally:
+            if other.parent == Path(tmp):
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(other)], capture_output=True
+                )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "ref": ref,
+        "this_s_per_step": round(med["this"], 4),
+        "ref_s_per_step": round(med["ref"], 4),
+        "speedup": round(med["ref"] / med["this"], 3),
+        "steps_each": len(times["this"]),
+    }
+
+
+def _child_times(
+    repo: Path, config: str, overrides: Sequence[str], data_root: Path | None, steps: int, warmup: int
+) -> list[float]:
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    env.pop("PYTHONPATH", None)
+    args = [sys.executable, "-c", _CHILD, str(repo), config, json.dumps(list(overrides)), str(data_root or "-")]
+    done = subprocess.run([*args, str(steps), str(warmup)], capture_output=True, text=True, env=env, cwd=repo)
+    for line in done.stdout.splitlines():
+        if line.startswith("CYCLEKIT_BENCH "):
+            payload = json.loads(line.split(" ", 1)[1])
+            if not payload["file"].startswith(str(repo)):
+                raise CyclekitError(f"the measurement of {repo} imported cyclekit from {payload['file']}")
+            return payload["times"]
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise CyclekitError(f"could not time the training step of {repo}: {last}")

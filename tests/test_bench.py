@@ -1,0 +1,43 @@
+"""`cyclekit bench`: every number is measured, positive and written to JSON; --compare times
+another checkout's training step in separate processes and reports the ratio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.helpers import cli
+
+TINY = ["data.demo_train=4", "data.demo_test=2", "data.demo_size=32", "data.load_size=32", "data.crop_size=32",
+        "model.generator.ngf=4", "model.generator.n_blocks=1", "model.discriminator.ndf=4",
+        "data.batch_size=1"]  # fmt: skip
+
+
+def test_bench_measures_and_compares(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CYCLEKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench.json"
+    args = ["bench", "demo", "--steps", "2", "--warmup", "1", "-o", str(out), "--compare", str(REPO), "--rounds", "1"]
+    code, stdout, err = cli(*args, *[a for item in TINY for a in ("--set", item)])
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    for key in ("matmul_gflops", "train_s_per_step", "train_gflop_per_step", "peak_memory_mib", "eager_ms", "onnx_ms",
+                "generator_gflop", "translate_images_per_s"):  # fmt: skip
+        assert result[key] > 0, key
+    # FLOPs counted by torch.utils.flop_counter, rates as fractions of this machine's matmul rate
+    assert 0 < result["train_fraction_of_matmul"] < 5 and 0 < result["eager_fraction_of_matmul"] < 5
+    assert 0 < result["translate_fraction_of_model"] < 5
+    assert "train step" in stdout and "of matmul rate" in stdout
+    assert f"vs {REPO}:" in stdout and "alternating rounds" in stdout
+    compare = [n for n in result["notes"] if n.startswith("compare:")]
+    assert compare and "speedup" in compare[0]
+
+
+def test_bench_bad_arguments_are_one_line(tmp_path: Path):
+    code, _, err = cli("bench", "demo", "--steps", "0", "-o", str(tmp_path / "b.json"))
+    assert code == 1 and err.startswith("error: --steps")
+    code, _, err = cli("bench", "demo", "-o", str(tmp_path / "b.txt"))
+    assert code == 1 and "unknown extension '.txt'; use .json" in err
+    code, _, err = cli("bench", "demo", "--compare", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b.json"),
+                       *[a for item in TINY for a in ("--set", item)], "--steps", "1")  # fmt: skip
+    assert code == 1 and "neither a cyclekit checkout nor a git commit" in err
