@@ -61,7 +61,7 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
 
 
-def matmul_gflops(device: torch.device, n: int = 1024, seconds: float = 1.0) -> float:
+def matmul_gflops(device: torch.device, n: int = 2048, seconds: float = 2.0) -> float:
     """Best fp32 GFLOP/s of an n x n matmul over about ``seconds`` (2 n^3 FLOPs each)."""
     a = torch.randn(n, n, device=device, generator=None)
     b = torch.randn(n, n, device=device)

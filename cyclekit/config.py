@@ -168,6 +168,8 @@ class TrainConfig:
     progress: bool = True
     # A loss above this (in magnitude) stops training as diverged; see cyclekit.train.loop.check_healthy.
     divergence_limit: float = 1e6
+    # auto: bf16 (or fp16 + loss scaling) autocast on CUDA, fp32 elsewhere; see cyclekit.train.precision
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.decay_epochs < 0 or self.epochs + self.decay_epochs == 0:

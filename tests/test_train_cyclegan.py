@@ -291,3 +291,30 @@ def test_batched_network_calls_change_nothing_but_speed(unpaired_root: Path):
         data_root=unpaired_root,
     )
     assert not bn.batch_g and not bn.batch_d
+
+
+def test_mixed_precision_on_cpu_runs_correctly_and_resumes_across_precisions(unpaired_root: Path, tmp_path: Path):
+    """bf16 autocast on a CPU (asked for: `auto` is fp32 there) gives the fp32 step's losses to
+    bf16's ~3 significant digits (measured: 1.0% at most; tolerance 5%); fp16 trains with a GradScaler
+    whose state goes into the checkpoint, and a run resumes across precisions."""
+    from cyclekit.train.checkpoint import load_checkpoint
+
+    def run(out: str, *extra: str) -> dict[int, dict[str, float]]:
+        code, _, err = cli(*args(unpaired_root, tmp_path / out, *extra))
+        assert code == 0, err
+        return losses(tmp_path / out / "horse2zebra")
+
+    fp32 = run("fp32", "train.epochs=1", "train.precision=fp32")
+    bf16 = run("bf16", "train.epochs=1", "train.precision=bf16")
+    for key, value in fp32[1].items():
+        assert abs(bf16[1][key] - value) <= 0.05 * max(abs(value), 0.1), (key, value, bf16[1][key])
+    assert all(np.isfinite(v) for row in bf16.values() for v in row.values())
+
+    fp16 = run("fp16", "train.epochs=2", "train.max_steps=4", "train.precision=fp16")
+    assert all(np.isfinite(v) for row in fp16.values() for v in row.values())
+    ckpt = load_checkpoint(tmp_path / "fp16" / "horse2zebra" / "checkpoints" / "last.pt")
+    assert ckpt["recipe"]["grad_scaler"]["scale"] > 0
+    code, out, err = cli(
+        *args(unpaired_root, tmp_path / "fp16", "train.epochs=2", "train.precision=fp32"), "--resume", "auto"
+    )
+    assert code == 0 and "resumed at step 4" in out, err

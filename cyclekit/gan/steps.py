@@ -73,7 +73,14 @@ def generator_adversarial_loss(disc: nn.Module, fake: Tensor, mode: str) -> Tens
         return g_loss(disc(fake), mode)
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Zero the gradients, backward, step; with a GradScaler (fp16) the loss is scaled first and a
+    step with inf/NaN gradients is skipped (the caller calls ``scaler.update()`` once per training
+    step, after all its optimizers, e.g. through `TrainingState.finish_step`)."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)

@@ -26,7 +26,7 @@ from cyclekit.data.folders import derive_seed
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.gan.pool import ImagePool
-from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss
+from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, write_bundle
 from cyclekit.models import build_model, init_weights
 from cyclekit.recipes.common import (
@@ -198,9 +198,7 @@ class CycleGanRecipe:
             idt_a = F.l1_loss(same_a, real_a) * lam * opts.lambda_identity
             loss_g = loss_g + idt_a + idt_b
             out.update(loss_idt_A=idt_a.detach(), loss_idt_B=idt_b.detach())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        optimizer_step(self.opt_g, loss_g, self.state.scaler)
 
         # Discriminators, each on its real domain vs. a fake drawn from the history pool; the same
         # core helper as DCGAN, with the loss halved (Zhu et al. 2017, Sec. 4).
@@ -208,9 +206,7 @@ class CycleGanRecipe:
         kw = {"scale": opts.d_scale, "batched": self.batch_d}
         loss_d_b, _ = discriminator_loss(self.D_B, real_b, self.pool_b.query(fake_b), mode, gp, **kw)
         loss_d_a, _ = discriminator_loss(self.D_A, real_a, self.pool_a.query(fake_a), mode, gp, **kw)
-        self.opt_d.zero_grad(set_to_none=True)
-        (loss_d_a + loss_d_b).backward()
-        self.opt_d.step()
+        optimizer_step(self.opt_d, loss_d_a + loss_d_b, self.state.scaler)
         self.state.step_schedulers()
         return {
             "loss_G": loss_g.detach(),

@@ -143,9 +143,11 @@ class GanRecipe:
             loss_d, parts = discriminator_loss(
                 self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=opts.d_scale
             )
-            optimizer_step(self.opt_d, loss_d)
+            optimizer_step(self.opt_d, loss_d, self.state.scaler)
+            if self.state.scaler is not None and opts.d_steps > 1:
+                self.state.scaler.update()  # a GradScaler steps each optimizer once per update
         loss_g = generator_adversarial_loss(self.packed_d, fake, cfg.loss.gan_mode)
-        optimizer_step(self.opt_g, loss_g)
+        optimizer_step(self.opt_g, loss_g, self.state.scaler)
         self.state.step_schedulers()
         out = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(), "D_real": parts["real"], "D_fake": parts["fake"]}
         if "gp" in parts:

@@ -158,12 +158,12 @@ class Pix2PixRecipe:
             self.config.loss.gp_weight,
             scale=opts.d_scale,
         )
-        optimizer_step(self.opt_d, loss_d)
+        optimizer_step(self.opt_d, loss_d, self.state.scaler)
 
         # G: fool the (frozen) D on the pair, and stay close to the target in L1.
         adv = generator_adversarial_loss(self.D, torch.cat([source, fake], 1), mode)
         l1 = F.l1_loss(fake, target) * opts.lambda_l1
-        optimizer_step(self.opt_g, adv + l1)
+        optimizer_step(self.opt_g, adv + l1, self.state.scaler)
         self.state.step_schedulers()
         return {
             "loss_G": (adv + l1).detach(),

@@ -26,6 +26,7 @@ from cyclekit.config import TrainConfig
 from cyclekit.errors import CyclekitError, TrainingInterrupted
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
+from cyclekit.train.precision import resolve_precision
 from cyclekit.train.state import TrainingState
 
 CHECKPOINT_NAME = "last.pt"
@@ -36,6 +37,7 @@ class Recipe(Protocol):
     """What the loop needs from a recipe (see `cyclekit.recipes`)."""
 
     state: TrainingState  # nets, optimizers, schedulers, pools: saved in every checkpoint
+    device: torch.device
 
     def steps_per_epoch(self) -> int: ...
 
@@ -92,6 +94,8 @@ def fit(
     total = n_epochs * spe if cfg.max_steps is None else min(cfg.max_steps, n_epochs * spe)
     step, epoch, pos = 0, 0, 0
     resumed_from = None
+    precision = resolve_precision(cfg.precision, recipe.device)
+    recipe.state.scaler = precision.scaler
     if resume is not None:
         state = load_checkpoint(resume)
         stored = state.get("fingerprint") or None
@@ -154,7 +158,8 @@ def fit(
             while step < total and epoch < n_epochs:
                 for batch in recipe.batches(epoch, pos):
                     t0 = time.perf_counter()
-                    losses = recipe.train_step(batch, step)
+                    with precision.autocast():
+                        losses = recipe.train_step(batch, step)
                     step, pos = step + 1, pos + 1
                     end_of_epoch = pos >= spe
                     log_now = step % cfg.log_every == 0 or step == total

@@ -39,6 +39,8 @@ class TrainingState:
         self.optimizers = dict(optimizers)
         self.schedulers = dict(schedulers or {})
         self.extras = dict(extras or {})
+        # Set by the loop for fp16 training (see cyclekit.train.precision); saved when present.
+        self.scaler: torch.amp.GradScaler | None = None
         names = [*self.nets, *self.optimizers, *self.schedulers, *self.extras]
         if len(set(names)) != len(names):
             raise ValueError(f"training state names must be unique, got {names}")
@@ -47,7 +49,10 @@ class TrainingState:
         return {**self.nets, **self.optimizers, **self.schedulers, **self.extras}
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: part.state_dict() for name, part in self.parts().items()}
+        state = {name: part.state_dict() for name, part in self.parts().items()}
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         parts = self.parts()
@@ -63,8 +68,15 @@ class TrainingState:
             except (RuntimeError, ValueError, KeyError, TypeError) as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise CyclekitError(f"checkpoint part {name} does not fit this configuration: {first}") from None
+        # Resuming across precisions: a missing scaler state starts a fresh scaler; an unused one is ignored.
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
 
     def step_schedulers(self) -> None:
+        """The end of a training step: update the fp16 loss scale (once, after every optimizer
+        stepped), then advance the learning-rate schedules."""
+        if self.scaler is not None:
+            self.scaler.update()
         for scheduler in self.schedulers.values():
             scheduler.step()
 
