@@ -163,7 +163,9 @@ class CycleGanRecipe:
     def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
         data = self.config.data
         plan = self.dataset.epoch_plan(epoch)
-        return plan_batches(self.dataset, plan, data.batch_size, start, data.workers, drop_last=False)
+        return plan_batches(
+            self.dataset, plan, data.batch_size, start, data.workers, drop_last=False, device=self.device
+        )
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
         opts, mode = self.options, self.config.loss.gan_mode

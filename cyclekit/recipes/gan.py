@@ -132,7 +132,9 @@ class GanRecipe:
                 yield sample_ring(data.batch_size, gen)
             return
         plan = self.dataset.epoch_plan(epoch)
-        yield from plan_batches(self.dataset, plan, data.batch_size, start, data.workers, drop_last=True)
+        yield from plan_batches(
+            self.dataset, plan, data.batch_size, start, data.workers, drop_last=True, device=self.device
+        )
 
     def train_step(self, real: torch.Tensor, step: int) -> dict[str, Tensor]:
         cfg, opts = self.config, self.options
