@@ -52,6 +52,11 @@ def size_needs(arch: str, options: Mapping[str, Any]) -> tuple[int, int]:
 
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         net = MODELS[arch].build(resolve_options(arch, options))
+    return net_size_needs(net)
+
+
+def net_size_needs(net: torch.nn.Module) -> tuple[int, int]:
+    """(size multiple, minimum side) of a built generator (1, 1 when it declares none)."""
     return int(getattr(net, "size_multiple", 1)), int(getattr(net, "min_size", 1))
 
 
@@ -59,6 +64,20 @@ def patchgan_min_size(options: Mapping[str, Any]) -> int:
     """Smallest input a PatchGAN gives any output for: n_layers halvings, then two stride-1 4x4
     convs that each remove one pixel."""
     return 3 * 2 ** int(options.get("n_layers", 3))
+
+
+def check_crop_for_generator(config: Config, arch: str, options: Mapping[str, Any]) -> None:
+    """A cropping preprocess must give crops the generator can take: multiples of its size
+    multiple (a ResNet: 4; a U-Net: 2**n_downs), at least its minimum side."""
+    data = config.data
+    if data.preprocess not in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        return
+    multiple, min_size = size_needs(arch, options)
+    if data.crop_size % multiple or data.crop_size < min_size:
+        raise ConfigError(
+            f"data.crop_size: {data.crop_size} is not a multiple of {multiple}, which the {arch} generator "
+            f"needs; e.g. {max(multiple, data.crop_size // multiple * multiple)}"
+        )
 
 
 def check_image_discriminator(config: Config, arch: str, options: Mapping[str, Any]) -> None:

@@ -32,15 +32,16 @@ from cyclekit.models import build_model, init_weights
 from cyclekit.recipes.common import (
     N_FIXED,
     adam_with_schedule,
+    check_crop_for_generator,
     check_image_discriminator,
     n_batches,
+    net_size_needs,
     net_spec,
     paired_scores,
     plan_batches,
     run_eval,
     save_rows,
     schedule_steps,
-    size_needs,
     write_eval,
 )
 from cyclekit.train.state import TrainingState
@@ -90,13 +91,7 @@ class CycleGanRecipe:
     @classmethod
     def check(cls, config: Config) -> None:
         (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
-        multiple, _ = size_needs(g_arch, g_opts)
-        data = config.data
-        if data.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and data.crop_size % multiple:
-            raise ConfigError(
-                f"data.crop_size: {data.crop_size} is not a multiple of {multiple}, which the {g_arch} generator "
-                f"needs; e.g. {max(multiple, data.crop_size // multiple * multiple)}"
-            )
+        check_crop_for_generator(config, g_arch, g_opts)
         check_image_discriminator(config, d_arch, d_opts)
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
@@ -258,7 +253,7 @@ class CycleGanRecipe:
 
     def bundle(self, step: int, epoch: int) -> Bundle:
         data = self.config.data
-        multiple, min_size = size_needs(self.g_arch, self.g_opts)
+        multiple, min_size = net_size_needs(self.G_AtoB)
         entry = NetworkEntry(self.g_arch, self.g_opts)
         return Bundle(
             recipe=self.name,

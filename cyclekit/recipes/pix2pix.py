@@ -30,15 +30,16 @@ from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, o
 from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
 from cyclekit.recipes.common import (
     N_FIXED,
+    check_crop_for_generator,
     check_image_discriminator,
     generator_and_discriminator,
     n_batches,
+    net_size_needs,
     net_spec,
     paired_scores,
     plan_batches,
     run_eval,
     save_rows,
-    size_needs,
     write_eval,
 )
 from cyclekit.recipes.cyclegan import find_data_root
@@ -100,12 +101,7 @@ class Pix2PixRecipe:
                 f"data.preprocess: {data.preprocess} keeps image sizes, but the generator needs sides that are "
                 "multiples of its size; use resize_and_crop, crop or scale_width_and_crop"
             )
-        multiple, min_size = size_needs(g_arch, g_opts)
-        if data.crop_size % multiple or data.crop_size < min_size:
-            raise ConfigError(
-                f"data.crop_size: {data.crop_size} is not a multiple of {multiple}, which the {g_arch} generator "
-                f"needs (2**n_downs); e.g. {max(multiple, data.crop_size // multiple * multiple)}"
-            )
+        check_crop_for_generator(config, g_arch, g_opts)
         check_image_discriminator(config, d_arch, d_opts)
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
@@ -222,7 +218,7 @@ class Pix2PixRecipe:
 
     def bundle(self, step: int, epoch: int) -> Bundle:
         data, opts = self.config.data, self.options
-        multiple, min_size = size_needs(self.g_arch, self.g_opts)
+        multiple, min_size = net_size_needs(self.G)
         has_bn = self.g_opts.get("norm") == "batch"
         return Bundle(
             recipe=self.name,
