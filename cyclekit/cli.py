@@ -17,7 +17,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import typer  # noqa: E402
 
-from cyclekit.errors import CyclekitError, TrainingInterrupted  # noqa: E402
+from cyclekit.errors import CyclekitError, ReportedElsewhere, TrainingInterrupted  # noqa: E402
 
 app = typer.Typer(
     add_completion=False,
@@ -50,7 +50,29 @@ def _setup() -> None:
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.addHandler(_StderrHandler(logging.WARNING))
         root.propagate = False
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # A worker of a multi-process job: the launcher (or torchrun) stops the job with SIGTERM
+        # and reports it; leave quietly rather than with a traceback from the interrupted collective.
+        import signal
+
+        signal.signal(signal.SIGTERM, _leave_quietly)
+    if _rank() != 0:
+        # In a multi-process job every rank would repeat rank 0's warnings (skipped files, ...).
+        root.setLevel(logging.ERROR)
+        warnings.simplefilter("ignore")
     warnings.showwarning = _warning_line
+
+
+def _rank() -> int:
+    """This process's rank in a torchrun job (0 otherwise)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _rank_prefix() -> str:
+    return f"rank {_rank()}: " if _rank() else ""
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
@@ -68,15 +90,23 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except ReportedElsewhere:
+            raise typer.Exit(EXIT_ERROR) from None  # rank 0 of a multi-process job printed it
         except TrainingInterrupted as exc:
+            if _rank() != 0:
+                raise typer.Exit(EXIT_INTERRUPTED) from None
             fail(str(exc), EXIT_INTERRUPTED)
         except CyclekitError as exc:
-            fail(_one_line(str(exc)))
+            fail(_rank_prefix() + _one_line(str(exc)))
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         except MemoryError:
             fail(OUT_OF_MEMORY)
         except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA/MPS) is a RuntimeError; torch stays unimported
+            if _lost_peer(exc):
+                if os.environ.get("CYCLEKIT_LAUNCHER"):
+                    raise typer.Exit(EXIT_ERROR) from None  # the launcher names the process that stopped
+                fail(f"{_rank_prefix()}lost the connection to another process of the job (it stopped or was killed)")
             if not _is_out_of_memory(exc):
                 raise
             fail(OUT_OF_MEMORY)
@@ -90,6 +120,25 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _OOM_SPELLINGS = ("out of memory", "can't allocate memory", "cannot allocate memory", "defaultcpuallocator")
+
+
+def _leave_quietly(signum: int, frame: Any) -> None:
+    """Exit at once, as an unhandled SIGTERM would (no unwinding through data-loader teardown,
+    which would print tracebacks); files are written atomically, so none is left half-written."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL", "is killed by signal")
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """In a multi-process job: a collective failed because another process went away, or this one's
+    data-loading processes were stopped with the job."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    return any(s in str(exc) for s in _LOST)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -124,10 +173,17 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over even if the run has a checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    nproc: int = typer.Option(
+        1, "--nproc", help="Training processes on this machine, one per GPU (or several on a CPU): starts torchrun."
+    ),
+    nnodes: int = typer.Option(1, "--nnodes", help="Machines in the job; run the same command on each."),
+    rdzv_endpoint: Optional[str] = typer.Option(
+        None, "--rdzv-endpoint", help="Multi-machine: HOST:PORT of the first machine, the same on every machine."
+    ),
 ) -> None:
     """Train any recipe (cyclegan, pix2pix, gan) from a preset or config file."""
     from cyclekit.recipes import load_config
-    from cyclekit.recipes.run import train_run
+    from cyclekit.train.launch import launch, under_torchrun
 
     extra = list(overrides or [])
     if name:
@@ -136,8 +192,29 @@ def train(
         extra.append(f"train.device={device}")
     if quiet:
         extra.append("train.progress=false")
-    cfg = load_config(config, extra)
+    cfg = load_config(config, extra)  # a bad config is reported once, before any process starts
+    if (nproc != 1 or nnodes != 1) and not under_torchrun():
+        args = ["train", config, "--out", str(out)]
+        for key, value in (("--data-root", data_root), ("--resume", resume)):
+            if value is not None:
+                args += [key, str(value)]
+        for item in extra:
+            args += ["--set", item]
+        args += ["--overwrite"] if overwrite else []
+        from cyclekit.train.loop import checkpoint_path
+
+        ckpt = checkpoint_path(out / cfg.name)
+        run_id = f"cyclekit-{cfg.name}" if nnodes > 1 else None
+        code = launch(args, nproc, nnodes, rdzv_endpoint, run_id=run_id, checkpoint=ckpt)
+        if code:
+            raise typer.Exit(code)
+        typer.echo(f"trained {cfg.name} on {nnodes * nproc} processes; results: {out / cfg.name}")
+        return
+    from cyclekit.recipes.run import train_run
+
     report = train_run(cfg, out, resume=resume, overwrite=overwrite, data_root=data_root)
+    if _rank() != 0:
+        return  # rank 0 reports
     fit = report.fit
     resumed = f" (resumed at step {fit.resumed_from})" if fit.resumed_from is not None else ""
     typer.echo(f"trained {cfg.name}: {fit.step} steps, {fit.epoch} epochs, {fit.seconds:.1f} s{resumed}")

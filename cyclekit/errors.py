@@ -21,3 +21,8 @@ class DataError(CyclekitError):
 
 class TrainingInterrupted(CyclekitError):
     """Ctrl-C during training: raised after the checkpoint of the finished step is safely written."""
+
+
+class ReportedElsewhere(CyclekitError):
+    """Multi-process training: an error rank 0 reports; the other ranks exit with it silently,
+    so the user reads one line, not one per process."""

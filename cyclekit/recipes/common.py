@@ -21,6 +21,7 @@ from cyclekit.data.folders import PlanDataset
 from cyclekit.errors import ConfigError
 from cyclekit.gan.schedule import linear_decay_scheduler
 from cyclekit.models import build_model, init_weights, model_options, resolve_options
+from cyclekit.train import distributed
 from cyclekit.train.state import TrainingState
 
 N_FIXED = 4  # test images (pairs) per side in the sample grids of the translation recipes
@@ -141,8 +142,9 @@ def plan_batches(
     device: torch.device | None = None,
 ) -> Iterator[Any]:
     """Batches of `plan` from batch `start_batch` on, loaded by `workers` processes; for a CUDA
-    ``device`` in pinned memory, so the recipes' ``.to(device, non_blocking=True)`` overlaps the copy."""
-    items = plan[start_batch * batch_size :]
+    ``device`` in pinned memory, so the recipes' ``.to(device, non_blocking=True)`` overlaps the copy.
+    In a multi-process run, this rank's shard of the plan (see `Distributed.shard`)."""
+    items = distributed.current().shard(plan)[start_batch * batch_size :]
     # A private generator: DataLoader draws a worker base seed when an iterator is created, and
     # from the global RNG that would shift the noise of every later step after a mid-epoch resume.
     loader = DataLoader(
@@ -159,6 +161,8 @@ def plan_batches(
 
 
 def n_batches(n_items: int, batch_size: int, drop_last: bool) -> int:
+    """Steps per epoch over ``n_items``: of this rank's shard in a multi-process run."""
+    n_items = distributed.current().per_rank(n_items)
     return n_items // batch_size if drop_last else math.ceil(n_items / batch_size)
 
 

@@ -170,20 +170,24 @@ class CycleGanRecipe:
 
         # Generators: adversarial + cycle (+ identity); the discriminators are frozen inside the
         # adversarial helper so no gradient reaches them here.
+        # Trained passes go through `state.forward` (DDP wrappers in a multi-process run); the frozen
+        # discriminators in the generators' step use the plain networks, so DDP expects no gradient there.
+        fwd = self.state.forward
+        g_ab, g_ba = fwd["G_AtoB"], fwd["G_BtoA"]
         identity = opts.lambda_identity > 0
         if identity and self.batch_g and real_a.shape[1:] == real_b.shape[1:]:
             # G_AtoB on real A (translation) and real B (identity) in one call, likewise G_BtoA:
             # instance norm is per sample, so this is the same maths in 4 generator calls, not 6.
             n = real_a.shape[0]
-            fake_b, same_b = self.G_AtoB(torch.cat([real_a, real_b])).split([n, real_b.shape[0]])
-            fake_a, same_a = self.G_BtoA(torch.cat([real_b, real_a])).split([real_b.shape[0], n])
+            fake_b, same_b = g_ab(torch.cat([real_a, real_b])).split([n, real_b.shape[0]])
+            fake_a, same_a = g_ba(torch.cat([real_b, real_a])).split([real_b.shape[0], n])
         else:
-            fake_b = self.G_AtoB(real_a)
-            fake_a = self.G_BtoA(real_b)
-            same_b = self.G_AtoB(real_b) if identity else None
-            same_a = self.G_BtoA(real_a) if identity else None
-        rec_a = self.G_BtoA(fake_b)
-        rec_b = self.G_AtoB(fake_a)
+            fake_b = g_ab(real_a)
+            fake_a = g_ba(real_b)
+            same_b = g_ab(real_b) if identity else None
+            same_a = g_ba(real_a) if identity else None
+        rec_a = g_ba(fake_b)
+        rec_b = g_ab(fake_a)
         adv_b = generator_adversarial_loss(self.D_B, fake_b, mode)
         adv_a = generator_adversarial_loss(self.D_A, fake_a, mode)
         cyc_a = F.l1_loss(rec_a, real_a) * lam
@@ -201,8 +205,8 @@ class CycleGanRecipe:
         # core helper as DCGAN, with the loss halved (Zhu et al. 2017, Sec. 4).
         gp = self.config.loss.gp_weight
         kw = {"scale": opts.d_scale, "batched": self.batch_d}
-        loss_d_b, _ = discriminator_loss(self.D_B, real_b, self.pool_b.query(fake_b), mode, gp, **kw)
-        loss_d_a, _ = discriminator_loss(self.D_A, real_a, self.pool_a.query(fake_a), mode, gp, **kw)
+        loss_d_b, _ = discriminator_loss(fwd["D_B"], real_b, self.pool_b.query(fake_b), mode, gp, **kw)
+        loss_d_a, _ = discriminator_loss(fwd["D_A"], real_a, self.pool_a.query(fake_a), mode, gp, **kw)
         optimizer_step(self.opt_d, loss_d_a + loss_d_b, self.state.scaler)
         self.state.step_schedulers()
         return {

@@ -23,6 +23,7 @@ from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
 from cyclekit.recipes.common import generator_and_discriminator, n_batches, net_spec, plan_batches, write_eval
+from cyclekit.train import distributed
 
 N_SAMPLES = 64  # images in a sample grid
 N_RING_SAMPLES = 2000  # points in a ring scatter / score
@@ -127,8 +128,10 @@ class GanRecipe:
     def batches(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
         data, seed = self.config.data, self.config.seed
         if self.dataset is None:
+            ctx = distributed.current()
             for i in range(start, self.steps_per_epoch()):
-                gen = torch.Generator().manual_seed(derive_seed(seed, epoch, i))
+                # Batch k of rank r is batch k * world + r of the job's stream (one process: batch k).
+                gen = torch.Generator().manual_seed(derive_seed(seed, epoch, i * ctx.world + ctx.rank))
                 yield sample_ring(data.batch_size, gen)
             return
         plan = self.dataset.epoch_plan(epoch)
@@ -140,10 +143,19 @@ class GanRecipe:
         cfg, opts = self.config, self.options
         real = real.to(self.device)
         n = real.shape[0]
-        for _ in range(opts.d_steps):
-            fake = self.G(torch.randn(n, opts.latent_dim, device=self.device))
+        fwd = self.state.forward  # DDP wrappers in a multi-process run (see TrainingState.forward)
+        packed_d = Packed(fwd["D"], opts.pack) if fwd["D"] is not self.D else self.packed_d
+        for i in range(opts.d_steps):
+            z = torch.randn(n, opts.latent_dim, device=self.device)
+            if i < opts.d_steps - 1:
+                # Only the last fake also trains G: the others need no graph (and under DDP a
+                # forward pass without a backward would leave G's gradient sync waiting).
+                with torch.no_grad():
+                    fake = self.G(z)
+            else:
+                fake = fwd["G"](z)
             loss_d, parts = discriminator_loss(
-                self.packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=opts.d_scale
+                packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=opts.d_scale
             )
             optimizer_step(self.opt_d, loss_d, self.state.scaler)
             if self.state.scaler is not None and opts.d_steps > 1:

@@ -145,11 +145,12 @@ class Pix2PixRecipe:
         opts, mode = self.options, self.config.loss.gan_mode
         source = batch[opts.source].to(self.device, non_blocking=True)
         target = batch[opts.target].to(self.device, non_blocking=True)
-        fake = self.G(source)
+        fwd = self.state.forward  # DDP wrappers in a multi-process run (see TrainingState.forward)
+        fake = fwd["G"](source)
 
         # D first, as the reference: real pair vs generated pair (detached inside the helper).
         loss_d, parts = discriminator_loss(
-            self.D,
+            fwd["D"],
             torch.cat([source, target], 1),
             torch.cat([source, fake], 1),
             mode,

@@ -83,11 +83,24 @@ def train_run(
     data_root: Path | None = None,
     cache_dir: Path | None = None,
 ) -> RunReport:
-    """Train `config` into `out_dir/config.name`, returning where it went and how it did."""
+    """Train `config` into `out_dir/config.name`, returning where it went and how it did.
+
+    Started by torchrun (WORLD_SIZE > 1), this process joins the job first: rank 0 decides
+    whether and from where to resume, every rank builds the recipe on its own data shard, and
+    only rank 0 writes files and evaluates."""
+    from cyclekit.data.folders import derive_seed
+    from cyclekit.train import distributed
+
+    ctx = distributed.setup(config.train.device)
+    config = replace_train(config, device=distributed.device_for(config.train.device, ctx))
     run_dir = out_dir / config.name
-    resume_path = resolve_resume(run_dir, resume, overwrite)
+    resume_path = ctx.on_main(lambda: resolve_resume(run_dir, resume, overwrite))
     seed_everything(config.seed)
-    recipe = build_recipe(config, data_root=data_root, cache_dir=cache_dir)  # validates data and models
+    # validates data and models on every rank
+    recipe = ctx.everywhere(lambda: build_recipe(config, data_root=data_root, cache_dir=cache_dir))
+    if ctx.enabled:
+        # Identical weights everywhere (DDP also broadcasts rank 0's), then each rank its own noise.
+        seed_everything(derive_seed(config.seed, 1_000_003, ctx.rank))
 
     def start() -> None:
         """Only once every check (including the resume's) has passed: a refused command changes nothing."""
@@ -108,7 +121,16 @@ def train_run(
         upgrade_fingerprint=upgrade_fingerprint,
         before_start=start,
     )
-    evaluation = recipe.evaluate(run_dir) if hasattr(recipe, "evaluate") else {}
+    evaluation: dict[str, Any] = {}
+    if hasattr(recipe, "evaluate"):
+
+        def evaluate() -> dict[str, Any]:
+            with distributed.solo_batch_norm(recipe.state.nets, ctx):
+                return recipe.evaluate(run_dir)
+
+        evaluation = ctx.on_main(evaluate)
+    recipe.state.forward = dict(recipe.state.nets)  # drop the DDP wrappers before leaving the group
+    distributed.teardown()
     return RunReport(run_dir, result, evaluation)
 
 

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from cyclekit.atomic import clean_stale_temps
 from cyclekit.config import TrainConfig
-from cyclekit.errors import CyclekitError, TrainingInterrupted
+from cyclekit.errors import CyclekitError, ReportedElsewhere, TrainingInterrupted
+from cyclekit.train import distributed
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
 from cyclekit.train.precision import resolve_precision
@@ -88,7 +89,13 @@ def fit(
     they are logged or a checkpoint is about to be written. Then they must be finite and at most
     `cfg.divergence_limit` in magnitude, and the weights finite, or training stops with the last
     good checkpoint untouched (see `check_healthy`).
+
+    In a multi-process run (torchrun; see `cyclekit.train.distributed`) every rank runs this loop
+    in lockstep on its shard of the data: rank 0 reads the checkpoint to resume from and hands it
+    out, logs the mean of the ranks' losses, and alone writes files; a stop request on any rank
+    stops all of them after the same step.
     """
+    ctx = distributed.current()
     spe = recipe.steps_per_epoch()
     n_epochs = cfg.epochs + cfg.decay_epochs
     total = n_epochs * spe if cfg.max_steps is None else min(cfg.max_steps, n_epochs * spe)
@@ -97,61 +104,91 @@ def fit(
     precision = resolve_precision(cfg.precision, recipe.device)
     recipe.state.scaler = precision.scaler
     if resume is not None:
-        state = load_checkpoint(resume)
-        stored = state.get("fingerprint") or None
-        if stored is not None and upgrade_fingerprint is not None:
-            stored = upgrade_fingerprint(stored)
-        if fingerprint is not None and stored is not None and stored != fingerprint:
-            diff = sorted(k for k in fingerprint if stored.get(k) != fingerprint[k]) or ["config"]
-            raise CyclekitError(
-                f"checkpoint {resume} was made with a different {', '.join(diff)}; "
-                "use the same config or start a new run (--name)"
-            )
-        missing = [k for k in ("step", "epoch", "pos", "recipe", "rng") if k not in state]
-        if missing:
-            raise CyclekitError(f"checkpoint {resume} has no {', '.join(missing)}; it is incomplete or not cyclekit's")
-        recipe.state.load_state_dict(state["recipe"])
-        set_rng_state(state["rng"])
+        state = ctx.on_main(lambda: _read_resume(resume, fingerprint, upgrade_fingerprint, ctx))
+        parts, rng = dict(state["recipe"]), state["rng"]
+        if ctx.enabled:  # this rank's own random state and pools
+            parts.update(state["ranks"][ctx.rank]["extras"])
+            rng = state["ranks"][ctx.rank]["rng"]
+        ctx.everywhere(lambda: recipe.state.load_state_dict(parts))
+        set_rng_state(rng)
         step, epoch, pos = state["step"], state["epoch"], state["pos"]
         resumed_from = step
         threads = state.get("threads")
-        if threads is not None and threads != torch.get_num_threads():
+        if threads is not None and threads != torch.get_num_threads() and ctx.is_main:
             logger.warning(
                 "checkpoint written with %d torch threads, resuming with %d: the run continues, but "
                 "bit-exact reproduction of an uninterrupted run needs the same thread count",
                 threads,
                 torch.get_num_threads(),
             )
-    if before_start is not None:
-        before_start()
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / "bundle", run_dir / "samples"):
-        for stale in clean_stale_temps(folder):
-            logger.info("removed %s, left by an interrupted write", stale)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
+        del state, parts
+    metrics: MetricsLog | None = None  # rank 0 writes every file
+
+    def start() -> None:
+        nonlocal metrics
+        if before_start is not None:
+            before_start()
+        for folder in (run_dir, run_dir / "checkpoints", run_dir / "bundle", run_dir / "samples"):
+            for stale in clean_stale_temps(folder):
+                logger.info("removed %s, left by an interrupted write", stale)
+        metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
+
+    ctx.on_main(start)
+    # The passes a step trains go through DDP in a multi-process run (the nets themselves otherwise).
+    recipe.state.forward = distributed.wrap_for_ddp(recipe.state.nets, recipe.device, ctx)
     ckpt = checkpoint_path(run_dir)
     saved_step = resumed_from  # the step of the checkpoint on disk from this run (None: none yet)
 
     def save() -> None:
         nonlocal saved_step
-        check_healthy(recipe.state, last, step, cfg.divergence_limit, ckpt, saved_step, weights=True)
-        save_checkpoint(
-            {
+        healthy(weights=True)
+        # Nets, optimizers and schedules are the same on every rank; random states and pools are not.
+        mine = {"rng": rng_state(), "extras": {k: v.state_dict() for k, v in recipe.state.extras.items()}}
+        ranks = ctx.gather(mine)
+        spread = ctx.weight_spread(list(recipe.state.nets.values()))
+        if spread > 0:
+            logger.warning("the ranks' weights differ by up to %.3g at step %d", spread, step)
+
+        def write() -> None:
+            record = {
                 "step": step,
                 "epoch": epoch,
                 "pos": pos,
                 "recipe": recipe.state.state_dict(),
-                "rng": rng_state(),
+                "rng": mine["rng"],
                 "fingerprint": fingerprint or {},
                 "threads": torch.get_num_threads(),
-            },
-            ckpt,
-        )
+                "world_size": ctx.world,
+            }
+            if ctx.enabled:
+                record.update(ranks=ranks, rank_weight_spread=spread)
+            save_checkpoint(record, ckpt)
+            with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
+                recipe.write_bundle(run_dir / "bundle", step, epoch)
+
+        ctx.on_main(write)
         saved_step = step
-        with _rng_kept():
-            recipe.write_bundle(run_dir / "bundle", step, epoch)
+
+    def healthy(weights: bool = False) -> None:
+        try:
+            check_healthy(recipe.state, last, step, cfg.divergence_limit, ckpt, saved_step, weights=weights)
+        except CyclekitError as exc:
+            if ctx.is_main:
+                raise
+            raise ReportedElsewhere(str(exc)) from None
+
+    def outputs(kind: str) -> None:
+        """Samples and the loss plot: rank 0 only, never moving an RNG, never syncing batch norm."""
+        if not ctx.is_main:
+            return
+        with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
+            if kind == "samples":
+                recipe.write_samples(run_dir / "samples", step, epoch)
+            else:
+                plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
 
     stop = _StopFlag()
-    progress = _progress(cfg.progress, total, step)
+    progress = _progress(cfg.progress and ctx.is_main, total, step)
     started, last = time.perf_counter(), {}
     try:
         with stop:
@@ -161,13 +198,15 @@ def fit(
                     with precision.autocast():
                         losses = recipe.train_step(batch, step)
                     step, pos = step + 1, pos + 1
+                    if ctx.enabled:  # any rank's Ctrl-C stops every rank after this same step
+                        stop.requested = ctx.any_flag(stop.requested)
                     end_of_epoch = pos >= spe
                     log_now = step % cfg.log_every == 0 or step == total
                     save_now = step % cfg.checkpoint_every == 0 or end_of_epoch or step >= total or stop.requested
                     if log_now or save_now:
-                        last = _numbers(losses)
-                        check_healthy(recipe.state, last, step, cfg.divergence_limit, ckpt, saved_step)
-                    if log_now:
+                        last = _numbers(losses, ctx)
+                        healthy()
+                    if log_now and metrics is not None:
                         metrics.write(
                             {
                                 "step": step,
@@ -182,17 +221,15 @@ def fit(
                     if progress is not None:
                         progress.update(1)
                     if cfg.sample_every and step % cfg.sample_every == 0:
-                        with _rng_kept():
-                            recipe.write_samples(run_dir / "samples", step, epoch)
+                        outputs("samples")
                     if end_of_epoch:
                         epoch, pos = epoch + 1, 0
                     if save_now:
                         save()
                     if end_of_epoch:
                         if not cfg.sample_every:
-                            with _rng_kept():
-                                recipe.write_samples(run_dir / "samples", step, epoch)
-                        plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+                            outputs("samples")
+                        outputs("plot")
                     if stop.requested:
                         raise TrainingInterrupted(
                             f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume auto)"
@@ -202,7 +239,7 @@ def fit(
     finally:
         if progress is not None:
             progress.close()
-    plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+    outputs("plot")
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
 
 
@@ -263,15 +300,46 @@ def _finite_weights(net: torch.nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def _numbers(losses: Mapping[str, Tensor | float]) -> dict[str, float]:
-    """Loss tensors -> floats with one transfer (one host-device sync) for all of them."""
+def _read_resume(
+    path: Path,
+    fingerprint: dict[str, Any] | None,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ctx: distributed.Distributed,
+) -> dict[str, Any]:
+    """The checkpoint to resume from, once it is known to fit this run (same config, complete,
+    written by as many processes as this run has)."""
+    state = load_checkpoint(path)
+    stored = state.get("fingerprint") or None
+    if stored is not None and upgrade is not None:
+        stored = upgrade(stored)
+    if fingerprint is not None and stored is not None and stored != fingerprint:
+        diff = sorted(k for k in fingerprint if stored.get(k) != fingerprint[k]) or ["config"]
+        raise CyclekitError(
+            f"checkpoint {path} was made with a different {', '.join(diff)}; "
+            "use the same config or start a new run (--name)"
+        )
+    missing = [k for k in ("step", "epoch", "pos", "recipe", "rng") if k not in state]
+    if missing:
+        raise CyclekitError(f"checkpoint {path} has no {', '.join(missing)}; it is incomplete or not cyclekit's")
+    distributed.check_world(int(state.get("world_size", 1)), ctx, path)
+    if ctx.enabled and len(state.get("ranks") or []) != ctx.world:
+        raise CyclekitError(f"checkpoint {path} has no per-process state for {ctx.world} processes")
+    return state
+
+
+def _numbers(losses: Mapping[str, Tensor | float], ctx: distributed.Distributed | None = None) -> dict[str, float]:
+    """Loss tensors -> floats with one transfer (one host-device sync) for all of them; in a
+    multi-process run, the mean over the ranks (one all-reduce for all of them)."""
     keys = list(losses)
     if not keys:
         return {}
     first = next((v for v in losses.values() if isinstance(v, Tensor)), None)
     device = first.device if first is not None else None
     values = [torch.as_tensor(losses[k], device=device).detach().float().reshape(()) for k in keys]
-    return dict(zip(keys, torch.stack(values).tolist(), strict=True))
+    stacked = torch.stack(values)
+    if ctx is not None and ctx.enabled:
+        stacked = ctx.mean(stacked)
+    return dict(zip(keys, stacked.tolist(), strict=True))
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:

@@ -26,6 +26,11 @@ class TrainingState:
     """Named nets, optimizers, schedulers and extras (anything with state_dict/load_state_dict).
 
     The first optimizer's learning rate is the one the loop logs.
+
+    ``forward`` holds what a training step calls for the passes it trains: the networks themselves,
+    or their DistributedDataParallel wrappers in a multi-process run (set by the loop). Everything
+    else (frozen passes, samples, bundles, checkpoints) uses ``nets``. ``extras`` (image pools) are
+    per process; nets, optimizers and schedulers are the same on every process.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class TrainingState:
         self.optimizers = dict(optimizers)
         self.schedulers = dict(schedulers or {})
         self.extras = dict(extras or {})
+        self.forward: dict[str, nn.Module] = dict(self.nets)
         # Set by the loop for fp16 training (see cyclekit.train.precision); saved when present.
         self.scaler: torch.amp.GradScaler | None = None
         names = [*self.nets, *self.optimizers, *self.schedulers, *self.extras]
