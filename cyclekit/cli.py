@@ -208,7 +208,8 @@ def train(
         code = launch(args, nproc, nnodes, rdzv_endpoint, run_id=run_id, checkpoint=ckpt)
         if code:
             raise typer.Exit(code)
-        typer.echo(f"trained {cfg.name} on {nnodes * nproc} processes; results: {out / cfg.name}")
+        where = out / cfg.name if (out / cfg.name).is_dir() else "on the machine that ran rank 0"
+        typer.echo(f"trained {cfg.name} on {nnodes * nproc} processes; results: {where}")
         return
     from cyclekit.recipes.run import train_run
 

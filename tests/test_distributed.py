@@ -250,3 +250,26 @@ def test_launcher_options_are_checked_in_one_line(data: Path, tmp_path: Path):
     code, _, err = cli(*train_args(data, tmp_path), "--nproc", "2", "--rdzv-endpoint", "nohost")
     assert code == 1 and "expected HOST:PORT" in err
     assert not (tmp_path / "horse2zebra").exists()
+
+
+def test_two_machines_meet_at_a_rendezvous_endpoint(data: Path, tmp_path: Path):
+    """The multi-node path, on one machine: two launchers (`--nnodes 2 --nproc 1`, as on two
+    machines) meet at the same c10d endpoint; rank 0's node writes the run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for node in range(2):
+        a = train_args(data, tmp_path / f"node{node}", "train.epochs=1", "data.batch_size=1")
+        cmd, kw = _popen_args((*a, "--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"), "")
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw))
+        time.sleep(0.5)
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    written = [n for n in range(2) if (tmp_path / f"node{n}" / "horse2zebra" / "checkpoints" / "last.pt").is_file()]
+    assert len(written) == 1
+    state = torch.load(tmp_path / f"node{written[0]}" / "horse2zebra" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["step"] == 4 and state["rank_weight_spread"] == 0.0
+    assert "on the machine that ran rank 0" in results[1 - written[0]][0]

@@ -107,8 +107,12 @@ class GanRecipe:
         else:  # mnist
             self.dataset = _mnist(config, cache_dir)
             self.n_items = len(self.dataset)
-        if self.n_items < data.batch_size:
-            raise ConfigError(f"data.batch_size: {data.batch_size} is larger than the dataset ({self.n_items} samples)")
+        world = distributed.current().world
+        if self.n_items < data.batch_size * world:
+            per = f" per process x {world} processes" if world > 1 else ""
+            raise ConfigError(
+                f"data.batch_size: {data.batch_size}{per} is larger than the dataset ({self.n_items} samples)"
+            )
         self.state = generator_and_discriminator(
             config, (self.g_arch, self.g_opts), (self.d_arch, self.d_opts), self.device, self.steps_per_epoch()
         )
