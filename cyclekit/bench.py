@@ -58,6 +58,8 @@ class BenchResult:
     translate_images_per_s: float | None = None
     translate_fraction_of_model: float | None = None
     steps: int = 0
+    precision: str = "fp32"
+    compiled: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -131,12 +133,27 @@ def bench(
         peak_memory_mib=0.0,
         steps=steps,
     )
+    from cyclekit.train.precision import resolve_precision
+
+    # As the training loop runs a step: under train.precision's autocast (and its loss scaler),
+    # with train.compile's compiled passes. FLOPs are counted on one eager fp32 step first.
+    precision = resolve_precision(config.train.precision, device)
+    result.precision, result.compiled = precision.name, config.train.compile
     batches = _endless(recipe)
     with FlopCounterMode(display=False) as counter:
         recipe.train_step(next(batches), 0)
     flops = counter.get_total_flops()
+    recipe.state.scaler = precision.scaler
+    if config.train.compile:
+        recipe.state.forward = {k: torch.compile(v) for k, v in recipe.state.forward.items()}
+        warmup = max(warmup, 2)  # the first compiled steps compile
+
+    def one_step() -> None:
+        with precision.autocast():
+            recipe.train_step(next(batches), next(step))
+
     step = iter(range(1, 1 << 30))
-    seconds = _median_seconds(lambda: recipe.train_step(next(batches), next(step)), device, warmup, steps)
+    seconds = _median_seconds(one_step, device, warmup, steps)
     result.train_s_per_step = round(seconds, 4)
     result.train_gflop_per_step = round(flops / 1e9, 3)
     result.train_fraction_of_matmul = round(flops / seconds / 1e9 / result.matmul_gflops, 3)
@@ -222,6 +239,7 @@ def format_table(result: BenchResult) -> str:
 
     rows = [
         ("device, threads", f"{result.device}, {result.threads}"),
+        ("precision", f"{result.precision}{', compiled' if result.compiled else ''}"),
         ("fp32 matmul rate", fmt(result.matmul_gflops, " GFLOP/s")),
         ("train step", f"{result.train_s_per_step} s/step ({result.train_gflop_per_step} GFLOP, "
                        f"{result.train_fraction_of_matmul:.0%} of matmul rate)"),
@@ -333,7 +351,15 @@ def _child_times(
 ) -> list[float]:
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     env.pop("PYTHONPATH", None)
-    args = [sys.executable, "-c", _CHILD, str(repo), config, json.dumps(list(overrides)), str(data_root or "-")]
+    args = [
+        sys.executable,
+        "-c",
+        _CHILD,
+        str(repo),
+        config,
+        json.dumps(list(overrides)),
+        str(Path(data_root).resolve() if data_root else "-"),
+    ]
     done = subprocess.run([*args, str(steps), str(warmup)], capture_output=True, text=True, env=env, cwd=repo)
     for line in done.stdout.splitlines():
         if line.startswith("CYCLEKIT_BENCH "):

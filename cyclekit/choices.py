@@ -32,3 +32,12 @@ DIRECTION_TO: dict[str, str] = {"B": "AtoB", "A": "BtoA"}
 
 # PIL modes that hold grey levels (with or without alpha).
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+# Scores `cyclekit eval` reports per direction; lower is better for LOWER_IS_BETTER, higher otherwise.
+EvalMetric = Literal["l1", "psnr", "ssim", "pixel_acc", "class_acc", "iou", "fid", "kid"]
+EVAL_METRICS: tuple[str, ...] = get_args(EvalMetric)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"l1", "fid", "kid"})
+
+# Where training logs go besides metrics.jsonl, which is always written (the source of truth).
+Logger = Literal["jsonl", "tensorboard"]
+LOGGERS: tuple[str, ...] = get_args(Logger)

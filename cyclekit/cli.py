@@ -467,6 +467,128 @@ def bench(
     typer.echo(f"wrote {output}")
 
 
+# --------------------------------------------------------------------------------------------
+# evaluation and reports
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    model: Path = typer.Argument(..., help="Run dir, or bundle dir (then --data is needed)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the run's dataset)."),
+    direction: Optional[List[str]] = typer.Option(None, "--direction", help="AtoB / BtoA (default: every one)."),
+    inception: Optional[Path] = typer.Option(
+        None, "--inception", help="pt_inception-2015-12-05-6726825d.pth (default: the cache; downloaded when online)."
+    ),
+    fid: Optional[bool] = typer.Option(
+        None, "--fid/--no-fid", help="FID/KID: required (--fid), skipped (--no-fid); default: when the weights load."
+    ),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Score at most this many test images."),
+    size: Optional[int] = typer.Option(None, "--size", help="Image size for a bundle without its run."),
+    device: str = typer.Option("auto", "--device"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="results.json path (default: in the run)."),
+) -> None:
+    """Score a translation model on the test split(s): L1/PSNR/SSIM (+ label scores), FID and KID."""
+    from cyclekit.device import resolve_device
+    from cyclekit.evaluation.evaluate import evaluate, load_fid_network, write_results
+
+    if max_images is not None and max_images < 2:
+        raise CyclekitError(f"--max-images: must be >= 2, got {max_images}")
+    eval_data, run_dir = _eval_data(model, data, size)
+    target = output or (run_dir or _bundle_folder(model)) / "results.json"
+    if target.suffix != ".json":
+        raise CyclekitError(f"-o: {target} must end in .json")
+    net = load_fid_network(inception, required=bool(fid)) if fid is not False else None
+    results = evaluate(model, eval_data, direction, net, str(resolve_device(device)), max_images)
+    write_results(results, target)
+    typer.echo(format_results(results))
+    typer.echo(f"wrote {target}")
+
+
+def _bundle_folder(model: Path) -> Path:
+    from cyclekit.inference.bundle import bundle_dir
+
+    return bundle_dir(model)
+
+
+def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[Any, Optional[Path]]:
+    """The test data of a run (its config.yaml) or, for a bare bundle, of --data at the bundle's size."""
+    from cyclekit.evaluation.evaluate import EvalData
+    from cyclekit.inference.bundle import read_bundle
+
+    folder = _bundle_folder(model)
+    run_dir = folder.parent if (folder.parent / "config.yaml").is_file() else None
+    if run_dir is not None:
+        from cyclekit.recipes import load_config
+        from cyclekit.recipes.cyclegan import find_data_root
+
+        cfg = load_config(str(run_dir / "config.yaml"))
+        d = cfg.data
+        root = data if data is not None else find_data_root(cfg, None, None)
+        load, crop = (size, size) if size else (d.load_size, d.crop_size)
+        return EvalData(root, load, crop, d.preprocess, d.channels, d.layout, d.pair_suffixes), run_dir
+    if data is None:
+        raise CyclekitError(f"{folder} is a bundle without its run: pass --data DIR (a folder with testA/ and testB/)")
+    bundle = read_bundle(folder)
+    crop = size or bundle.train_size
+    if not crop:
+        raise CyclekitError(f"{folder} does not record its training size: pass --size N")
+    return EvalData(data, crop, crop, "resize_and_crop", bundle.channels or 3), None
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """One line per direction and baseline: the scores that are there."""
+    from cyclekit.evaluation.evaluate import METRICS
+
+    lines = []
+    for direction, row in results["directions"].items():
+        counts = results.get("counts", {}).get(direction, {})
+        lines.append(
+            f"{direction}: {counts.get('translated', '?')} images, reference {counts.get('reference_split', '?')}"
+        )
+        rows = [("model", row), *results.get("baselines", {}).get(direction, {}).items()]
+        for label, values in rows:
+            cells = [f"{m} {values[m]:.4g}" for m in METRICS if isinstance(values.get(m), (int, float))]
+            if cells:
+                lines.append(f"  {label:12s} " + "  ".join(cells))
+    missing = results.get("reproducibility", {}).get("fid_missing")
+    if missing and "not requested" not in missing:
+        lines.append(f"  (no FID/KID: {missing})")
+    return "\n".join(lines)
+
+
+@app.command()
+@friendly
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run dirs (or results.json files) to put side by side."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the table: .csv or .json."),
+) -> None:
+    """One table of several runs' scores (results.json, else the last evaluation during training)."""
+    from cyclekit.evaluation.compare import collect, to_csv, to_text
+
+    if output is not None and output.suffix not in (".csv", ".json"):
+        raise CyclekitError(f"-o: {output} must end in .csv or .json")
+    table = collect(runs)
+    typer.echo(to_text(table))
+    if output is not None:
+        import json
+
+        from cyclekit.atomic import atomic_write
+
+        text = to_csv(table) if output.suffix == ".csv" else json.dumps(table, indent=2) + "\n"
+        atomic_write(output, text)
+        typer.echo(f"wrote {output}")
+
+
+@app.command()
+@friendly
+def report(run: Path = typer.Argument(..., help="Run dir.")) -> None:
+    """(Re)write RUN/report.html: samples, loss curves, scores across epochs, config, timing."""
+    from cyclekit.report.html import write_report
+
+    typer.echo(f"wrote {write_report(run)}")
+
+
 def main() -> None:
     try:
         app()

@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional, Protocol, Union
 import yaml
 
 from cyclekit.atomic import atomic_write
-from cyclekit.choices import GanMode, InitKind, Preprocess
+from cyclekit.choices import DIRECTIONS, EVAL_METRICS, GanMode, InitKind, Logger, Preprocess
 from cyclekit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -170,12 +170,32 @@ class TrainConfig:
     divergence_limit: float = 1e6
     # auto: bf16 (or fp16 + loss scaling) autocast on CUDA, fp32 elsewhere; see cyclekit.train.precision
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # torch.compile the passes a step trains (opt-in: measured 0.99x on a CPU, after ~1 min of compiling)
+    compile: bool = False
+    # Evaluate the bundle on the test split every N epochs (0: never); see cyclekit.evaluation.evaluate.
+    eval_every: int = 0
+    # The score that picks the best epoch (kept as bundle-best/): METRIC or DIRECTION.METRIC; auto:
+    # fid when FID can be computed, else l1; the first direction the bundle translates unless named.
+    best_metric: str = "auto"
+    # Extra logs besides metrics.jsonl (always written): tensorboard (needs the tensorboard package).
+    loggers: tuple[Logger, ...] = ("jsonl",)
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.decay_epochs < 0 or self.epochs + self.decay_epochs == 0:
             raise ConfigError("train.epochs: epochs + decay_epochs must be > 0")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"train.max_steps: must be > 0, got {self.max_steps}")
+        if self.eval_every < 0:
+            raise ConfigError(f"train.eval_every: must be >= 0, got {self.eval_every}")
+        metric = self.best_metric.split(".")[-1]
+        direction = self.best_metric.split(".")[0] if "." in self.best_metric else None
+        if self.best_metric != "auto" and (
+            metric not in EVAL_METRICS or (direction is not None and direction not in DIRECTIONS)
+        ):
+            raise ConfigError(
+                f"train.best_metric: {self.best_metric!r} is not auto, METRIC or DIRECTION.METRIC with a metric of "
+                f"{', '.join(EVAL_METRICS)} and a direction of {', '.join(DIRECTIONS)}"
+            )
         _positive(self, "train", "log_every", "checkpoint_every", "divergence_limit")
         if self.sample_every < 0:
             raise ConfigError(f"train.sample_every: must be >= 0, got {self.sample_every}")

@@ -22,6 +22,8 @@ FORBIDDEN = {
     "cyclekit.inference": ["train", "recipes", "export", "cli"],
     "cyclekit.export": ["train", "recipes", "cli"],
     "cyclekit.bench": ["cli"],
+    "cyclekit.evaluation": ["train", "recipes", "export", "cli"],
+    "cyclekit.report": ["nn", "models", "gan", "data", "recipes", "inference", "export", "evaluation", "cli"],
     "cyclekit.choices": ["*"],
     "cyclekit.atomic": [
         "choices",
@@ -40,7 +42,14 @@ FORBIDDEN = {
 }
 # The bundle format is the contract between training and inference: recipes write bundles with its
 # one writer, so `cyclekit.inference.bundle` (and nothing else of inference) is allowed to them.
-ALLOWED = {"cyclekit.recipes": ["cyclekit.inference.bundle"]}
+# run.py wires evaluation (train.eval_every) and the report into a run: the outputs of training.
+ALLOWED = {
+    "cyclekit.recipes": [
+        "cyclekit.inference.bundle",
+        "cyclekit.evaluation.evaluate",
+        "cyclekit.evaluation.tracking",
+    ]
+}
 
 
 def modules() -> dict[str, set[str]]:

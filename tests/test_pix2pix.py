@@ -169,7 +169,9 @@ def test_run_writes_outputs_and_a_one_direction_bundle(tmp_path: Path):
         "eval.json",
         "loss.png",
         "metrics.jsonl",
+        "report.html",  # refreshed every epoch
         "samples/step_0000002.png",
+        "timing.json",
     ]
     rows = losses(run)
     assert sorted(rows) == [1, 2] and {"loss_G", "loss_G_GAN", "loss_G_L1", "loss_D", "D_real", "D_fake"} <= set(

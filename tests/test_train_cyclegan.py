@@ -53,7 +53,9 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
         "eval.json",  # the fixture's test images pair up by name, so they are scored
         "loss.png",
         "metrics.jsonl",
+        "report.html",  # refreshed every epoch
         "samples/step_0000002.png",
+        "timing.json",
     ]
     rows = losses(run)
     assert sorted(rows) == [1, 2]

@@ -78,8 +78,10 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
         "config.yaml",
         "loss.png",
         "metrics.jsonl",
+        "report.html",
         "samples/step_0000002.png",
         "samples/step_0000004.png",
+        "timing.json",
     ]
     assert sorted(losses(run)) == [1, 2, 3, 4]
     bundle = json.loads((run / "bundle" / "config.json").read_text())

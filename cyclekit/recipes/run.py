@@ -102,7 +102,15 @@ def train_run(
         # Identical weights everywhere (DDP also broadcasts rank 0's), then each rank its own noise.
         seed_everything(derive_seed(config.seed, 1_000_003, ctx.rank))
 
-    def start() -> None:
+    epoch_end = None  # rank 0's epoch-end work; its errors (e.g. no FID weights for best_metric fid) stop every rank
+
+    def make_epoch_end() -> None:
+        nonlocal epoch_end
+        epoch_end = _epoch_end(config, recipe, run_dir, resume_path is not None)
+
+    ctx.on_main(make_epoch_end)
+
+    def start(resumed_from: int | None) -> None:
         """Only once every check (including the resume's) has passed: a refused command changes nothing."""
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume_path is None and overwrite:
@@ -111,6 +119,8 @@ def train_run(
                     if f.is_file():
                         f.unlink()
         dump_config(config, run_dir / "config.yaml")
+        if epoch_end is not None:
+            epoch_end.prepare(resumed_from)
 
     result = fit(
         recipe,
@@ -120,6 +130,7 @@ def train_run(
         fingerprint=fingerprint(config),
         upgrade_fingerprint=upgrade_fingerprint,
         before_start=start,
+        after_epoch=epoch_end,
     )
     evaluation: dict[str, Any] = {}
     if hasattr(recipe, "evaluate"):
@@ -132,6 +143,23 @@ def train_run(
     recipe.state.forward = dict(recipe.state.nets)  # drop the DDP wrappers before leaving the group
     distributed.teardown()
     return RunReport(run_dir, result, evaluation)
+
+
+def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> Any:
+    """Rank 0's epoch-end work (evaluation, best bundle, timing, report); see cyclekit.evaluation.tracking."""
+    from cyclekit.evaluation.evaluate import EvalData
+    from cyclekit.evaluation.tracking import EpochEnd
+
+    t, d = config.train, config.data
+    data = None
+    if t.eval_every:
+        root = getattr(recipe, "root", None)
+        if root is None:
+            raise ConfigError(
+                f"train.eval_every: the {config.recipe} recipe samples images; evaluation scores translations"
+            )
+        data = EvalData(root, d.load_size, d.crop_size, d.preprocess, d.channels, d.layout, d.pair_suffixes)
+    return EpochEnd(run_dir, data, t.eval_every, t.best_metric, str(recipe.device), 0 if resuming else None)
 
 
 def replace_train(config: Config, **changes: Any) -> Config:

@@ -73,7 +73,8 @@ def fit(
     resume: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
     upgrade_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    before_start: Callable[[], None] | None = None,
+    before_start: Callable[[int | None], None] | None = None,
+    after_epoch: Callable[[int, int], None] | None = None,
 ) -> FitResult:
     """Train `recipe` to the configured number of epochs (or `cfg.max_steps`), resuming from
     `resume` if given. Writes checkpoints/last.pt, metrics.jsonl, samples/ and bundle/.
@@ -82,8 +83,9 @@ def fit(
     not silently continued with a different model or data setup; `upgrade_fingerprint` turns a
     stored fingerprint of an older layout into the current one first.
 
-    `before_start` runs once every check has passed, before anything is written: a refused
-    resume changes nothing on disk.
+    `before_start(resumed_step)` runs once every check has passed, before anything is written: a
+    refused resume changes nothing on disk. `after_epoch(step, epochs_done)` runs on rank 0 after each
+    epoch's checkpoint (evaluation, the report), never moving an RNG.
 
     Losses stay tensors between logged steps: they become numbers (one device sync) only when
     they are logged or a checkpoint is about to be written. Then they must be finite and at most
@@ -122,20 +124,30 @@ def fit(
                 torch.get_num_threads(),
             )
         del state, parts
+    if "tensorboard" in cfg.loggers and ctx.is_main:
+        _tensorboard_writer_class()  # a missing package is reported before anything is written
     metrics: MetricsLog | None = None  # rank 0 writes every file
+    board: Any = None  # a TensorBoard SummaryWriter when train.loggers asks for one
 
     def start() -> None:
-        nonlocal metrics
+        nonlocal metrics, board
         if before_start is not None:
-            before_start()
+            before_start(resumed_from)
         for folder in (run_dir, run_dir / "checkpoints", run_dir / "bundle", run_dir / "samples"):
             for stale in clean_stale_temps(folder):
                 logger.info("removed %s, left by an interrupted write", stale)
         metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
+        if "tensorboard" in cfg.loggers:
+            board = _tensorboard(run_dir / "tensorboard", purge_step=step + 1 if resume else None)
 
     ctx.on_main(start)
     # The passes a step trains go through DDP in a multi-process run (the nets themselves otherwise).
     recipe.state.forward = distributed.wrap_for_ddp(recipe.state.nets, recipe.device, ctx)
+    if cfg.compile:
+        # Opt-in: compiled on first use; the frozen passes, samples and bundles stay eager.
+        recipe.state.forward = {k: torch.compile(v) for k, v in recipe.state.forward.items()}
+    if recipe.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
     ckpt = checkpoint_path(run_dir)
     saved_step = resumed_from  # the step of the checkpoint on disk from this run (None: none yet)
 
@@ -183,7 +195,12 @@ def fit(
             return
         with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
             if kind == "samples":
-                recipe.write_samples(run_dir / "samples", step, epoch)
+                paths = recipe.write_samples(run_dir / "samples", step, epoch)
+                if board is not None:
+                    _board_images(board, paths, step)
+            elif kind == "epoch":
+                if after_epoch is not None:
+                    after_epoch(step, epoch)
             else:
                 plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
 
@@ -207,15 +224,18 @@ def fit(
                         last = _numbers(losses, ctx)
                         healthy()
                     if log_now and metrics is not None:
-                        metrics.write(
-                            {
-                                "step": step,
-                                "epoch": epoch,
-                                "lr": recipe.state.lr(),
-                                "sec": round(time.perf_counter() - t0, 4),
-                                **last,
-                            }
-                        )
+                        row = {
+                            "step": step,
+                            "epoch": epoch,
+                            "lr": recipe.state.lr(),
+                            "sec": round(time.perf_counter() - t0, 4),
+                            **last,
+                        }
+                        metrics.write(row)
+                        if board is not None:
+                            for key, value in row.items():
+                                if key not in ("step", "epoch"):
+                                    board.add_scalar(key if key in ("lr", "sec") else f"loss/{key}", value, step)
                         if progress is not None:
                             progress.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
                     if progress is not None:
@@ -230,6 +250,7 @@ def fit(
                         if not cfg.sample_every:
                             outputs("samples")
                         outputs("plot")
+                        outputs("epoch")
                     if stop.requested:
                         raise TrainingInterrupted(
                             f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume auto)"
@@ -239,6 +260,8 @@ def fit(
     finally:
         if progress is not None:
             progress.close()
+        if board is not None:
+            board.close()
     outputs("plot")
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
 
@@ -325,6 +348,32 @@ def _read_resume(
     if ctx.enabled and len(state.get("ranks") or []) != ctx.world:
         raise CyclekitError(f"checkpoint {path} has no per-process state for {ctx.world} processes")
     return state
+
+
+def _tensorboard(folder: Path, purge_step: int | None) -> Any:
+    """A SummaryWriter (scalars and sample images, as PyTorch users expect to watch a run); on resume
+    the events after the checkpoint's step are purged, as metrics.jsonl is cut back."""
+    return _tensorboard_writer_class()(str(folder), purge_step=purge_step)
+
+
+def _tensorboard_writer_class() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise CyclekitError(
+            "train.loggers: tensorboard needs the tensorboard package: pip install tensorboard "
+            "(or cyclekit[tensorboard])"
+        ) from None
+    return SummaryWriter
+
+
+def _board_images(board: Any, paths: Iterable[Path], step: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for path in paths:
+        with Image.open(path) as img:
+            board.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
 
 
 def _numbers(losses: Mapping[str, Tensor | float], ctx: distributed.Distributed | None = None) -> dict[str, float]:

@@ -1,0 +1,91 @@
+"""`cyclekit compare RUN...`: the runs' scores side by side, one row per run and one column per
+direction and metric (``AtoB.fid``, ``BtoA.l1``, ...).
+
+Where a run's scores come from, first found: its ``results.json`` (written by `cyclekit eval`), the
+last line of ``evals.jsonl`` (evaluations during training, ``train.eval_every``), or ``eval.json``
+(the end-of-training L1/PSNR of paired test data).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from cyclekit.errors import CyclekitError
+from cyclekit.evaluation.evaluate import METRICS
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CyclekitError(f"{path} is not readable JSON ({str(exc).splitlines()[0]})") from None
+
+
+def scores_of(run: Path) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(where the scores came from, {direction: {metric: value}}) of one run."""
+    if run.is_file():
+        return str(run), _read(run).get("directions", {})
+    if not run.is_dir():
+        raise CyclekitError(f"run not found: {run}")
+    if (run / "results.json").is_file():
+        return "results.json", _read(run / "results.json").get("directions", {})
+    evals = run / "evals.jsonl"
+    if evals.is_file():
+        rows = []
+        for line in evals.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill
+        if rows:
+            return f"evals.jsonl (epoch {rows[-1].get('epoch')})", rows[-1].get("directions", {})
+    if (run / "eval.json").is_file():
+        legacy = _read(run / "eval.json")
+        direction = legacy.get("direction", "AtoB")
+        return "eval.json", {direction: {k: v for k, v in legacy.items() if k in METRICS}}
+    raise CyclekitError(f"{run} has no scores: no results.json (run `cyclekit eval {run}`), evals.jsonl or eval.json")
+
+
+def collect(runs: list[Path]) -> dict[str, Any]:
+    """{"columns": [...], "rows": [{"run", "source", column: value}]} for the runs given."""
+    rows = []
+    columns: list[str] = []
+    for run in runs:
+        source, directions = scores_of(run)
+        row: dict[str, Any] = {"run": str(run), "source": source}
+        for direction, values in directions.items():
+            for metric in METRICS:
+                if isinstance(values.get(metric), (int, float)):
+                    key = f"{direction}.{metric}"
+                    row[key] = values[metric]
+                    if key not in columns:
+                        columns.append(key)
+        rows.append(row)
+    columns.sort(key=lambda c: (c.split(".")[0], METRICS.index(c.split(".")[1])))
+    return {"columns": columns, "rows": rows}
+
+
+def to_text(table: dict[str, Any]) -> str:
+    head = ["run", *table["columns"], "source"]
+    body = [[r["run"], *[_fmt(r.get(c)) for c in table["columns"]], r["source"]] for r in table["rows"]]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    return "\n".join(
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in [head, *body]
+    )
+
+
+def to_csv(table: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["run", *table["columns"], "source"])
+    for r in table["rows"]:
+        writer.writerow([r["run"], *[r.get(c, "") for c in table["columns"]], r["source"]])
+    return out.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"

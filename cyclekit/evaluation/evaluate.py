@@ -1,0 +1,295 @@
+"""`cyclekit eval`: score a translation bundle on a dataset's test split(s), every direction it has.
+
+For each direction X -> Y the bundle translates, the source images are ``testX`` (or the X side of the
+test pairs) and the reference images are ``testY``:
+
+- **Paired scores**, whenever the test images pair up (the Pix2Pix loader's rules: ``testA/1.jpg <->
+  testB/1.jpg``, ``100_A.jpg <-> 100_B.jpg``, or the side-by-side ``test/`` format): L1, PSNR and SSIM
+  of each translation against its target, next to two baselines: *identity* (the source itself) and
+  *mean target* (the pixel-wise mean of the test targets, the best constant guess). When the targets
+  are label maps (a few flat colours: facades labels, maps), also per-pixel accuracy, mean per-class
+  accuracy and mean class IoU after snapping both to the palette found in the targets (the CycleGAN
+  paper's photo -> label evaluation); the palette goes into the results.
+- **Unpaired scores**, always: FID and KID between the translations and the real ``testY`` images,
+  from the 2048-d pool features of the Inception-v3 network and weights of the widely used FID code
+  (pytorch-fid's ``pt_inception-2015-12-05``). Without the weights (offline, no ``--inception``) the
+  paired scores are still computed and the results say why FID is missing.
+
+Every image is read at the training scale: resized to the run's ``load_size`` with PIL's bicubic
+filter and centre-cropped to ``crop_size`` (the bundle's ``train_size``), as the training samples
+are. Everything that makes the numbers reproducible goes into the results with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cyclekit import __version__
+from cyclekit.choices import EVAL_METRICS, LOWER_IS_BETTER  # noqa: F401 - LOWER_IS_BETTER re-exported
+from cyclekit.data.images import list_images, load_image
+from cyclekit.data.paired import PairedImages
+from cyclekit.data.transforms import build_eval_transform
+from cyclekit.errors import CyclekitError, DataError
+from cyclekit.evaluation import scores
+from cyclekit.inference.bundle import Bundle, bundle_dir, load_network, read_bundle
+
+logger = logging.getLogger(__name__)
+
+METRICS = EVAL_METRICS
+
+
+@dataclass
+class EvalData:
+    """Where the test images are and how to read them (the run's data settings)."""
+
+    root: Path
+    load_size: int
+    crop_size: int
+    preprocess: str = "resize_and_crop"
+    channels: int = 3
+    layout: str = "auto"
+    suffixes: Sequence[str] = ("_A", "_B")
+
+
+@dataclass
+class Inception:
+    """The FID network once loaded (reused across evaluations during training), or why it is not."""
+
+    model: Any = None
+    path: str | None = None
+    missing: str | None = None
+
+
+@dataclass
+class _Split:
+    sources: list[torch.Tensor]
+    targets: list[torch.Tensor] | None  # aligned with sources when paired
+    references: list[torch.Tensor]  # real images of the target domain
+    reference_split: str
+    names: list[str] = field(default_factory=list)
+
+
+def load_fid_network(path: Path | None, required: bool, cache_dir: Path | None = None) -> Inception:
+    """The Inception network for FID/KID. ``required`` (``--fid``): a missing file is an error;
+    otherwise it is a warning and the results record why FID is missing."""
+    from cyclekit.evaluation.fid import default_weights_path, load_inception
+
+    try:
+        model = load_inception(path, cache_dir=cache_dir, download=True)
+    except CyclekitError as exc:
+        if required:
+            raise
+        logger.warning("no FID/KID: %s", exc)
+        return Inception(missing=str(exc))
+    return Inception(model, str(path or default_weights_path(cache_dir)))
+
+
+def evaluate(
+    model_path: Path,
+    data: EvalData,
+    directions: Sequence[str] | None = None,
+    inception: Inception | None = None,
+    device: str = "cpu",
+    max_images: int | None = None,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+) -> dict[str, Any]:
+    """Scores of the bundle at ``model_path`` (a run dir or bundle dir) on ``data``'s test split(s).
+    Returns the results dict (see the module docstring); `write_results` saves it."""
+    folder = bundle_dir(model_path)
+    bundle = read_bundle(folder)
+    if not bundle.translates:
+        raise CyclekitError(f"{folder} samples images (a {bundle.recipe} bundle); `cyclekit eval` scores translations")
+    wanted = list(directions or bundle.translates)
+    for d in wanted:
+        bundle.network_for(d)  # one line naming the directions the bundle has
+    transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
+    dev = torch.device(device)
+    results: dict[str, Any] = {"directions": {}, "baselines": {}, "counts": {}}
+    palettes: dict[str, list[list[int]]] = {}
+    for direction in wanted:
+        split = _load_split(data, direction, transform, max_images)
+        net = load_network(folder, bundle, bundle.network_for(direction), dev)
+        fakes = _translate(net, split.sources, bundle, dev)
+        row: dict[str, Any] = {}
+        base: dict[str, Any] = {}
+        if split.targets is not None:
+            row.update(_paired(fakes, split.targets))
+            base["identity"] = _paired(split.sources, split.targets, pixel_only=True)
+            mean = torch.stack(split.targets).mean(0)
+            base["mean_target"] = _paired([mean] * len(split.targets), split.targets, pixel_only=True)
+            if scores.looks_like_label_map(split.targets):
+                palette = scores.find_palette(split.targets)
+                labels = scores.label_scores(fakes, split.targets, palette)
+                row.update(pixel_acc=labels.pixel_accuracy, class_acc=labels.mean_class_accuracy, iou=labels.mean_iou)
+                row["per_class"] = {
+                    "accuracy": labels.class_accuracy,
+                    "iou": labels.class_iou,
+                    "pixels": [int(p) for p in labels.class_pixels],
+                }
+                base["identity"].update(_label_only(split.sources, split.targets, palette))
+                palettes[direction] = np.asarray(palette).astype(int).tolist()
+        if inception is not None and inception.model is not None:
+            row.update(_fid_kid(inception.model, fakes, split.references, dev, kid_subset_size, kid_subsets))
+        results["directions"][direction] = _rounded(row)
+        results["baselines"][direction] = {k: _rounded(v) for k, v in base.items()}
+        results["counts"][direction] = {
+            "translated": len(fakes),
+            "paired": len(split.targets) if split.targets is not None else 0,
+            "reference": len(split.references),
+            "reference_split": split.reference_split,
+        }
+    if palettes:
+        results["palettes"] = palettes
+    results["reproducibility"] = {
+        "cyclekit_version": __version__,
+        "bundle": str(folder),
+        "bundle_step": bundle.step,
+        "bundle_epoch": bundle.epoch,
+        "weights_sha256": {k: e.sha256 for k, e in bundle.networks.items()},
+        "data_root": str(data.root),
+        "preprocess": data.preprocess,
+        "load_size": data.load_size,
+        "image_size": data.crop_size,
+        "resize_filter": "PIL bicubic",
+        "max_images": max_images,
+        "test_time": {
+            "dropout_seed": 0 if bundle.test_time.dropout else None,
+            "batch_norm": bundle.test_time.batch_norm,
+        },
+        "fid_network": "pytorch-fid Inception-v3 pt_inception-2015-12-05 pool3 2048-d; inputs resized to 299 bilinear",
+        "inception_weights": inception.path if inception is not None else None,
+        "fid_missing": inception.missing if inception is not None else "not requested (--no-fid)",
+        "kid": {"kernel": "(x.y / 2048 + 1)^3", "subset_size": kid_subset_size, "subsets": kid_subsets, "seed": 0},
+    }
+    return results
+
+
+def write_results(results: dict[str, Any], path: Path) -> None:
+    import json
+
+    from cyclekit.atomic import atomic_write
+
+    atomic_write(path, json.dumps(results, indent=2, allow_nan=False) + "\n")
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, float):
+            out[k] = round(v, 6) if math.isfinite(v) else None
+        elif isinstance(v, dict):
+            out[k] = _rounded(v)
+        elif isinstance(v, list):
+            out[k] = [round(x, 6) if isinstance(x, float) and math.isfinite(x) else x for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+def _paired(outputs: list[torch.Tensor], targets: list[torch.Tensor], pixel_only: bool = False) -> dict[str, float]:
+    """Mean per-image L1, PSNR and SSIM (see `cyclekit.evaluation.scores` for units)."""
+    if not outputs:
+        return {}
+    l1 = [scores.l1(o, t) for o, t in zip(outputs, targets, strict=True)]
+    psnr = [scores.psnr(o, t) for o, t in zip(outputs, targets, strict=True)]
+    row = {"l1": float(np.mean(l1)), "psnr": float(np.mean(psnr))}
+    if min(targets[0].shape[-2:]) >= scores.SSIM_WINDOW:
+        row["ssim"] = float(np.mean([scores.ssim(o, t) for o, t in zip(outputs, targets, strict=True)]))
+    return row
+
+
+def _label_only(outputs: list[torch.Tensor], targets: list[torch.Tensor], palette: Any) -> dict[str, float]:
+    labels = scores.label_scores(outputs, targets, palette)
+    return {"pixel_acc": labels.pixel_accuracy, "class_acc": labels.mean_class_accuracy, "iou": labels.mean_iou}
+
+
+def _fid_kid(
+    model: Any, fakes: list[torch.Tensor], reals: list[torch.Tensor], device: torch.device, subset: int, subsets: int
+) -> dict[str, Any]:
+    from cyclekit.evaluation.fid import fid_from_features, inception_features, kid
+
+    if len(fakes) < 2 or len(reals) < 2:
+        return {"fid": None, "kid": None}
+    f_fake = inception_features(model, fakes, device=device)
+    f_real = inception_features(model, reals, device=device)
+    kid_mean, kid_std = kid(f_fake, f_real, subsets=subsets, subset_size=subset, seed=0)
+    return {"fid": fid_from_features(f_fake, f_real), "kid": kid_mean, "kid_std": kid_std}
+
+
+@torch.no_grad()
+def _translate(
+    net: torch.nn.Module, images: list[torch.Tensor], bundle: Bundle, device: torch.device
+) -> list[torch.Tensor]:
+    """One image at a time, as at test time (sizes may differ; per-image batch norm); the bundle's
+    test-time dropout is seeded (0) on a forked RNG, as the PyTorch backend of `translate` does."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        return [net(x.unsqueeze(0).to(device)).float().cpu()[0].clamp(-1, 1) for x in images]
+
+
+def _load_split(
+    data: EvalData, direction: str, transform: Callable[..., torch.Tensor], max_images: int | None
+) -> _Split:
+    src, dst = direction[0], direction[-1]
+    pairs = _try_pairs(data)
+    if pairs is not None:
+        n = len(pairs) if max_images is None else min(max_images, len(pairs))
+        sources, targets, names = [], [], []
+        for i in range(n):
+            batch = pairs.stack([i], transform)
+            a, b = batch
+            sources.append((a if src == "A" else b)[0])
+            targets.append((b if dst == "B" else a)[0])
+            names.append(Path(pairs.pairs[i][0]).name)
+        split = "test" if pairs.layout == "side_by_side" else f"test{dst}"
+        return _Split(sources, targets, targets, f"{split} (paired targets)", names)
+    folder_src, folder_dst = data.root / f"test{src}", data.root / f"test{dst}"
+    for folder in (folder_src, folder_dst):
+        if not folder.is_dir():
+            raise DataError(
+                f"no test split to evaluate on: {folder} not found (pass --data DIR with testA/ and testB/)"
+            )
+    sources = _read_folder(folder_src, data.channels, transform, max_images)
+    references = _read_folder(folder_dst, data.channels, transform, max_images)
+    return _Split(sources, None, references, f"test{dst}")
+
+
+def _try_pairs(data: EvalData) -> PairedImages | None:
+    """The test pairs, if the test images pair up by the Pix2Pix loader's rules (all of them)."""
+    try:
+        pairs = PairedImages(
+            data.root, "test", layout=data.layout, channels=data.channels, suffixes=data.suffixes, strict=True
+        )
+    except DataError:
+        return None
+    return pairs if len(pairs) else None
+
+
+def _read_folder(
+    folder: Path, channels: int, transform: Callable[..., torch.Tensor], limit: int | None
+) -> list[torch.Tensor]:
+    files = list_images(folder)
+    if not files:
+        raise DataError(f"no images found in {folder}")
+    out = []
+    for path in files:
+        try:
+            out.append(transform(load_image(path, channels), 0))
+        except DataError as exc:
+            logger.warning("skipping %s", exc)
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+    if not out:
+        raise DataError(f"none of the images in {folder} can be read")
+    return out
