@@ -524,7 +524,15 @@ def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[
 
         cfg = load_config(str(run_dir / "config.yaml"))
         d = cfg.data
-        root = data if data is not None else find_data_root(cfg, None, None)
+        if data is not None:
+            root = data
+        else:
+            from cyclekit.errors import DataError
+
+            try:
+                root = find_data_root(cfg, None, None)
+            except DataError as exc:
+                raise DataError(f"{str(exc).replace('--data-root', '--data')} (the run's data is not found)") from None
         load, crop = (size, size) if size else (d.load_size, d.crop_size)
         return EvalData(root, load, crop, d.preprocess, d.channels, d.layout, d.pair_suffixes), run_dir
     if data is None:

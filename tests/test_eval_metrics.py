@@ -463,3 +463,21 @@ def test_label_scores_known_prediction() -> None:
     with pytest.raises(CyclekitError) as exc:
         label_scores([_to_model(pred_rgb)] * 2, [_to_model(palette[target])], palette)
     assert "one target per prediction" in _one_line(exc)
+
+
+def test_blurred_low_quality_jpeg_label_maps_still_look_like_label_maps() -> None:
+    """facades-like labels: JPEG quality 30, then shrunk 4x with the bicubic filter of the eval
+    transform, so every border blurs; photos scaled the same way stay photos."""
+
+    def shrink(rgb: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(rgb).resize((64, 64), Image.Resampling.BICUBIC))
+
+    labels = [_to_model(shrink(_jpeg(_label_image(seed, 256), quality=30))) for seed in range(6)]
+    assert looks_like_label_map(labels)
+    rng = np.random.default_rng(11)
+    smooth = np.linspace(0, 255, 256)[None, :, None] * rng.uniform(0.2, 1.0, size=(1, 1, 3))
+    photos = [
+        _to_model(shrink(_jpeg(np.clip(smooth + rng.normal(0, 25, (256, 256, 3)), 0, 255).astype(np.uint8), 30)))
+        for _ in range(6)
+    ]
+    assert not looks_like_label_map(photos)

@@ -284,3 +284,17 @@ def test_report_in_chromium(tmp_path: Path):
     assert not errors, errors
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     shutil.copyfile(tmp_path / "report.png", "/tmp/report_screenshot.png")
+
+
+def test_label_scores_get_a_per_class_table_with_the_palette(tmp_path: Path):
+    run = make_run(tmp_path / "run")
+    results = json.loads((run / "results.json").read_text())
+    results["directions"]["AtoB"].update(
+        pixel_acc=0.5, per_class={"accuracy": [0.9, None], "iou": [0.8, None], "pixels": [100, 0]}
+    )
+    results["palettes"] = {"AtoB": [[255, 0, 0], [0, 0, 254]]}
+    (run / "results.json").write_text(json.dumps(results))
+    html = write_report(run).read_text()
+    assert "{&#x27;accuracy" not in html and "per_class" not in html  # no dict dumped into the score table
+    assert 'class="swatch" style="background:#ff0000"' in html and "#0000fe" in html
+    assert 'data-metric="pixel_acc"' in html

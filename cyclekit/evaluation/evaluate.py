@@ -77,13 +77,16 @@ class _Split:
     names: list[str] = field(default_factory=list)
 
 
-def load_fid_network(path: Path | None, required: bool, cache_dir: Path | None = None) -> Inception:
+def load_fid_network(
+    path: Path | None, required: bool, cache_dir: Path | None = None, download: bool = True
+) -> Inception:
     """The Inception network for FID/KID. ``required`` (``--fid``): a missing file is an error;
-    otherwise it is a warning and the results record why FID is missing."""
+    otherwise it is a warning and the results record why FID is missing. ``download``: fetch the
+    weights into the cache when they are not there."""
     from cyclekit.evaluation.fid import default_weights_path, load_inception
 
     try:
-        model = load_inception(path, cache_dir=cache_dir, download=True)
+        model = load_inception(path, cache_dir=cache_dir, download=download)
     except CyclekitError as exc:
         if required:
             raise

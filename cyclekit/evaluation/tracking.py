@@ -88,7 +88,8 @@ class EpochEnd:
     def _evaluate(self, step: int, epoch: int) -> None:
         assert self.data is not None
         if self.inception is None:
-            self.inception = load_fid_network(None, required=False)  # warns once when missing
+            # Only a cached file: training never downloads (it warns once when the file is missing).
+            self.inception = load_fid_network(None, required=False, download=False)
         results = evaluate(self.run_dir / "bundle", self.data, inception=self.inception, device=self.device)
         row = {"epoch": epoch, "step": step, "directions": results["directions"]}
         with (self.run_dir / "evals.jsonl").open("a", encoding="utf-8") as f:

@@ -118,7 +118,12 @@ def train_run(
                 for f in (run_dir / stale).glob("*"):
                     if f.is_file():
                         f.unlink()
-        dump_config(config, run_dir / "config.yaml")
+        dumped = config
+        root = getattr(recipe, "root", None)
+        if data_root is not None and root is not None and config.data.kind != "demo":
+            # Record --data-root, so `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` find the data.
+            dumped = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(Path(root).resolve())))
+        dump_config(dumped, run_dir / "config.yaml")
         if epoch_end is not None:
             epoch_end.prepare(resumed_from)
 

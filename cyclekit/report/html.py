@@ -60,6 +60,8 @@ th, td { border: 1px solid var(--line); padding: 4px 10px; }
 th { background: var(--head); font-weight: 600; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, Menlo, Consolas, monospace; }
 tr.best td { background: var(--best); }
+.swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #888;
+  vertical-align: middle; margin-right: 6px; }
 img.plot { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); }
 .viewer { margin-top: 8px; }
 .controls { display: flex; align-items: center; gap: 12px; margin-bottom: 8px; }
@@ -189,11 +191,44 @@ def _table(head: list[str], rows: list[str]) -> str:
 
 
 def _metric_names(by_direction: dict[str, Any]) -> list[str]:
+    """The scalar scores (numbers or null); nested detail such as per_class has its own table."""
     names: list[str] = []
     for scores in by_direction.values():
         if isinstance(scores, dict):
-            names += [str(m) for m in scores if str(m) not in names]
+            names += [
+                str(m)
+                for m, v in scores.items()
+                if str(m) not in names and (v is None or isinstance(v, (int, float))) and not isinstance(v, bool)
+            ]
     return names
+
+
+def _per_class(results: dict[str, Any]) -> str:
+    """Label-map scores per class, each class shown by its palette colour."""
+    out = ""
+    palettes = results.get("palettes") if isinstance(results.get("palettes"), dict) else {}
+    for direction, scores in (results.get("directions") or {}).items():
+        detail = scores.get("per_class") if isinstance(scores, dict) else None
+        palette = palettes.get(direction)
+        if not isinstance(detail, dict) or not isinstance(palette, list):
+            continue
+        head = ["<th>class colour</th>", "<th>accuracy</th>", "<th>IoU</th>", "<th>target pixels</th>"]
+        body = []
+        for i, rgb in enumerate(palette):
+            try:
+                colour = "#" + "".join(f"{int(c):02x}" for c in rgb[:3])
+            except (TypeError, ValueError):
+                continue
+            cells = [_cell(_at(detail.get(k), i)) for k in ("accuracy", "iou", "pixels")]
+            swatch = f'<span class="swatch" style="background:{colour}"></span><code>{escape(colour)}</code>'
+            body.append(f"<tr><td>{swatch}</td>" + "".join(cells) + "</tr>")
+        if body:
+            out += f"<h3>Per class, {escape(str(direction))} (palette found in the targets)</h3>" + _table(head, body)
+    return out
+
+
+def _at(values: Any, i: int) -> Any:
+    return values[i] if isinstance(values, list) and i < len(values) else None
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -287,6 +322,7 @@ def _results(results: dict[str, Any] | None) -> str:
         out += '<div id="final-scores">' + _table(head, body) + "</div>"
     else:
         out += '<p class="note">results.json holds no per-direction scores</p>'
+    out += _per_class(results)
     baselines = results.get("baselines")
     if isinstance(baselines, dict) and baselines:
         flat = {
