@@ -13,6 +13,8 @@ $CK train demo --resume auto
 data=$($CK data demo)
 $CK translate "$data/testA/scene_0000.png" "$data/testA/scene_0001.png" --model runs/demo --to B \
     --side-by-side -o results/demo --overwrite
+$CK eval runs/demo --no-fid          # paired scores of both directions vs. baselines -> runs/demo/results.json
+$CK report runs/demo                 # runs/demo/report.html, now with the final scores
 echo
-echo "Done. Training results: runs/demo/ (samples/, loss.png, eval.json, bundle/);"
+echo "Done. Training results: runs/demo/ (report.html, samples/, loss.png, results.json, bundle/);"
 echo "translated test images (input | output): results/demo/"
