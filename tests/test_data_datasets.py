@@ -326,3 +326,37 @@ def test_check_flat_folder_and_errors(tmp_path: Path) -> None:
     assert "set1/trainA/" in format_report(report)
     (tmp_path / "nothing").mkdir()
     assert check_folder(tmp_path / "nothing").folders[0].image_count == 0
+
+
+def test_run_long_loader_gives_the_per_epoch_batches(tmp_path):
+    """With workers, one DataLoader (persistent worker processes) serves every epoch; its batches
+    equal those of a fresh loader per epoch, mid-epoch starts and a 2-rank shard included."""
+    import torch
+
+    from cyclekit.data.folders import UnpairedFolders
+    from cyclekit.data.transforms import build_transform
+    from cyclekit.recipes.common import _LOADERS, plan_batches
+    from cyclekit.train import distributed
+    from tests.conftest import write_images
+
+    write_images(tmp_path / "trainA", 7, seed=1)
+    write_images(tmp_path / "trainB", 5, seed=2)
+    ds = UnpairedFolders(tmp_path, "train", build_transform("resize_and_crop", 36, 32, True, 3), seed=3)
+
+    def batches(epoch: int, start: int, workers: int) -> list[torch.Tensor]:
+        plan = ds.epoch_plan(epoch)
+        return [b["A"] for b in plan_batches(ds, plan, 2, start, workers, drop_last=False, epoch=epoch)]
+
+    for epoch, start in ((0, 0), (1, 0), (2, 1), (1, 2)):
+        fresh, persistent = batches(epoch, start, 0), batches(epoch, start, 2)
+        assert len(fresh) == len(persistent) == 4 - start
+        assert all(torch.equal(a, b) for a, b in zip(fresh, persistent, strict=True))
+    loader = _LOADERS[ds][1]
+    assert loader.persistent_workers and loader._iterator is not None  # the same workers throughout
+    rank1 = distributed.Distributed(1, 2)
+    saved, distributed._CURRENT = distributed._CURRENT, rank1
+    try:
+        fresh, persistent = batches(1, 0, 0), batches(1, 0, 2)
+    finally:
+        distributed._CURRENT = saved
+    assert len(fresh) == 2 and all(torch.equal(a, b) for a, b in zip(fresh, persistent, strict=True))

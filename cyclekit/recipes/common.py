@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from cyclekit.atomic import atomic_write
 from cyclekit.config import Config, OptimConfig
@@ -85,9 +86,11 @@ def check_image_discriminator(config: Config, arch: str, options: Mapping[str, A
     """Refuse crops a PatchGAN cannot judge and WGAN-GP with a batch-norm critic."""
     data = config.data
     if arch == "patchgan" and data.preprocess != "none" and data.crop_size < patchgan_min_size(options):
+        need = patchgan_min_size(options)
+        need_text = str(need) if need < 10**12 else f"3 x 2^{options.get('n_layers')}"  # huge n_layers
         raise ConfigError(
             f"data.crop_size: {data.crop_size} is too small for a PatchGAN with n_layers "
-            f"{options.get('n_layers')}; it needs at least {patchgan_min_size(options)}"
+            f"{options.get('n_layers')}; it needs at least {need_text}"
         )
     if config.loss.gan_mode == "wgan-gp" and options.get("norm") == "batch":
         # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
@@ -140,11 +143,24 @@ def plan_batches(
     workers: int,
     drop_last: bool,
     device: torch.device | None = None,
+    epoch: int | None = None,
 ) -> Iterator[Any]:
-    """Batches of `plan` from batch `start_batch` on, loaded by `workers` processes; for a CUDA
-    ``device`` in pinned memory, so the recipes' ``.to(device, non_blocking=True)`` overlaps the copy.
-    In a multi-process run, this rank's shard of the plan (see `Distributed.shard`)."""
-    items = distributed.current().shard(plan)[start_batch * batch_size :]
+    """Batches of `plan` (epoch ``epoch``'s plan of ``base``) from batch `start_batch` on, loaded by
+    `workers` processes; for a CUDA ``device`` in pinned memory, so the recipes'
+    ``.to(device, non_blocking=True)`` overlaps the copy. In a multi-process run, this rank's
+    shard of the plan (see `Distributed.shard`).
+
+    With workers and an ``epoch``, one DataLoader serves the whole run and its worker processes
+    persist from epoch to epoch (see `_RunItems`); the batches are the same either way."""
+    ctx = distributed.current()
+    pin = device is not None and device.type == "cuda"
+    if workers > 0 and epoch is not None and hasattr(base, "epoch_plan"):
+        per_epoch = ctx.per_rank(len(plan))
+        loader, sampler = _persistent_loader(base, per_epoch, batch_size, workers, drop_last, pin, ctx)
+        sampler.start = epoch * per_epoch + start_batch * batch_size
+        sampler.stop = (epoch + 1) * per_epoch
+        return iter(loader)
+    items = ctx.shard(plan)[start_batch * batch_size :]
     # A private generator: DataLoader draws a worker base seed when an iterator is created, and
     # from the global RNG that would shift the noise of every later step after a mid-epoch resume.
     loader = DataLoader(
@@ -154,10 +170,69 @@ def plan_batches(
         num_workers=workers,
         drop_last=drop_last,
         persistent_workers=False,
-        pin_memory=device is not None and device.type == "cuda",
+        pin_memory=pin,
         generator=torch.Generator().manual_seed(0),
     )
     return iter(loader)
+
+
+class _RunItems(Dataset):
+    """Item ``g`` of a whole run: item ``g % n`` of this rank's shard of epoch ``g // n``'s plan.
+    Plans come from (seed, epoch) alone, so each worker process rebuilds them itself: one
+    DataLoader, and its workers, serve every epoch."""
+
+    def __init__(self, base: Any, per_epoch: int, rank: int, world: int) -> None:
+        self.base, self.per_epoch, self.rank, self.world = base, per_epoch, rank, world
+        self._plan: tuple[int, list[Any]] = (-1, [])
+
+    def __len__(self) -> int:
+        return 2**62  # indices come from the sampler
+
+    def __getitem__(self, g: int) -> Any:
+        epoch, k = divmod(int(g), self.per_epoch)
+        if self._plan[0] != epoch:
+            shard = distributed.Distributed(self.rank, self.world).shard(self.base.epoch_plan(epoch))
+            self._plan = (epoch, shard)
+        item = self._plan[1][k]
+        return self.base[tuple(item) if isinstance(item, list) else item]
+
+
+class _RangeSampler(Sampler[int]):
+    """Indices start..stop-1, set before each epoch's iterator is made."""
+
+    def __init__(self) -> None:
+        self.start = self.stop = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def _persistent_loader(
+    base: Any, per_epoch: int, batch_size: int, workers: int, drop_last: bool, pin: bool, ctx: Any
+) -> tuple[DataLoader, _RangeSampler]:
+    key = (per_epoch, batch_size, workers, drop_last, pin, ctx.rank, ctx.world)
+    cached = _LOADERS.get(base)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    sampler = _RangeSampler()
+    loader = DataLoader(
+        _RunItems(base, per_epoch, ctx.rank, ctx.world),
+        batch_sampler=BatchSampler(sampler, batch_size, drop_last),
+        num_workers=workers,
+        persistent_workers=True,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(0),
+    )
+    _LOADERS[base] = (key, loader, sampler)
+    return loader, sampler
+
+
+# dataset -> (settings, its run-long DataLoader, sampler); weak, so a dataset's loader (and its
+# worker processes) go when the dataset does.
+_LOADERS: weakref.WeakKeyDictionary[Any, tuple[Any, DataLoader, _RangeSampler]] = weakref.WeakKeyDictionary()
 
 
 def n_batches(n_items: int, batch_size: int, drop_last: bool) -> int:

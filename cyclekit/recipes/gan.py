@@ -140,7 +140,7 @@ class GanRecipe:
             return
         plan = self.dataset.epoch_plan(epoch)
         yield from plan_batches(
-            self.dataset, plan, data.batch_size, start, data.workers, drop_last=True, device=self.device
+            self.dataset, plan, data.batch_size, start, data.workers, drop_last=True, device=self.device, epoch=epoch
         )
 
     def train_step(self, real: torch.Tensor, step: int) -> dict[str, Tensor]:

@@ -138,7 +138,7 @@ class Pix2PixRecipe:
         data = self.config.data
         plan = self.dataset.epoch_plan(epoch)
         return plan_batches(
-            self.dataset, plan, data.batch_size, start, data.workers, drop_last=False, device=self.device
+            self.dataset, plan, data.batch_size, start, data.workers, drop_last=False, device=self.device, epoch=epoch
         )
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
