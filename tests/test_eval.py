@@ -301,3 +301,15 @@ def test_tensorboard_missing_is_one_line_before_anything_is_written(
     code, _, err = cli(*train_args(paired_root, tmp_path, "train.epochs=1", "train.loggers=[tensorboard]"))
     assert code == 1 and "pip install tensorboard" in err
     assert not (tmp_path / "horse2zebra").exists()
+
+
+def test_side_by_side_test_images_pair_up(toy_models, tmp_path: Path):
+    """The pix2pix AB format (test/<i>.png holding A|B) is paired like two folders."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "data" / "test").mkdir(parents=True)
+    for i in range(3):
+        a = np.clip(rng.normal(128, 40, (40, 40, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(np.concatenate([a, 255 - a], axis=1)).save(tmp_path / "data" / "test" / f"{i}.png")
+    res = run_eval(make_bundle(tmp_path / "neg", "negate"), tmp_path / "data", tmp_path / "r.json", "--no-fid")
+    assert res["counts"]["AtoB"]["paired"] == 3 and res["counts"]["AtoB"]["reference_split"] == "test (paired targets)"
+    assert res["directions"]["AtoB"]["l1"] < 0.002 and res["baselines"]["AtoB"]["identity"]["l1"] > 0.1
