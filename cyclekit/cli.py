@@ -484,6 +484,9 @@ def eval_cmd(
         None, "--fid/--no-fid", help="FID/KID: required (--fid), skipped (--no-fid); default: when the weights load."
     ),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Score at most this many test images."),
+    labels: Optional[bool] = typer.Option(
+        None, "--labels/--no-labels", help="Label-map scores: always / never; default: when targets look like labels."
+    ),
     size: Optional[int] = typer.Option(None, "--size", help="Image size for a bundle without its run."),
     device: str = typer.Option("auto", "--device"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="results.json path (default: in the run)."),
@@ -499,7 +502,7 @@ def eval_cmd(
     if target.suffix != ".json":
         raise CyclekitError(f"-o: {target} must end in .json")
     net = load_fid_network(inception, required=bool(fid)) if fid is not False else None
-    results = evaluate(model, eval_data, direction, net, str(resolve_device(device)), max_images)
+    results = evaluate(model, eval_data, direction, net, str(resolve_device(device)), max_images, labels=labels)
     write_results(results, target)
     typer.echo(format_results(results))
     typer.echo(f"wrote {target}")

@@ -291,3 +291,26 @@ def test_compiled_training_passes_compute_the_same_step(data: Path, tmp_path: Pa
         for key in (k for k in eager if k.startswith("loss")):
             # measured: 1.5e-6 at step 1, 3.1e-5 at step 2 (relative)
             assert abs(eager[key] - compiled[key]) <= 2e-4 * max(abs(eager[key]), 1e-2), (eager["step"], key)
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint(data: Path, tmp_path: Path):
+    """SIGINT to the launcher (as Ctrl-C in a terminal): it passes it on, both ranks agree on the
+    step, rank 0 checkpoints it, and the job ends with one line and exit code 130."""
+    args = train_args(data, tmp_path, "train.epochs=500", "data.batch_size=1", "train.checkpoint_every=100000")
+    cmd, kw = _popen_args((*args, "--nproc", "2"), "")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    metrics = tmp_path / "horse2zebra" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 6):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted at step "), err
+    stopped = int(lines[0].split("step ")[1].split(";")[0])
+    state = torch.load(tmp_path / "horse2zebra" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == stopped and state["rank_weight_spread"] == 0.0
+    assert stopped < 2000  # long before the 500 epochs end

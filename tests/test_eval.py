@@ -150,6 +150,14 @@ def test_label_maps_get_accuracy_and_iou_with_the_palette_written(toy_models, tm
     )
     assert len(row["per_class"]["iou"]) == 4
     assert "fid" not in row
+    # --no-labels turns them off; --labels forces them on photo-like targets
+    off = run_eval(tmp_path / "neg", data, tmp_path / "off.json", "--no-fid", "--no-labels")
+    assert "pixel_acc" not in off["directions"]["AtoB"] and "palettes" not in off
+    photos = write_negated_pairs(tmp_path / "photos", 3, labels=False)
+    assert "pixel_acc" not in run_eval(tmp_path / "neg", photos, tmp_path / "p.json", "--no-fid")["directions"]["AtoB"]
+    # --labels on noise photos: no palette can be found, said in one line
+    code, _, err = cli("eval", str(tmp_path / "neg"), "--data", str(photos), "--no-fid", "--labels")
+    assert code == 1 and "palette" in err and err.count("\n") == 1
 
 
 def test_unpaired_test_data_gets_fid_only(toy_models, inception_file: Path, tmp_path: Path):

@@ -104,9 +104,12 @@ def evaluate(
     max_images: int | None = None,
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
+    labels: bool | None = None,
 ) -> dict[str, Any]:
     """Scores of the bundle at ``model_path`` (a run dir or bundle dir) on ``data``'s test split(s).
-    Returns the results dict (see the module docstring); `write_results` saves it."""
+    ``labels``: score the targets as label maps (True), never (False), or when they look like
+    label maps (None, `scores.looks_like_label_map`). Returns the results dict (see the module
+    docstring); `write_results` saves it."""
     folder = bundle_dir(model_path)
     bundle = read_bundle(folder)
     if not bundle.translates:
@@ -129,7 +132,7 @@ def evaluate(
             base["identity"] = _paired(split.sources, split.targets, pixel_only=True)
             mean = torch.stack(split.targets).mean(0)
             base["mean_target"] = _paired([mean] * len(split.targets), split.targets, pixel_only=True)
-            if scores.looks_like_label_map(split.targets):
+            if labels if labels is not None else scores.looks_like_label_map(split.targets):
                 palette = scores.find_palette(split.targets)
                 labels = scores.label_scores(fakes, split.targets, palette)
                 row.update(pixel_acc=labels.pixel_accuracy, class_acc=labels.mean_class_accuracy, iou=labels.mean_iou)

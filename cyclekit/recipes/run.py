@@ -92,62 +92,72 @@ def train_run(
     from cyclekit.train import distributed
 
     ctx = distributed.setup(config.train.device)
-    config = replace_train(config, device=distributed.device_for(config.train.device, ctx))
-    run_dir = out_dir / config.name
-    resume_path = ctx.on_main(lambda: resolve_resume(run_dir, resume, overwrite))
-    seed_everything(config.seed)
-    # validates data and models on every rank
-    recipe = ctx.everywhere(lambda: build_recipe(config, data_root=data_root, cache_dir=cache_dir))
-    if ctx.enabled:
-        # Identical weights everywhere (DDP also broadcasts rank 0's), then each rank its own noise.
-        seed_everything(derive_seed(config.seed, 1_000_003, ctx.rank))
+    built: list[Any] = []
+    try:
+        config = replace_train(config, device=distributed.device_for(config.train.device, ctx))
+        run_dir = out_dir / config.name
+        resume_path = ctx.on_main(lambda: resolve_resume(run_dir, resume, overwrite))
+        seed_everything(config.seed)
+        # validates data and models on every rank
+        recipe = ctx.everywhere(lambda: build_recipe(config, data_root=data_root, cache_dir=cache_dir))
+        built.append(recipe)
+        if ctx.enabled:
+            # Identical weights everywhere (DDP also broadcasts rank 0's), then each rank its own noise.
+            seed_everything(derive_seed(config.seed, 1_000_003, ctx.rank))
 
-    epoch_end = None  # rank 0's epoch-end work; its errors (e.g. no FID weights for best_metric fid) stop every rank
+        # Rank 0's epoch-end work; its errors (e.g. no FID weights for best_metric fid) stop every rank.
+        epoch_end = None
 
-    def make_epoch_end() -> None:
-        nonlocal epoch_end
-        epoch_end = _epoch_end(config, recipe, run_dir, resume_path is not None)
+        def make_epoch_end() -> None:
+            nonlocal epoch_end
+            epoch_end = _epoch_end(config, recipe, run_dir, resume_path is not None)
 
-    ctx.on_main(make_epoch_end)
+        ctx.on_main(make_epoch_end)
 
-    def start(resumed_from: int | None) -> None:
-        """Only once every check (including the resume's) has passed: a refused command changes nothing."""
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_path is None and overwrite:
-            for stale in ("samples", "bundle"):
-                for f in (run_dir / stale).glob("*"):
-                    if f.is_file():
-                        f.unlink()
-        dumped = config
-        root = getattr(recipe, "root", None)
-        if data_root is not None and root is not None and config.data.kind != "demo":
-            # Record --data-root, so `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` find the data.
-            dumped = dataclasses.replace(config, data=dataclasses.replace(config.data, root=str(Path(root).resolve())))
-        dump_config(dumped, run_dir / "config.yaml")
-        if epoch_end is not None:
-            epoch_end.prepare(resumed_from)
+        def start(resumed_from: int | None) -> None:
+            """Only once every check (including the resume's) has passed: a refused command changes nothing."""
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if resume_path is None and overwrite:
+                for stale in ("samples", "bundle"):
+                    for f in (run_dir / stale).glob("*"):
+                        if f.is_file():
+                            f.unlink()
+            dumped = config
+            root = getattr(recipe, "root", None)
+            if data_root is not None and root is not None and config.data.kind != "demo":
+                # Record --data-root, so `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` find the data.
+                dumped = dataclasses.replace(
+                    config, data=dataclasses.replace(config.data, root=str(Path(root).resolve()))
+                )
+            dump_config(dumped, run_dir / "config.yaml")
+            if epoch_end is not None:
+                epoch_end.prepare(resumed_from)
 
-    result = fit(
-        recipe,
-        run_dir,
-        config.train,
-        resume=resume_path,
-        fingerprint=fingerprint(config),
-        upgrade_fingerprint=upgrade_fingerprint,
-        before_start=start,
-        after_epoch=epoch_end,
-    )
-    evaluation: dict[str, Any] = {}
-    if hasattr(recipe, "evaluate"):
+        result = fit(
+            recipe,
+            run_dir,
+            config.train,
+            resume=resume_path,
+            fingerprint=fingerprint(config),
+            upgrade_fingerprint=upgrade_fingerprint,
+            before_start=start,
+            after_epoch=epoch_end,
+        )
+        evaluation: dict[str, Any] = {}
+        if hasattr(recipe, "evaluate"):
 
-        def evaluate() -> dict[str, Any]:
-            with distributed.solo_batch_norm(recipe.state.nets, ctx):
-                return recipe.evaluate(run_dir)
+            def evaluate() -> dict[str, Any]:
+                with distributed.solo_batch_norm(recipe.state.nets, ctx):
+                    return recipe.evaluate(run_dir)
 
-        evaluation = ctx.on_main(evaluate)
-    recipe.state.forward = dict(recipe.state.nets)  # drop the DDP wrappers before leaving the group
-    distributed.teardown()
-    return RunReport(run_dir, result, evaluation)
+            evaluation = ctx.on_main(evaluate)
+        return RunReport(run_dir, result, evaluation)
+    finally:
+        if ctx.enabled:
+            for recipe in built:
+                recipe.state.forward = dict(recipe.state.nets)  # drop the DDP wrappers first
+            built.clear()
+            distributed.teardown()
 
 
 def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> Any:

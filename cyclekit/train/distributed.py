@@ -214,13 +214,20 @@ def setup(device: str = "auto", timeout_s: float = 1800) -> Distributed:
     return _CURRENT
 
 
-def teardown() -> None:
+def teardown(wait_s: float = 60) -> None:
+    """Leave the process group, on every way out of a run (finished, interrupted, failed).
+
+    Left to the interpreter's exit, gloo's threads abort the process (SIGABRT, "terminate called
+    without an active exception"), which would turn a clean stop into a crash. The ranks first
+    meet at a barrier that gives up after ``wait_s`` (a rank that died or hangs elsewhere cannot
+    hold the others), then destroy the group."""
     global _CURRENT
-    gc.collect()  # DDP wrappers the caller dropped still hold the group; gloo aborts if it dies at exit
+    gc.collect()  # DDP wrappers the caller dropped still hold the group
     if dist.is_initialized():
-        # Every rank leaves together: tearing down while a peer still talks over gloo aborts.
-        dist.barrier(group=_CURRENT.control)
-        dist.destroy_process_group()
+        with contextlib.suppress(Exception):
+            dist.monitored_barrier(group=_CURRENT.control, timeout=datetime.timedelta(seconds=wait_s))
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
     _CURRENT = Distributed()
 
 
