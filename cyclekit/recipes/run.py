@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,11 @@ def train_run(
             for recipe in built:
                 recipe.state.forward = dict(recipe.state.nets)  # drop the DDP wrappers first
             built.clear()
-            distributed.teardown()
+            # All ranks end together (finished, or a stop/error they agreed on) unless something
+            # else is propagating, e.g. a lost peer: then no rank is waiting to meet this one.
+            failing = sys.exc_info()[1]
+            agreed = failing is None or isinstance(failing, CyclekitError)
+            distributed.teardown(wait_s=60 if agreed else 0)
 
 
 def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> Any:

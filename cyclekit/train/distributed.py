@@ -224,8 +224,9 @@ def teardown(wait_s: float = 60) -> None:
     global _CURRENT
     gc.collect()  # DDP wrappers the caller dropped still hold the group
     if dist.is_initialized():
-        with contextlib.suppress(Exception):
-            dist.monitored_barrier(group=_CURRENT.control, timeout=datetime.timedelta(seconds=wait_s))
+        if wait_s > 0:
+            with contextlib.suppress(Exception):
+                dist.monitored_barrier(group=_CURRENT.control, timeout=datetime.timedelta(seconds=wait_s))
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
     _CURRENT = Distributed()

@@ -87,6 +87,10 @@ def launch(
         raise CyclekitError(f"the job was stopped by signal {exc.sigval.name}. {_where(checkpoint)}") from None
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
+        # A rank killed by a signal is the cause; the others then fail on the lost connection.
+        killed = [(r, f) for r, f in exc.failures.items() if f.exitcode < 0]
+        if killed:
+            rank, failure = min(killed, key=lambda rf: (rf[1].timestamp, rf[0]))
         if failure.exitcode > 0:
             return failure.exitcode
         how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited ({failure.exitcode})"
