@@ -88,7 +88,8 @@ def launch(
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         # A rank killed by a signal is the cause; the others then fail on the lost connection.
-        killed = [(r, f) for r, f in exc.failures.items() if f.exitcode < 0]
+        # SIGTERM is the agent's own way of stopping the rest of the job, so it is never the cause.
+        killed = [(r, f) for r, f in exc.failures.items() if f.exitcode < 0 and -f.exitcode != signal.SIGTERM]
         if killed:
             rank, failure = min(killed, key=lambda rf: (rf[1].timestamp, rf[0]))
         if failure.exitcode > 0:
