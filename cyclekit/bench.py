@@ -145,7 +145,7 @@ def bench(
     flops = counter.get_total_flops()
     recipe.state.scaler = precision.scaler
     if config.train.compile:
-        recipe.state.forward = {k: torch.compile(v) for k, v in recipe.state.forward.items()}
+        recipe.state.compile_forward()
         warmup = max(warmup, 2)  # the first compiled steps compile
 
     def one_step() -> None:

@@ -50,7 +50,7 @@ def _setup() -> None:
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.addHandler(_StderrHandler(logging.WARNING))
         root.propagate = False
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if _in_job():
         # A worker of a multi-process job: the launcher (or torchrun) stops the job with SIGTERM
         # and reports it; leave quietly rather than with a traceback from the interrupted collective.
         import signal
@@ -63,12 +63,21 @@ def _setup() -> None:
     warnings.showwarning = _warning_line
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def _rank() -> int:
     """This process's rank in a torchrun job (0 otherwise)."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
+    return _env_int("RANK", 0)
+
+
+def _in_job() -> bool:
+    """A worker of a multi-process (torchrun) job."""
+    return _env_int("WORLD_SIZE", 1) > 1
 
 
 def _rank_prefix() -> str:
@@ -136,9 +145,7 @@ _LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
 def _lost_peer(exc: BaseException) -> bool:
     """In a multi-process job: a collective failed because another process went away, or this one's
     data-loading processes were stopped with the job."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        return False
-    return any(s in str(exc) for s in _LOST)
+    return _in_job() and any(s in str(exc) for s in _LOST)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -526,7 +533,6 @@ def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[
         from cyclekit.recipes.cyclegan import find_data_root
 
         cfg = load_config(str(run_dir / "config.yaml"))
-        d = cfg.data
         if data is not None:
             root = data
         else:
@@ -536,8 +542,7 @@ def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[
                 root = find_data_root(cfg, None, None)
             except DataError as exc:
                 raise DataError(f"{str(exc).replace('--data-root', '--data')} (the run's data is not found)") from None
-        load, crop = (size, size) if size else (d.load_size, d.crop_size)
-        return EvalData(root, load, crop, d.preprocess, d.channels, d.layout, d.pair_suffixes), run_dir
+        return EvalData.of(cfg.data, root, size), run_dir
     if data is None:
         raise CyclekitError(f"{folder} is a bundle without its run: pass --data DIR (a folder with testA/ and testB/)")
     bundle = read_bundle(folder)

@@ -67,8 +67,7 @@ def main() -> None:
     report = train_run(cfg, args.out, overwrite=True, data_root=args.data)
     seconds = time.perf_counter() - started
 
-    d = cfg.data
-    data = EvalData(args.data, d.load_size, d.crop_size, d.preprocess, d.channels, d.layout, d.pair_suffixes)
+    data = EvalData.of(cfg.data, args.data)
     fid = load_fid_network(None, required=True) if args.fid else None
     results = evaluate(report.run_dir, data, [args.direction], fid)
     write_results(results, report.run_dir / "results.json")

@@ -56,3 +56,24 @@ def kill_when(proc: subprocess.Popen, metrics: Path, min_lines: int, timeout: fl
         time.sleep(0.005)
     proc.kill()
     raise AssertionError("timed out waiting for the run to make progress")
+
+
+# The smallest CycleGAN the training tests use: 36 px loaded, 32 px crops, 8 filters, 2 blocks.
+TINY_CYCLEGAN = [
+    "data.load_size=36",
+    "data.crop_size=32",
+    "data.workers=0",
+    "model.generator.ngf=8",
+    "model.generator.n_blocks=2",
+    "model.discriminator.ndf=8",
+    "train.decay_epochs=0",
+]
+
+
+def train_args(preset: str, root: Path, out: Path, settings: list[str], *extra: str) -> list[str]:
+    """`cyclekit train` arguments: ``preset`` on the data at ``root`` into ``out``, quiet, with
+    every item of ``settings`` and ``extra`` as a ``--set``."""
+    args = ["train", preset, "--data-root", str(root), "--out", str(out), "--quiet"]
+    for item in [*settings, *extra]:
+        args += ["--set", item]
+    return args

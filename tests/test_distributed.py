@@ -16,18 +16,14 @@ import pytest
 import torch
 
 from cyclekit.train.distributed import Distributed
+from tests import helpers
 from tests.conftest import write_images
-from tests.helpers import cli
+from tests.helpers import TINY_CYCLEGAN, cli
+from tests.test_pix2pix import args as p2p_args
 from tests.test_pix2pix import write_pairs
 
 TINY = [
-    "data.load_size=36",
-    "data.crop_size=32",
-    "data.workers=0",
-    "model.generator.ngf=8",
-    "model.generator.n_blocks=2",
-    "model.discriminator.ndf=8",
-    "train.decay_epochs=0",
+    *TINY_CYCLEGAN,
     "train.log_every=1",
     "train.sample_every=0",
     "cyclegan.pool_size=0",  # pools are per process: a 1-process batch-2 run would draw differently
@@ -45,10 +41,7 @@ def _popen_args(args: tuple[str, ...], marker: str) -> tuple[list[str], dict]:
 
 
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:
-    a = ["train", "horse2zebra", "--data-root", str(root), "--out", str(out), "--quiet"]
-    for item in TINY + list(extra):
-        a += ["--set", item]
-    return a
+    return helpers.train_args("horse2zebra", root, out, TINY, *extra)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -220,20 +213,7 @@ def test_pix2pix_trains_on_two_processes_through_the_shared_loop(tmp_path: Path)
     """Pix2Pix's discriminator uses batch norm: on a CPU each rank normalises with its own batch
     (a warning says so; SyncBatchNorm is CUDA-only) and DDP keeps the weights identical."""
     root = write_pairs(tmp_path / "pairs", n_train=6, n_test=2)
-    a = ["train", "facades", "--data-root", str(root), "--out", str(tmp_path / "runs"), "--quiet"]
-    for item in [
-        "data.load_size=36",
-        "data.crop_size=32",
-        "data.workers=0",
-        "model.generator.n_downs=5",
-        "model.generator.ngf=8",
-        "model.discriminator.ndf=8",
-        "train.epochs=2",
-        "train.decay_epochs=0",
-        "data.batch_size=1",
-        "name=p2p",
-    ]:
-        a += ["--set", item]
+    a = p2p_args(root, tmp_path / "runs", "train.epochs=2", "data.batch_size=1", "name=p2p")
     done = run_cli(*a, "--nproc", "2")
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("G, D use batch norm: on a CPU each process normalises") == 1  # rank 0 only

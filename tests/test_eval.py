@@ -18,6 +18,7 @@ from torch import nn
 
 from cyclekit.inference.bundle import Bundle, NetworkEntry, write_bundle
 from cyclekit.models.registry import MODELS, ModelEntry
+from tests import helpers
 from tests.helpers import cli
 
 
@@ -197,22 +198,8 @@ def test_eval_errors_are_one_line(toy_models, tmp_path: Path, monkeypatch: pytes
     assert "l1" in res["directions"]["AtoB"] and "could not download" in res["reproducibility"]["fid_missing"]
 
 
-TINY = [
-    "data.load_size=36",
-    "data.crop_size=32",
-    "data.workers=0",
-    "model.generator.ngf=8",
-    "model.generator.n_blocks=2",
-    "model.discriminator.ndf=8",
-    "train.decay_epochs=0",
-]
-
-
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:
-    a = ["train", "horse2zebra", "--data-root", str(root), "--out", str(out), "--quiet"]
-    for item in TINY + list(extra):
-        a += ["--set", item]
-    return a
+    return helpers.train_args("horse2zebra", root, out, helpers.TINY_CYCLEGAN, *extra)
 
 
 @pytest.fixture

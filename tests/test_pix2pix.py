@@ -18,7 +18,7 @@ from cyclekit.data.transforms import build_transform
 from cyclekit.errors import CyclekitError, DataError
 from cyclekit.recipes import load_config
 from cyclekit.recipes.run import train_run
-from tests.helpers import cli, cli_subprocess, kill_when, losses
+from tests.helpers import cli, cli_subprocess, kill_when, losses, train_args
 
 # 36 -> random 32 crop + flip; U-Net with 5 downsamplings (32 px -> 1x1), 8 filters.
 TINY = [
@@ -57,10 +57,7 @@ def write_pairs(root: Path, n_train: int, n_test: int, size: int = 40, layout: s
 
 
 def args(root: Path, out: Path, *extra: str) -> list[str]:
-    a = ["train", "facades", "--data-root", str(root), "--out", str(out), "--quiet"]
-    for item in TINY + list(extra):
-        a += ["--set", item]
-    return a
+    return train_args("facades", root, out, TINY, *extra)
 
 
 # ---------------------------------------------------------------------------------------------

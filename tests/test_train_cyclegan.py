@@ -15,28 +15,14 @@ from cyclekit.recipes import load_config
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.run import train_run
 from tests.conftest import write_images
-from tests.helpers import cli, cli_subprocess, kill_when, losses
+from tests.helpers import TINY_CYCLEGAN, cli, cli_subprocess, kill_when, losses, train_args
 from tests.test_train_gan import one_error_line
 
-TINY = [
-    "data.load_size=36",
-    "data.crop_size=32",
-    "data.workers=0",
-    "model.generator.ngf=8",
-    "model.generator.n_blocks=2",
-    "model.discriminator.ndf=8",
-    "train.decay_epochs=0",
-    "train.log_every=1",
-    "train.progress=false",
-    "cyclegan.pool_size=3",
-]
+TINY = [*TINY_CYCLEGAN, "train.log_every=1", "train.progress=false", "cyclegan.pool_size=3"]
 
 
 def args(root: Path, out: Path, *extra: str) -> list[str]:
-    a = ["train", "horse2zebra", "--data-root", str(root), "--out", str(out), "--quiet"]
-    for item in TINY + list(extra):
-        a += ["--set", item]
-    return a
+    return train_args("horse2zebra", root, out, TINY, *extra)
 
 
 def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):

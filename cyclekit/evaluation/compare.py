@@ -16,6 +16,7 @@ from typing import Any
 
 from cyclekit.errors import CyclekitError
 from cyclekit.evaluation.evaluate import METRICS
+from cyclekit.train.metrics import read_metrics
 
 
 def _read(path: Path) -> Any:
@@ -33,16 +34,9 @@ def scores_of(run: Path) -> tuple[str, dict[str, dict[str, Any]]]:
         raise CyclekitError(f"run not found: {run}")
     if (run / "results.json").is_file():
         return "results.json", _read(run / "results.json").get("directions", {})
-    evals = run / "evals.jsonl"
-    if evals.is_file():
-        rows = []
-        for line in evals.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut short by a kill
-        if rows:
-            return f"evals.jsonl (epoch {rows[-1].get('epoch')})", rows[-1].get("directions", {})
+    rows = read_metrics(run / "evals.jsonl")  # the same JSON-lines format as metrics.jsonl
+    if rows:
+        return f"evals.jsonl (epoch {rows[-1].get('epoch')})", rows[-1].get("directions", {})
     if (run / "eval.json").is_file():
         legacy = _read(run / "eval.json")
         direction = legacy.get("direction", "AtoB")

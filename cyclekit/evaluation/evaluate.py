@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from cyclekit import __version__
-from cyclekit.choices import EVAL_METRICS, LOWER_IS_BETTER  # noqa: F401 - LOWER_IS_BETTER re-exported
+from cyclekit.choices import EVAL_METRICS
+from cyclekit.config import DataConfig
 from cyclekit.data.images import list_images, load_image
 from cyclekit.data.paired import PairedImages
 from cyclekit.data.transforms import build_eval_transform
@@ -58,6 +59,12 @@ class EvalData:
     layout: str = "auto"
     suffixes: Sequence[str] = ("_A", "_B")
 
+    @classmethod
+    def of(cls, data: DataConfig, root: Path, size: int | None = None) -> EvalData:
+        """A run's test data as its ``data:`` config reads it (``size``: load and crop at this size instead)."""
+        load, crop = (size, size) if size else (data.load_size, data.crop_size)
+        return cls(root, load, crop, data.preprocess, data.channels, data.layout, data.pair_suffixes)
+
 
 @dataclass
 class Inception:
@@ -74,7 +81,6 @@ class _Split:
     targets: list[torch.Tensor] | None  # aligned with sources when paired
     references: list[torch.Tensor]  # real images of the target domain
     reference_split: str
-    names: list[str] = field(default_factory=list)
 
 
 def load_fid_network(
@@ -121,8 +127,9 @@ def evaluate(
     dev = torch.device(device)
     results: dict[str, Any] = {"directions": {}, "baselines": {}, "counts": {}}
     palettes: dict[str, list[list[int]]] = {}
+    test = _load_test_images(data, transform, max_images)
     for direction in wanted:
-        split = _load_split(data, direction, transform, max_images)
+        split = test.split(direction)
         net = load_network(folder, bundle, bundle.network_for(direction), dev)
         fakes = _translate(net, split.sources, bundle, dev)
         row: dict[str, Any] = {}
@@ -243,31 +250,42 @@ def _translate(
         return [net(x.unsqueeze(0).to(device)).float().cpu()[0].clamp(-1, 1) for x in images]
 
 
-def _load_split(
-    data: EvalData, direction: str, transform: Callable[..., torch.Tensor], max_images: int | None
-) -> _Split:
-    src, dst = direction[0], direction[-1]
+@dataclass
+class _TestImages:
+    """The test images of both domains, read once for every direction."""
+
+    images: dict[str, list[torch.Tensor]]  # "A", "B"; aligned when paired
+    paired: bool
+    side_by_side: bool = False
+
+    def split(self, direction: str) -> _Split:
+        src, dst = direction[0], direction[-1]
+        sources, references = self.images[src], self.images[dst]
+        if not self.paired:
+            return _Split(sources, None, references, f"test{dst}")
+        name = "test" if self.side_by_side else f"test{dst}"
+        return _Split(sources, references, references, f"{name} (paired targets)")
+
+
+def _load_test_images(data: EvalData, transform: Callable[..., torch.Tensor], max_images: int | None) -> _TestImages:
     pairs = _try_pairs(data)
     if pairs is not None:
         n = len(pairs) if max_images is None else min(max_images, len(pairs))
-        sources, targets, names = [], [], []
+        images: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
         for i in range(n):
-            batch = pairs.stack([i], transform)
-            a, b = batch
-            sources.append((a if src == "A" else b)[0])
-            targets.append((b if dst == "B" else a)[0])
-            names.append(Path(pairs.pairs[i][0]).name)
-        split = "test" if pairs.layout == "side_by_side" else f"test{dst}"
-        return _Split(sources, targets, targets, f"{split} (paired targets)", names)
-    folder_src, folder_dst = data.root / f"test{src}", data.root / f"test{dst}"
-    for folder in (folder_src, folder_dst):
+            a, b = pairs.stack([i], transform)
+            images["A"].append(a[0])
+            images["B"].append(b[0])
+        return _TestImages(images, True, pairs.layout == "side_by_side")
+    folders = {side: data.root / f"test{side}" for side in "AB"}
+    for folder in folders.values():
         if not folder.is_dir():
             raise DataError(
                 f"no test split to evaluate on: {folder} not found (pass --data DIR with testA/ and testB/)"
             )
-    sources = _read_folder(folder_src, data.channels, transform, max_images)
-    references = _read_folder(folder_dst, data.channels, transform, max_images)
-    return _Split(sources, None, references, f"test{dst}")
+    return _TestImages(
+        {side: _read_folder(f, data.channels, transform, max_images) for side, f in folders.items()}, False
+    )
 
 
 def _try_pairs(data: EvalData) -> PairedImages | None:

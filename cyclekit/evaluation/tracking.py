@@ -16,6 +16,7 @@ from cyclekit.atomic import atomic_write
 from cyclekit.choices import LOWER_IS_BETTER
 from cyclekit.errors import CyclekitError
 from cyclekit.evaluation.evaluate import EvalData, Inception, evaluate, load_fid_network
+from cyclekit.train.metrics import MetricsLog
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class EpochEnd:
         self.device = device
         self.report = report
         self.inception: Inception | None = None
+        self.evals: MetricsLog | None = None  # set by `prepare`, which knows the resumed step
         self.started = time.time()
         self.prior_seconds = 0.0
         timing = _read_json(run_dir / "timing.json") if resumed_at is not None else None
@@ -50,15 +52,13 @@ class EpochEnd:
             self.inception = load_fid_network(None, required=True)
 
     def prepare(self, resumed_at: int | None) -> None:
-        """Before training (after every check passed): cut evals.jsonl back to a resumed checkpoint."""
-        evals = self.run_dir / "evals.jsonl"
+        """Before training (after every check passed): start evals.jsonl afresh, or cut it back to
+        a resumed checkpoint, as the metrics log is."""
+        self.evals = MetricsLog(self.run_dir / "evals.jsonl", keep_until_step=resumed_at)
         if resumed_at is None:
-            for name in ("evals.jsonl", "best.json", "timing.json"):
+            for name in ("best.json", "timing.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "bundle-best", ignore_errors=True)
-        elif evals.is_file():
-            rows = [r for r in _rows(evals) if r.get("step", 0) <= resumed_at]
-            atomic_write(evals, "".join(json.dumps(r) + "\n" for r in rows))
 
     def __call__(self, step: int, epoch: int) -> None:
         if self.data is not None and epoch % self.eval_every == 0:
@@ -92,8 +92,8 @@ class EpochEnd:
             self.inception = load_fid_network(None, required=False, download=False)
         results = evaluate(self.run_dir / "bundle", self.data, inception=self.inception, device=self.device)
         row = {"epoch": epoch, "step": step, "directions": results["directions"]}
-        with (self.run_dir / "evals.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        assert self.evals is not None, "prepare() runs before training"
+        self.evals.write(row)
         self._track_best(row)
 
     def _track_best(self, row: dict[str, Any]) -> None:
@@ -131,16 +131,6 @@ def _copy_bundle(src: Path, dst: Path) -> None:
         dst.rename(old)
     tmp.rename(dst)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

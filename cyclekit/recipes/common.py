@@ -272,16 +272,15 @@ def paired_scores(
     """Mean L1 (in [0, 1] pixel units) and PSNR (dB, peak 1) of ``translate(source)`` against the
     target over aligned test pairs of [-1, 1] tensors, next to the identity baseline
     (source vs target: what doing nothing scores)."""
+    from cyclekit.evaluation import scores  # the one definition of L1 and PSNR (`cyclekit eval`'s)
+
     l1, psnr, l1_id, psnr_id = [], [], [], []
     n = 0
     for source, target in pairs:
         fake = translate(source)
         for out, l1s, ps in ((fake, l1, psnr), (source, l1_id, psnr_id)):
-            # Tensors are in [-1, 1]: halve differences for [0, 1] units.
-            diff = (out.float() - target.float()) / 2
-            l1s.append(diff.abs().mean().item())
-            mse = diff.pow(2).mean().item()
-            ps.append(10 * math.log10(1.0 / max(mse, 1e-10)))
+            l1s.append(scores.l1(out, target))
+            ps.append(scores.psnr(out, target))
         n += 1
     if n == 0:
         return {}

@@ -170,7 +170,7 @@ def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> An
     from cyclekit.evaluation.evaluate import EvalData
     from cyclekit.evaluation.tracking import EpochEnd
 
-    t, d = config.train, config.data
+    t = config.train
     data = None
     if t.eval_every:
         root = getattr(recipe, "root", None)
@@ -178,7 +178,7 @@ def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> An
             raise ConfigError(
                 f"train.eval_every: the {config.recipe} recipe samples images; evaluation scores translations"
             )
-        data = EvalData(root, d.load_size, d.crop_size, d.preprocess, d.channels, d.layout, d.pair_suffixes)
+        data = EvalData.of(config.data, root)
     return EpochEnd(run_dir, data, t.eval_every, t.best_metric, str(recipe.device), 0 if resuming else None)
 
 

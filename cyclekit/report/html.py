@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from cyclekit import __version__
+from cyclekit import __version__, choices
 from cyclekit.atomic import atomic_write
 from cyclekit.errors import CyclekitError
 from cyclekit.report.plots import MatplotlibMissing, plot_evals, plot_losses
@@ -35,8 +35,9 @@ from cyclekit.train.metrics import read_metrics
 MAX_SAMPLES = 40
 SAMPLE_NAME = re.compile(r"step_(\d+)\.png")
 SAMPLE_WIDTH = 768  # small grids are enlarged by a whole factor (crisp pixels) up to this width
-LOWER_IS_BETTER = {"l1", "l2", "mse", "mae", "fid", "kid", "lpips"}
-HIGHER_IS_BETTER = {"psnr", "ssim", "ms_ssim", "pixel_acc", "class_acc", "iou", "miou", "accuracy"}
+# cyclekit eval's scores (choices.py), and a few common names other tools write.
+LOWER_IS_BETTER = choices.LOWER_IS_BETTER | {"l2", "mse", "mae", "lpips"}
+HIGHER_IS_BETTER = (set(choices.EVAL_METRICS) - choices.LOWER_IS_BETTER) | {"ms_ssim", "miou", "accuracy"}
 
 CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --accent: #0969da; --best: #fff8c5; }

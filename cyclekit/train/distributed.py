@@ -170,14 +170,6 @@ def current() -> Distributed:
     return _CURRENT
 
 
-def env_rank() -> int:
-    """This process's rank from torchrun's environment (0 outside torchrun), usable before `setup`."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
 def setup(device: str = "auto", timeout_s: float = 1800) -> Distributed:
     """Join the process group torchrun prepared; a no-op (one process) when WORLD_SIZE is 1 or unset.
 

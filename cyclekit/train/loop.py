@@ -144,8 +144,7 @@ def fit(
     # The passes a step trains go through DDP in a multi-process run (the nets themselves otherwise).
     recipe.state.forward = distributed.wrap_for_ddp(recipe.state.nets, recipe.device, ctx)
     if cfg.compile:
-        # Opt-in: compiled on first use; the frozen passes, samples and bundles stay eager.
-        recipe.state.forward = {k: torch.compile(v) for k, v in recipe.state.forward.items()}
+        recipe.state.compile_forward()
     if recipe.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
     ckpt = checkpoint_path(run_dir)

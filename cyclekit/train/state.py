@@ -51,6 +51,11 @@ class TrainingState:
         if len(set(names)) != len(names):
             raise ValueError(f"training state names must be unique, got {names}")
 
+    def compile_forward(self) -> None:
+        """`train.compile`: torch.compile the trained passes (compiled on first use); the frozen
+        passes, samples and bundles stay eager on ``nets``."""
+        self.forward = {k: torch.compile(v) for k, v in self.forward.items()}
+
     def parts(self) -> dict[str, Stateful]:
         return {**self.nets, **self.optimizers, **self.schedulers, **self.extras}
 
