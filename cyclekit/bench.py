@@ -159,7 +159,7 @@ def bench(
     result.train_fraction_of_matmul = round(flops / seconds / 1e9 / result.matmul_gflops, 3)
     result.peak_memory_mib = round(_peak_memory_mib(device), 1)
 
-    bundle = recipe.bundle(0, 0)
+    bundle, _ = recipe.make_bundle(recipe.config, recipe.state.nets, 0, 0)
     if bundle.translates:
         _bench_inference(recipe, result, images, n_images, latency_runs, device)
     else:

@@ -36,7 +36,8 @@ class _StderrHandler(logging.Handler):
     """Library warnings (skipped files, ...) as `warning: ...` lines on the *current* stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        message = " ".join(record.getMessage().splitlines())  # one line per warning
+        print(f"{record.levelname.lower()}: {message}", file=sys.stderr)
 
 
 def _warning_line(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
@@ -85,6 +86,8 @@ def _rank_prefix() -> str:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
+    # One line, whatever a file name or a damaged file's key put into the message.
+    message = " ".join(message.splitlines())
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -218,9 +221,11 @@ def train(
         where = out / cfg.name if (out / cfg.name).is_dir() else "on the machine that ran rank 0"
         typer.echo(f"trained {cfg.name} on {nnodes * nproc} processes; results: {where}")
         return
+    from cyclekit.config import resolve_config_path
     from cyclekit.recipes.run import train_run
 
-    report = train_run(cfg, out, resume=resume, overwrite=overwrite, data_root=data_root)
+    source = resolve_config_path(config)
+    report = train_run(cfg, out, resume=resume, overwrite=overwrite, data_root=data_root, config_source=source)
     if _rank() != 0:
         return  # rank 0 reports
     fit = report.fit
@@ -230,6 +235,21 @@ def train(
         if not isinstance(value, (dict, list)):
             typer.echo(f"  {key}: {value}")
     typer.echo(f"results: {report.run_dir}  (samples/, metrics.jsonl, loss.png, bundle/, checkpoints/last.pt)")
+
+
+@app.command("bundle")
+@friendly
+def bundle_cmd(
+    run: Path = typer.Argument(..., help="Run dir."),
+    best: bool = typer.Option(False, "--best", help="Rebuild bundle-best/ from checkpoints/best.pt."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Another checkpoint of this run."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder to write (default: in the run)."),
+) -> None:
+    """Rebuild a run's inference bundle from its checkpoint (after a crash, or a deleted bundle/)."""
+    from cyclekit.recipes.run import rebuild_bundle
+
+    folder, step = rebuild_bundle(run, checkpoint=checkpoint, best=best, output=output)
+    typer.echo(f"wrote {folder} (step {step})")
 
 
 @app.command()
@@ -504,12 +524,13 @@ def eval_cmd(
 
     if max_images is not None and max_images < 2:
         raise CyclekitError(f"--max-images: must be >= 2, got {max_images}")
+    dev = str(resolve_device(device))
     eval_data, run_dir = _eval_data(model, data, size)
     target = output or (run_dir or _bundle_folder(model)) / "results.json"
     if target.suffix != ".json":
         raise CyclekitError(f"-o: {target} must end in .json")
     net = load_fid_network(inception, required=bool(fid)) if fid is not False else None
-    results = evaluate(model, eval_data, direction, net, str(resolve_device(device)), max_images, labels=labels)
+    results = evaluate(model, eval_data, direction, net, dev, max_images, labels=labels)
     write_results(results, target)
     typer.echo(format_results(results))
     typer.echo(f"wrote {target}")
@@ -529,10 +550,10 @@ def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[
     folder = _bundle_folder(model)
     run_dir = folder.parent if (folder.parent / "config.yaml").is_file() else None
     if run_dir is not None:
-        from cyclekit.recipes import load_config
         from cyclekit.recipes.cyclegan import find_data_root
+        from cyclekit.recipes.run import load_run_config
 
-        cfg = load_config(str(run_dir / "config.yaml"))
+        cfg = load_run_config(run_dir)
         if data is not None:
             root = data
         else:

@@ -56,7 +56,7 @@ def test_bundle_round_trip_for_every_recipe(preset: str, tmp_path: Path, data_ro
     folder = tmp_path / "bundle"
     recipe.write_bundle(folder, 7, 2)
     bundle = read_bundle(folder)
-    expected = recipe.bundle(7, 2)
+    expected, _ = recipe.make_bundle(cfg, recipe.state.nets, 7, 2)
     assert dataclasses.replace(bundle, networks=expected.networks) == expected
     assert bundle.recipe == cfg.recipe and (bundle.step, bundle.epoch) == (7, 2)
     assert bool(bundle.translates) != (bundle.samples is not None)  # translates or samples
@@ -153,7 +153,8 @@ def test_training_state_refuses_a_checkpoint_missing_parts():
     assert sorted(saved) == ["G", "opt_g"] and state.lr() == 1e-3
     with pytest.raises(CyclekitError, match="checkpoint has no opt_g .*another recipe or configuration"):
         state.load_state_dict({"G": saved["G"]})
-    with pytest.raises(CyclekitError, match="checkpoint part G does not fit this configuration"):
+    fits = r"checkpoint \(G\) does not fit the configured network: weight has shape \[2, 3\] in the file, \[2, 2\] here"
+    with pytest.raises(CyclekitError, match=fits):
         state.load_state_dict({"G": torch.nn.Linear(3, 2).state_dict(), "opt_g": saved["opt_g"]})
     with pytest.raises(ValueError, match="unique"):
         TrainingState({"G": net}, {"G": opt})

@@ -452,3 +452,31 @@ def test_safe_extract_tar_damaged(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="bad.tar.gz"):
         safe_extract_tar(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_complete_but_damaged_archive_never_blocks_later_downloads(
+    tmp_path: Path, served: _Server, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A truncated archive with a valid signature (no checksum known): deleted when it fails to
+    extract, so the next call downloads it again; one that was already in the cache is named."""
+    name = "horse2zebra" if kind == "zip" else "pix2pix-facades"
+    archive = served.folder / f"set.{kind}"
+    _dataset_zip(archive, top="horse2zebra") if kind == "zip" else _ab_tar(archive)
+    good = archive.read_bytes()
+    archive.write_bytes(good[: len(good) // 2])
+    url = f"{served.url}/set.{kind}"
+    monkeypatch.setitem(CATALOGUE, name, dataclasses.replace(CATALOGUE[name], url=url, sha256=None, md5=None))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="the downloaded file was deleted, so the next try downloads it again"):
+        fetch_dataset(name, cache)
+    assert not (cache / f"{name}.{kind}").exists()
+    archive.write_bytes(good)  # the server has the whole file now
+    assert fetch_dataset(name, cache) == cache / name
+    # A damaged archive someone put in the cache by hand is named, never deleted.
+    cached = tmp_path / "cache2"
+    cached.mkdir()
+    (cached / f"{name}.{kind}").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=f"delete {cached / (name + '.' + kind)} to download it again"):
+        fetch_dataset(name, cached)
+    assert (cached / f"{name}.{kind}").exists()

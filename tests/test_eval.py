@@ -308,3 +308,30 @@ def test_side_by_side_test_images_pair_up(toy_models, tmp_path: Path):
     res = run_eval(make_bundle(tmp_path / "neg", "negate"), tmp_path / "data", tmp_path / "r.json", "--no-fid")
     assert res["counts"]["AtoB"]["paired"] == 3 and res["counts"]["AtoB"]["reference_split"] == "test (paired targets)"
     assert res["directions"]["AtoB"]["l1"] < 0.002 and res["baselines"]["AtoB"]["identity"]["l1"] > 0.1
+
+
+def test_one_unreadable_test_file_is_named_and_the_other_pairs_scored(toy_models, tmp_path: Path):
+    data = write_negated_pairs(tmp_path / "data", 5, labels=False)
+    (data / "testB" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n then nothing of an image")
+    code, stdout, err = cli("eval", str(make_bundle(tmp_path / "neg", "negate")), "--data", str(data), "--no-fid")
+    assert code == 0, err
+    assert f"{data / 'testB' / '3.png'}" in err and err.startswith("warning:")
+    res = json.loads((tmp_path / "neg" / "results.json").read_text())
+    assert res["counts"]["AtoB"]["paired"] == 4 and res["directions"]["AtoB"]["l1"] < 0.002
+    assert res["skipped"] == [str(data / "testB" / "3.png")]
+
+
+def test_label_scores_are_decided_per_direction(toy_models, tmp_path: Path):
+    """Photos in A, label maps in B (a CycleGAN on facades): label scores for AtoB only, by default."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for side in "AB":
+        (data / f"test{side}").mkdir(parents=True)
+    for i in range(4):
+        labels = label_scene(rng)
+        photo = np.clip(labels.astype(int) + rng.normal(0, 40, labels.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(photo).save(data / "testA" / f"{i}.png")
+        Image.fromarray(labels).save(data / "testB" / f"{i}.png")
+    res = run_eval(make_bundle(tmp_path / "neg", "negate"), data, tmp_path / "r.json", "--no-fid")
+    assert "iou" in res["directions"]["AtoB"] and "iou" not in res["directions"]["BtoA"]
+    assert list(res["palettes"]) == ["AtoB"]

@@ -20,7 +20,7 @@ from PIL import Image
 from cyclekit.errors import ConfigError
 from tests.bundles import make_bundle, photo
 from tests.conftest import write_images
-from tests.helpers import cli, cli_subprocess, losses
+from tests.helpers import cli, cli_subprocess, losses, skip_or_fail_in_ci
 
 DEMO = [
     "data.demo_train=4",
@@ -131,7 +131,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
 def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path: Path):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "4M"):
-        pytest.skip("needs root and tmpfs to make a small full disk (mount -t tmpfs)")
+        skip_or_fail_in_ci("needs root and tmpfs to make a small full disk (mount -t tmpfs)")
     try:
         code, _, err = cli(*demo_args(disk, "train.epochs=3", "train.max_steps=4"))
         assert code == 0, err
@@ -144,6 +144,24 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_pa
         line = one_error(err)
         assert code == 1 and "no space left" in line.lower() and str(disk) in line, line
         assert ckpt.read_bytes() == good
+        assert not list(disk.rglob("*.cyclekit-tmp"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_disk_full_at_the_first_checkpoint_is_one_line(tmp_path: Path):
+    """torch's zip writer reports a full disk as "unexpected pos ...": still one line, nothing left behind."""
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "4M"):
+        skip_or_fail_in_ci("needs root and tmpfs to make a small full disk (mount -t tmpfs)")
+    try:
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(b"\0" * max(0, free - 40 * 1024))  # config and log lines fit
+        code, _, err = cli(*demo_args(disk, "train.epochs=1", "model.generator.ngf=16"))
+        line = one_error(err)
+        assert code == 1 and "no space left" in line.lower() and str(disk / "demo") in line, line
+        assert "nothing was written" in line
+        assert not (disk / "demo" / "checkpoints" / "last.pt").exists()
         assert not list(disk.rglob("*.cyclekit-tmp"))
     finally:
         subprocess.run(["umount", str(disk)], check=False)

@@ -162,6 +162,7 @@ def test_run_writes_outputs_and_a_one_direction_bundle(tmp_path: Path):
         "bundle/G.safetensors",
         "bundle/config.json",
         "checkpoints/last.pt",
+        "checkpoints/outputs.json",
         "config.yaml",
         "eval.json",
         "loss.png",
@@ -220,6 +221,18 @@ def test_bad_paired_data_is_one_line(tmp_path: Path):
         f.rename(f.with_name(f.name.replace("_B", "_X")))
     code, _, err = cli(*args(root, tmp_path / "runs", "train.epochs=1"))
     assert code == 1 and "0_A.png has no partner in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_side_by_side_image_too_narrow_for_a_and_b_is_caught_by_the_scan(tmp_path: Path):
+    root = write_pairs(tmp_path / "data", 3, 0, layout="side_by_side")
+    Image.fromarray(np.zeros((40, 1, 3), np.uint8)).save(root / "train" / "narrow.png")
+    code, _, err = cli(*args(root, tmp_path / "runs", "train.epochs=1", "data.dataset=null"))
+    assert code == 0, err
+    assert f"warning: skipping unreadable image {root / 'train' / 'narrow.png'}: 1x40 is too narrow" in err
+    assert len((tmp_path / "runs" / "facades" / "metrics.jsonl").read_text().splitlines()) == 3  # every step ran
+    code, _, err = cli(*args(root, tmp_path / "strict", "train.epochs=1", "data.dataset=null", "data.strict=true"))
+    assert code == 1 and "narrow.png: 1x40 is too narrow to hold A and B side by side" in err
+    assert not (tmp_path / "strict" / "facades" / "metrics.jsonl").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
         "bundle/G_BtoA.safetensors",
         "bundle/config.json",
         "checkpoints/last.pt",
+        "checkpoints/outputs.json",
         "config.yaml",
         "eval.json",  # the fixture's test images pair up by name, so they are scored
         "loss.png",

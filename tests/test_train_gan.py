@@ -75,6 +75,7 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
         "bundle/G.safetensors",
         "bundle/config.json",
         "checkpoints/last.pt",
+        "checkpoints/outputs.json",
         "config.yaml",
         "loss.png",
         "metrics.jsonl",

@@ -384,3 +384,89 @@ def test_standalone_script_matches_cli(tmp_path: Path, bundle: Path, onnx_model:
         # Script (onnxruntime) vs cyclekit (PyTorch): same pre/post-processing, EXIF, grey and alpha included.
         assert Image.open(out).mode == Image.open(tmp_path / "cli" / (paths[name].stem + ".png")).mode, name
         assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
+
+
+def _edited(onnx_model: Path, folder: Path, **meta: str | None) -> Path:
+    """A copy of ``onnx_model`` with metadata keys set (None: removed)."""
+    import onnx
+
+    model = onnx.load(str(onnx_model))
+    props = {p.key: p.value for p in model.metadata_props}
+    for key, value in meta.items():
+        props.pop(key, None) if value is None else props.__setitem__(key, value)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    path = folder / f"edited-{len(list(folder.glob('edited-*')))}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _one_dim_model(onnx_model: Path, folder: Path) -> Path:
+    """A valid ONNX file with cyclekit's metadata whose input is 1-D."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["output"])],
+        "flat",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.helper.set_model_props(model, {p.key: p.value for p in onnx.load(str(onnx_model)).metadata_props})
+    path = folder / "flat.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+SCRIPT_CASES = {
+    "garbage model": ("garbage", "not a loadable ONNX model"),
+    "empty model": ("empty", "not a loadable ONNX model"),
+    "size_multiple 0": ({"size_multiple": "0"}, "size_multiple and min_size must be whole numbers >= 1"),
+    "non-numeric mean": ({"mean": "abc"}, "non-number where a number belongs"),
+    "2 channels": ({"channels": "2"}, "channels must be 1 or 3"),
+    "missing key": ({"std": None}, "its cyclekit metadata has no 'std'"),
+    "std 0": ({"std": "0"}, "std non-zero"),
+    "1-D input": ("flat", "expected one image input (N, C, H, W)"),
+    "missing input": ("no-input", "no such file"),
+    "not an image": ("text-input", "not a readable image"),
+    "missing output folder": ("no-folder", "does not exist"),
+    "unknown output extension": ("bad-ext", "unknown image extension '.xyz'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPT_CASES))
+def test_standalone_script_refuses_bad_input_in_one_line(
+    case: str, tmp_path: Path, onnx_model: Path, blocker: Path
+) -> None:
+    what, expected = SCRIPT_CASES[case]
+    model, image, out = onnx_model, tmp_path / "in.png", tmp_path / "out.png"
+    photo(20, 24).save(image)
+    if isinstance(what, dict):
+        model = _edited(onnx_model, tmp_path, **what)
+    elif what in ("garbage", "empty"):
+        model = tmp_path / "model.onnx"
+        model.write_bytes(b"" if what == "empty" else b"\x08\x07not a protobuf at all")
+    elif what == "flat":
+        model = _one_dim_model(onnx_model, tmp_path)
+    elif what == "no-input":
+        image = tmp_path / "missing.png"
+    elif what == "text-input":
+        image = tmp_path / "notes.png"
+        image.write_text("not an image")
+    elif what == "no-folder":
+        out = tmp_path / "nowhere" / "out.png"
+    else:
+        out = tmp_path / "out.xyz"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "onnx_translate.py"), str(model), str(image), str(out)],
+        capture_output=True,
+        text=True,
+        env=env_without_torch(blocker),
+        timeout=120,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert expected in lines[0], lines[0]
+    assert not out.exists()

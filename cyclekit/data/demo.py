@@ -16,13 +16,12 @@ baseline 2x takes a model that really translates each scene.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from cyclekit.atomic import staged_folder
 
 DEMO_VERSION = 2
 # B = A with channels (R, G, B) -> (G, R, B): an exact, invertible, contrast-preserving change.
@@ -78,6 +77,14 @@ def render_scene(seed: int, size: int = 64) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _read_stamp(marker: Path) -> object:
+    """The demo set's stamp, or None when it is missing or damaged (then the set is made anew)."""
+    try:
+        return json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
 def demo_dir_name(n_train: int, n_test: int, size: int, seed: int) -> str:
     return f"demo-v{DEMO_VERSION}-{size}px-{n_train}-{n_test}-s{seed}"
 
@@ -92,11 +99,9 @@ def generate_demo(root: Path, n_train: int = 160, n_test: int = 16, size: int = 
     root = Path(root)
     stamp = {"version": DEMO_VERSION, "n_train": n_train, "n_test": n_test, "size": size, "seed": seed}
     marker = root / "demo.json"
-    if marker.is_file() and json.loads(marker.read_text()) == stamp:
+    if _read_stamp(marker) == stamp:
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
-    try:
+    with staged_folder(root) as tmp:
         base = seed * 1_000_003
         splits = {
             "trainA": [(i, base + i, False) for i in range(n_train)],
@@ -110,10 +115,4 @@ def generate_demo(root: Path, n_train: int = 160, n_test: int = 16, size: int = 
                 rgb = render_scene(scene_seed, size)
                 Image.fromarray(to_autumn(rgb) if autumn else rgb).save(tmp / split / f"scene_{i:04d}.png")
         (tmp / "demo.json").write_text(json.dumps(stamp) + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root

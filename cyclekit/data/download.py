@@ -18,7 +18,6 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cyclekit import __version__
+from cyclekit.atomic import staged_folder
 from cyclekit.data.catalogue import CATALOGUE, DatasetInfo, RemoteFile, default_cache_dir, get_dataset
 from cyclekit.errors import DataError
 
@@ -249,19 +249,11 @@ def _extract_all_or_nothing(
         raise DataError(
             f"cannot extract {archive}: needs {needed / 1e6:.0f} MB, only {free / 1e6:.0f} MB free in {target.parent}"
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".extracting", dir=target.parent))
     try:
-        extract(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset should not be
-        if target.exists():
-            target.rmdir()
-        os.replace(tmp, target)
+        with staged_folder(target) as tmp:
+            extract(tmp)
     except errors as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"cannot extract {archive}: {_reason(exc)}") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -439,6 +431,7 @@ def fetch_dataset(
         )
     suffix = ".tar.gz" if info.url.endswith((".tar.gz", ".tgz")) else ".zip"
     zip_path = cache / f"{info.name}{suffix}"
+    fetched_now = not zip_path.exists()
     try:
         download_file(
             info.url, zip_path, sha256=info.sha256, md5=info.md5, progress=progress, kind=archive_kind(info.url)
@@ -451,7 +444,16 @@ def fetch_dataset(
     staging = cache / f".{info.name}.unzipped"
     if staging.exists():
         shutil.rmtree(staging)  # left over from an interrupted earlier fetch
-    (safe_extract_tar if suffix == ".tar.gz" else safe_extract_zip)(zip_path, staging)
+    try:
+        (safe_extract_tar if suffix == ".tar.gz" else safe_extract_zip)(zip_path, staging)
+    except DataError as exc:
+        # A complete download that does not extract (truncated, damaged, or refused) must not stay
+        # in the cache, where it would block every later download: delete the one fetched now;
+        # one that was already there (perhaps put there by hand) is named, never deleted.
+        if fetched_now:
+            zip_path.unlink(missing_ok=True)
+            raise DataError(f"{exc}; the downloaded file was deleted, so the next try downloads it again") from None
+        raise DataError(f"{exc}; delete {zip_path} to download it again") from None
     try:
         root = _locate_root(staging, info)
         if root is None:

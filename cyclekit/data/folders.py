@@ -51,21 +51,27 @@ def scan_images(
     files: Sequence[str | os.PathLike[str]],
     strict: bool = False,
     where: str | None = None,
+    side_by_side: bool = False,
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Probe every file; return (readable files, [(unreadable file, reason), ...]).
 
     ``strict=True`` raises DataError on the first bad file. Otherwise each bad file is logged as
     a warning, followed by a summary ("skipped 3 unreadable files in trainA"). ``where`` names
-    the folder in the summary (default: the files' common parent).
+    the folder in the summary (default: the files' common parent). ``side_by_side``: an image
+    too narrow to hold A|B is a bad file too (see `probe_image`).
     """
     paths = [Path(f) for f in files]
+
+    def probe(path: Path) -> str | None:
+        return probe_image(path, side_by_side=side_by_side)
+
     # PIL releases the GIL while decoding, so threads overlap the reads and the draft decodes.
     workers = min(8, os.cpu_count() or 1, max(1, len(paths) // 64))
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            reasons = list(pool.map(probe_image, paths))
+            reasons = list(pool.map(probe, paths))
     else:
-        reasons = [probe_image(p) for p in paths]
+        reasons = [probe(p) for p in paths]
     good: list[Path] = []
     bad: list[tuple[Path, str]] = []
     for path, reason in zip(paths, reasons, strict=True):

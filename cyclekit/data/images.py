@@ -239,17 +239,21 @@ def whiten_transparent(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return colour
 
 
-def probe_image(path: str | os.PathLike[str]) -> str | None:
+def probe_image(path: str | os.PathLike[str], side_by_side: bool = False) -> str | None:
     """Quickly check that ``path`` decodes; return None if fine, else a one-line reason.
 
     JPEGs are decoded at reduced scale (``Image.draft``), which still walks the whole entropy
     coded stream, so truncation and corruption are caught at a fraction of the cost.
+    ``side_by_side``: the image must also be wide enough to hold two halves (A|B), 2 px or more.
     """
     path = Path(path)
     try:
         img = _open_checked(path)
     except DataError as exc:
         return _reason_from(exc, path)
+    if side_by_side and img.width < 2:
+        img.close()
+        return f"{img.width}x{img.height} is too narrow to hold A and B side by side"
     try:
         with img, warnings.catch_warnings():
             # Possibly-corrupt-EXIF and similar warnings are not decode failures.

@@ -157,7 +157,8 @@ class PairedImages(Dataset):
                 raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
             pairs = [(f, f) for f in files]
         unique = sorted({p for pair in pairs for p in pair})
-        good, bad = scan_images(unique, strict=strict, where=f"{self.root} ({split})")
+        side_by_side = self.layout == "side_by_side"
+        good, bad = scan_images(unique, strict=strict, where=f"{self.root} ({split})", side_by_side=side_by_side)
         readable = set(good)
         self.pairs = [(a, b) for a, b in pairs if a in readable and b in readable]
         if not self.pairs:

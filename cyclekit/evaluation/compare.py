@@ -10,36 +10,31 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from cyclekit.errors import CyclekitError
 from cyclekit.evaluation.evaluate import METRICS
+from cyclekit.records import load_json_object, number, scores_by_direction
 from cyclekit.train.metrics import read_metrics
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CyclekitError(f"{path} is not readable JSON ({str(exc).splitlines()[0]})") from None
 
 
 def scores_of(run: Path) -> tuple[str, dict[str, dict[str, Any]]]:
     """(where the scores came from, {direction: {metric: value}}) of one run."""
     if run.is_file():
-        return str(run), _read(run).get("directions", {})
+        return str(run), scores_by_direction(load_json_object(run).get("directions"), f"{run}: directions")
     if not run.is_dir():
         raise CyclekitError(f"run not found: {run}")
     if (run / "results.json").is_file():
-        return "results.json", _read(run / "results.json").get("directions", {})
+        path = run / "results.json"
+        return "results.json", scores_by_direction(load_json_object(path).get("directions"), f"{path}: directions")
     rows = read_metrics(run / "evals.jsonl")  # the same JSON-lines format as metrics.jsonl
     if rows:
-        return f"evals.jsonl (epoch {rows[-1].get('epoch')})", rows[-1].get("directions", {})
+        where = f"{run / 'evals.jsonl'}: the last line's directions"
+        return f"evals.jsonl (epoch {rows[-1].get('epoch')})", scores_by_direction(rows[-1].get("directions"), where)
     if (run / "eval.json").is_file():
-        legacy = _read(run / "eval.json")
-        direction = legacy.get("direction", "AtoB")
+        legacy = load_json_object(run / "eval.json")
+        direction = str(legacy.get("direction", "AtoB"))
         return "eval.json", {direction: {k: v for k, v in legacy.items() if k in METRICS}}
     raise CyclekitError(f"{run} has no scores: no results.json (run `cyclekit eval {run}`), evals.jsonl or eval.json")
 
@@ -53,7 +48,7 @@ def collect(runs: list[Path]) -> dict[str, Any]:
         row: dict[str, Any] = {"run": str(run), "source": source}
         for direction, values in directions.items():
             for metric in METRICS:
-                if isinstance(values.get(metric), (int, float)):
+                if number(values.get(metric)) is not None:
                     key = f"{direction}.{metric}"
                     row[key] = values[metric]
                     if key not in columns:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from cyclekit import __version__
 from cyclekit.choices import EVAL_METRICS
 from cyclekit.config import DataConfig
 from cyclekit.data.images import list_images, load_image
-from cyclekit.data.paired import PairedImages
+from cyclekit.data.paired import PairedImages, detect_layout, pair_files
 from cyclekit.data.transforms import build_eval_transform
 from cyclekit.errors import CyclekitError, DataError
 from cyclekit.evaluation import scores
@@ -139,14 +139,15 @@ def evaluate(
             base["identity"] = _paired(split.sources, split.targets, pixel_only=True)
             mean = torch.stack(split.targets).mean(0)
             base["mean_target"] = _paired([mean] * len(split.targets), split.targets, pixel_only=True)
+            # Decided per direction: a CycleGAN on facades has photos on one side, label maps on the other.
             if labels if labels is not None else scores.looks_like_label_map(split.targets):
                 palette = scores.find_palette(split.targets)
-                labels = scores.label_scores(fakes, split.targets, palette)
-                row.update(pixel_acc=labels.pixel_accuracy, class_acc=labels.mean_class_accuracy, iou=labels.mean_iou)
+                found = scores.label_scores(fakes, split.targets, palette)
+                row.update(pixel_acc=found.pixel_accuracy, class_acc=found.mean_class_accuracy, iou=found.mean_iou)
                 row["per_class"] = {
-                    "accuracy": labels.class_accuracy,
-                    "iou": labels.class_iou,
-                    "pixels": [int(p) for p in labels.class_pixels],
+                    "accuracy": found.class_accuracy,
+                    "iou": found.class_iou,
+                    "pixels": [int(p) for p in found.class_pixels],
                 }
                 base["identity"].update(_label_only(split.sources, split.targets, palette))
                 palettes[direction] = np.asarray(palette).astype(int).tolist()
@@ -162,6 +163,8 @@ def evaluate(
         }
     if palettes:
         results["palettes"] = palettes
+    if test.skipped:
+        results["skipped"] = test.skipped  # unreadable test files, named in warnings too
     results["reproducibility"] = {
         "cyclekit_version": __version__,
         "bundle": str(folder),
@@ -257,6 +260,7 @@ class _TestImages:
     images: dict[str, list[torch.Tensor]]  # "A", "B"; aligned when paired
     paired: bool
     side_by_side: bool = False
+    skipped: list[str] = field(default_factory=list)  # unreadable files, left out of the scores
 
     def split(self, direction: str) -> _Split:
         src, dst = direction[0], direction[-1]
@@ -270,37 +274,53 @@ class _TestImages:
 def _load_test_images(data: EvalData, transform: Callable[..., torch.Tensor], max_images: int | None) -> _TestImages:
     pairs = _try_pairs(data)
     if pairs is not None:
-        n = len(pairs) if max_images is None else min(max_images, len(pairs))
         images: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
-        for i in range(n):
-            a, b = pairs.stack([i], transform)
+        skipped = [str(path) for path, _ in pairs.skipped]
+        for i in range(len(pairs)):
+            if max_images is not None and len(images["A"]) >= max_images:
+                break
+            try:
+                a, b = pairs.stack([i], transform)
+            except DataError as exc:  # decodes in the quick scan, fails in full: score the others
+                logger.warning("skipping the test pair of %s: %s", pairs.pairs[i][0], exc)
+                skipped.append(str(pairs.pairs[i][0]))
+                continue
             images["A"].append(a[0])
             images["B"].append(b[0])
-        return _TestImages(images, True, pairs.layout == "side_by_side")
+        if not images["A"]:
+            raise DataError(f"none of the test pairs in {data.root} can be read")
+        return _TestImages(images, True, pairs.layout == "side_by_side", skipped)
     folders = {side: data.root / f"test{side}" for side in "AB"}
     for folder in folders.values():
         if not folder.is_dir():
             raise DataError(
                 f"no test split to evaluate on: {folder} not found (pass --data DIR with testA/ and testB/)"
             )
-    return _TestImages(
-        {side: _read_folder(f, data.channels, transform, max_images) for side, f in folders.items()}, False
-    )
+    skipped: list[str] = []
+    images = {side: _read_folder(f, data.channels, transform, max_images, skipped) for side, f in folders.items()}
+    return _TestImages(images, False, skipped=skipped)
 
 
 def _try_pairs(data: EvalData) -> PairedImages | None:
-    """The test pairs, if the test images pair up by the Pix2Pix loader's rules (all of them)."""
+    """The test pairs, if the test files pair up by the Pix2Pix loader's rules (every one of them by
+    name; an unreadable file is left out with a warning naming it, and the other pairs are scored)."""
     try:
-        pairs = PairedImages(
-            data.root, "test", layout=data.layout, channels=data.channels, suffixes=data.suffixes, strict=True
-        )
+        layout = detect_layout(data.root, "test", data.layout)
+        if layout == "folders":
+            pair_files(data.root / "testA", data.root / "testB", data.suffixes, strict=True)
     except DataError:
         return None
+    try:
+        pairs = PairedImages(
+            data.root, "test", layout=layout, channels=data.channels, suffixes=data.suffixes, strict=False
+        )
+    except DataError as exc:
+        raise DataError(f"no readable test pairs: {exc}") from None
     return pairs if len(pairs) else None
 
 
 def _read_folder(
-    folder: Path, channels: int, transform: Callable[..., torch.Tensor], limit: int | None
+    folder: Path, channels: int, transform: Callable[..., torch.Tensor], limit: int | None, skipped: list[str]
 ) -> list[torch.Tensor]:
     files = list_images(folder)
     if not files:
@@ -311,6 +331,7 @@ def _read_folder(
             out.append(transform(load_image(path, channels), 0))
         except DataError as exc:
             logger.warning("skipping %s", exc)
+            skipped.append(str(path))
             continue
         if limit is not None and len(out) >= limit:
             break

@@ -7,16 +7,18 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from cyclekit.atomic import atomic_write
+from cyclekit.atomic import atomic_path, atomic_write, staged_folder
 from cyclekit.choices import LOWER_IS_BETTER
 from cyclekit.errors import CyclekitError
 from cyclekit.evaluation.evaluate import EvalData, Inception, evaluate, load_fid_network
-from cyclekit.train.metrics import MetricsLog
+from cyclekit.records import load_optional_object, number
+from cyclekit.train.metrics import MetricsLog, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,10 @@ class EpochEnd:
         device: str,
         resumed_at: int | None,
         report: bool = True,
+        checkpoint: Path | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.checkpoint = checkpoint  # the run's last.pt; kept as best.pt when an epoch is the best so far
         self.data = data if eval_every else None
         self.eval_every = eval_every
         self.best_metric = best_metric
@@ -46,7 +50,7 @@ class EpochEnd:
         self.prior_seconds = 0.0
         timing = _read_json(run_dir / "timing.json") if resumed_at is not None else None
         if timing:
-            self.prior_seconds = float(timing.get("seconds", 0.0))
+            self.prior_seconds = number(timing.get("seconds")) or 0.0
         if self.data is not None and best_metric.split(".")[-1] in ("fid", "kid"):
             # The chosen score needs the FID network: fail now, before training, if it is missing.
             self.inception = load_fid_network(None, required=True)
@@ -56,12 +60,11 @@ class EpochEnd:
         a resumed checkpoint, as the metrics log is."""
         self.evals = MetricsLog(self.run_dir / "evals.jsonl", keep_until_step=resumed_at)
         if resumed_at is None:
-            for name in ("best.json", "timing.json"):
+            for name in ("best.json", "timing.json", "checkpoints/best.pt"):
                 (self.run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(self.run_dir / "bundle-best", ignore_errors=True)
 
     def __call__(self, step: int, epoch: int) -> None:
-        if self.data is not None and epoch % self.eval_every == 0:
+        if self.data is not None and epoch % self.eval_every == 0 and not self._evaluated(step):
             self._evaluate(step, epoch)
         now = time.time()
         atomic_write(
@@ -77,13 +80,22 @@ class EpochEnd:
             )
             + "\n",
         )
-        if self.report:
-            try:
-                from cyclekit.report.html import write_report
+        self.refresh_report()
 
-                write_report(self.run_dir)
-            except CyclekitError as exc:  # a report problem must not stop training
-                logger.warning("report.html not refreshed: %s", exc)
+    def refresh_report(self) -> None:
+        """Rewrite report.html; a problem with it is a warning, never the end of a training run."""
+        if not self.report:
+            return
+        try:
+            from cyclekit.report.html import write_report
+
+            write_report(self.run_dir)
+        except CyclekitError as exc:
+            logger.warning("report.html not refreshed: %s", exc)
+
+    def _evaluated(self, step: int) -> bool:
+        """Whether evals.jsonl already has this step (a resume completing the outputs of its checkpoint)."""
+        return any(row.get("step") == step for row in read_metrics(self.run_dir / "evals.jsonl"))
 
     def _evaluate(self, step: int, epoch: int) -> None:
         assert self.data is not None
@@ -93,8 +105,9 @@ class EpochEnd:
         results = evaluate(self.run_dir / "bundle", self.data, inception=self.inception, device=self.device)
         row = {"epoch": epoch, "step": step, "directions": results["directions"]}
         assert self.evals is not None, "prepare() runs before training"
-        self.evals.write(row)
+        # The best bundle first, the row last: a kill in between re-evaluates this step on resume.
         self._track_best(row)
+        self.evals.write(row)
 
     def _track_best(self, row: dict[str, Any]) -> None:
         directions = row["directions"]
@@ -110,33 +123,46 @@ class EpochEnd:
         if not isinstance(value, (int, float)):
             return
         best = _read_json(self.run_dir / "best.json")
-        if best and best.get("metric") == metric and best.get("direction") == direction:
-            old = best["value"]
+        old = number(best.get("value")) if best else None
+        if best and best.get("metric") == metric and best.get("direction") == direction and old is not None:
             better = value < old if metric in LOWER_IS_BETTER else value > old
             if not better:
                 return
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            # The checkpoint just written is this epoch's state: keep it as best.pt (a hard link costs
+            # no space until last.pt is replaced), so `cyclekit bundle RUN --best` can rebuild bundle-best/.
+            _link_or_copy(self.checkpoint, self.checkpoint.with_name("best.pt"))
         _copy_bundle(self.run_dir / "bundle", self.run_dir / "bundle-best")
         record = {"metric": metric, "direction": direction, "epoch": row["epoch"], "step": row["step"], "value": value}
         atomic_write(self.run_dir / "best.json", json.dumps(record, indent=2) + "\n")
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a hard link of (else a copy of) ``src``, atomically."""
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+
+
 def _copy_bundle(src: Path, dst: Path) -> None:
-    """Replace ``dst`` by a copy of ``src``: copied beside it first, then swapped in by renames."""
-    tmp = dst.with_name(f".{dst.name}.new")
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    """Replace ``dst`` by a copy of ``src`` as a whole (`cyclekit.atomic.staged_folder`). Bundle files
+    are never changed in place (a new bundle is a new folder), so hard links are safe copies."""
+    with staged_folder(dst) as tmp:
+        for f in src.iterdir():
+            if f.is_file():
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copy2(f, tmp / f.name)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing or damaged (then it is written anew)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_optional_object(path)
+    except CyclekitError:
         return None
 
 

@@ -47,11 +47,19 @@ class ImagePool:
         return torch.stack(out)
 
     def state_dict(self) -> dict[str, Any]:
-        images = torch.stack(self.images).cpu() if self.images else torch.empty(0)
-        return {"size": self.size, "images": images, "generator": self.generator.get_state()}
+        # A list, not one stacked tensor: with preprocess none or scale_width the fakes keep their
+        # images' sizes, which may all differ.
+        return {
+            "size": self.size,
+            "images": [img.cpu() for img in self.images],
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["size"] != self.size:
             raise ValueError(f"pool size {state['size']} in the checkpoint, {self.size} configured")
-        self.images = [img.to(self.device) for img in state["images"]] if state["images"].numel() else []
+        images = state["images"]
+        if isinstance(images, Tensor):  # cyclekit 0.x checkpoints: one stacked tensor (empty: none)
+            images = list(images) if images.numel() else []
+        self.images = [img.to(self.device) for img in images]
         self.generator.set_state(state["generator"])

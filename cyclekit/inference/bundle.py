@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from cyclekit import __version__
-from cyclekit.atomic import atomic_write
+from cyclekit.atomic import readable_folder, staged_folder
 from cyclekit.choices import DIRECTIONS, PREPROCESS_MODES
 from cyclekit.config import from_dict
 from cyclekit.errors import ConfigError, CyclekitError
+from cyclekit.records import load_json
 
 if TYPE_CHECKING:  # torch only where weights are touched: reading config.json stays light
     import torch
@@ -119,37 +120,45 @@ class Bundle:
 
 
 def write_bundle(folder: Path, bundle: Bundle, modules: Mapping[str, nn.Module]) -> Bundle:
-    """Write ``modules`` (one per entry of ``bundle.networks``) and config.json into ``folder``.
-
-    Each weights file is written atomically and config.json last, so a reader never sees a
-    config pointing at a missing file. Returns the bundle with file names and hashes filled in.
+    """Write ``modules`` (one per entry of ``bundle.networks``) and config.json as the bundle
+    ``folder``, replacing any bundle there as a whole (`cyclekit.atomic.staged_folder`): a kill at
+    any moment leaves the previous bundle or the new one, never a mix of the two. Files in the
+    folder that are not the bundle's own (exported .onnx files, a user's notes) are kept.
+    Returns the bundle with file names and hashes filled in.
     """
     from safetensors.torch import save
 
     if set(modules) != set(bundle.networks):
         raise ValueError(f"modules {sorted(modules)} do not match the bundle's networks {sorted(bundle.networks)}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     entries = {}
-    for key, module in modules.items():
-        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        entry = bundle.networks[key]
-        data = save(state, metadata={"arch": entry.arch})
-        fname = f"{key}.safetensors"
-        atomic_write(folder / fname, data)
-        entries[key] = dataclasses.replace(entry, file=fname, sha256=hashlib.sha256(data).hexdigest())
-    bundle = dataclasses.replace(bundle, networks=entries, cyclekit_version=__version__)
-    atomic_write(folder / "config.json", json.dumps(bundle.to_json(), indent=2) + "\n")
+    with staged_folder(folder, keep=lambda name: not _owned(name)) as tmp:
+        for key, module in modules.items():
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            entry = bundle.networks[key]
+            data = save(state, metadata={"arch": entry.arch})
+            fname = f"{key}.safetensors"
+            (tmp / fname).write_bytes(data)
+            entries[key] = dataclasses.replace(entry, file=fname, sha256=hashlib.sha256(data).hexdigest())
+        bundle = dataclasses.replace(bundle, networks=entries, cyclekit_version=__version__)
+        (tmp / "config.json").write_text(json.dumps(bundle.to_json(), indent=2) + "\n", encoding="utf-8")
     return bundle
+
+
+def _owned(name: str) -> bool:
+    """The files a bundle consists of (replaced with it); everything else in its folder is kept."""
+    return name == "config.json" or name.endswith(".safetensors")
 
 
 def bundle_dir(path: str | Path) -> Path:
     """A run dir (holding bundle/) or a bundle dir (holding config.json) -> the bundle dir."""
     path = Path(path)
     if not path.exists():
+        path = readable_folder(path)  # a bundle folder whose swap a kill interrupted
+    if not path.exists():
         raise CyclekitError(f"model path not found: {path}")
-    if (path / "bundle" / "config.json").is_file():
-        return path / "bundle"
+    inside = readable_folder(path / "bundle")  # undoes a swap a kill interrupted
+    if (inside / "config.json").is_file():
+        return inside
     if (path / "config.json").is_file():
         return path
     raise CyclekitError(f"{path} is neither a run dir with bundle/ nor a bundle dir with config.json")
@@ -159,12 +168,7 @@ def read_bundle(path: str | Path) -> Bundle:
     """Read and validate a bundle's config.json (from a run dir or bundle dir)."""
     folder = bundle_dir(path)
     cfg_path = folder / "config.json"
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CyclekitError(f"{cfg_path} is not valid JSON") from None
-    except OSError as exc:
-        raise CyclekitError(f"cannot read {cfg_path}: {exc.strerror or exc}") from None
+    raw = load_json(cfg_path)
     if not isinstance(raw, dict) or raw.get("format") != BUNDLE_FORMAT:
         raise CyclekitError(f"{cfg_path} is not a cyclekit bundle config")
     version = raw.get("format_version", 1)
@@ -264,12 +268,9 @@ def load_network(
         raise CyclekitError(
             f"weights {path} hold NaN or infinite values (in {bad[0]}); the model diverged or is damaged"
         )
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CyclekitError(
-            f"weights {path} do not fit the recorded architecture: {str(exc).splitlines()[0]}"
-        ) from None
+    from cyclekit.nn.weights import load_weights
+
+    load_weights(net, state, f"weights {path}", f"networks.{key}.options")
     net.eval()
     if bundle.test_time.batch_norm == "sample":
         net = per_sample_batch_norm(net)

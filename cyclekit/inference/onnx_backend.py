@@ -107,9 +107,10 @@ def parse_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:
         }
         # Files from cyclekit 0.1 (ResNet only) have no min_size: twice the multiple.
         meta["min_size"] = int(raw.get("min_size", 2 * meta["size_multiple"]))
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:200]
         raise CyclekitError(
-            f"{path} has incomplete cyclekit metadata ({exc}); re-export it with `cyclekit export`"
+            f"{path} has incomplete cyclekit metadata ({what}); re-export it with `cyclekit export`"
         ) from None
     if version > ONNX_FORMAT_VERSION:
         raise CyclekitError(

@@ -21,7 +21,7 @@ from cyclekit.config import Config, OptimConfig
 from cyclekit.data.folders import PlanDataset
 from cyclekit.errors import ConfigError
 from cyclekit.gan.schedule import linear_decay_scheduler
-from cyclekit.models import build_model, init_weights, model_options, resolve_options
+from cyclekit.models import init_weights, model_options, resolve_options
 from cyclekit.train import distributed
 from cyclekit.train.state import TrainingState
 
@@ -114,25 +114,23 @@ def schedule_steps(config: Config, steps_per_epoch: int) -> tuple[int, int]:
 
 
 def generator_and_discriminator(
-    config: Config,
-    g_spec: tuple[str, Mapping[str, Any]],
-    d_spec: tuple[str, Mapping[str, Any]],
-    device: torch.device,
-    steps_per_epoch: int,
+    config: Config, nets: Mapping[str, torch.nn.Module], device: torch.device, steps_per_epoch: int
 ) -> TrainingState:
-    """One generator G and one discriminator D (initialised as `model.init` says), each with its
-    Adam and lr schedule, as the training state {G, D, opt_g, opt_d, sched_g, sched_d}."""
-    nets = {
-        "G": build_model(*g_spec, key="model.generator").to(device),
-        "D": build_model(*d_spec, key="model.discriminator").to(device),
-    }
+    """``nets`` {G, D} on ``device``, initialised as `model.init` says, each with its Adam and lr
+    schedule, as the training state {G, D, opt_g, opt_d, sched_g, sched_d}."""
+    nets = {k: net.to(device) for k, net in nets.items()}
     for net in nets.values():
         init_weights(net, config.model.init, config.model.init_gain)
     constant, decay = schedule_steps(config, steps_per_epoch)
     optim = config.optim
     opt_g, sched_g = adam_with_schedule(nets["G"].parameters(), optim.lr, optim, constant, decay)
     opt_d, sched_d = adam_with_schedule(nets["D"].parameters(), optim.lr_d or optim.lr, optim, constant, decay)
-    return TrainingState(nets, {"opt_g": opt_g, "opt_d": opt_d}, {"sched_g": sched_g, "sched_d": sched_d})
+    return TrainingState(
+        nets,
+        {"opt_g": opt_g, "opt_d": opt_d},
+        {"sched_g": sched_g, "sched_d": sched_d},
+        config_keys={"G": "model.generator", "D": "model.discriminator"},
+    )
 
 
 def plan_batches(

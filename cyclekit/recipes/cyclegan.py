@@ -12,7 +12,7 @@ with L_cyc = |G_BtoA(G_AtoB(a)) - a|_1 + |G_AtoB(G_BtoA(b)) - b|_1 (Eq. 2) and t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,14 @@ def _net_specs(config: Config) -> tuple[tuple[str, dict], tuple[str, dict]]:
     return g, d
 
 
+CONFIG_KEYS = {
+    "G_AtoB": "model.generator",
+    "G_BtoA": "model.generator",
+    "D_A": "model.discriminator",
+    "D_B": "model.discriminator",
+}
+
+
 class CycleGanRecipe:
     name = "cyclegan"
     description = "unpaired translation: two generators, two PatchGANs, cycle + identity losses (Zhu et al. 2017)"
@@ -111,11 +119,8 @@ class CycleGanRecipe:
         self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
         self.fixed_a, self.fixed_b = self._fixed_images()
 
-        self.G_AtoB = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
-        self.G_BtoA = build_model(self.g_arch, self.g_opts, key="model.generator").to(self.device)
-        self.D_A = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
-        self.D_B = build_model(self.d_arch, self.d_opts, key="model.discriminator").to(self.device)
-        nets = {"G_AtoB": self.G_AtoB, "G_BtoA": self.G_BtoA, "D_A": self.D_A, "D_B": self.D_B}
+        nets = {k: net.to(self.device) for k, net in self.build_networks(cfg).items()}
+        self.G_AtoB, self.G_BtoA, self.D_A, self.D_B = (nets[k] for k in ("G_AtoB", "G_BtoA", "D_A", "D_B"))
         for net in nets.values():
             init_weights(net, cfg.model.init, cfg.model.init_gain)
         constant, decay = schedule_steps(cfg, self.steps_per_epoch())
@@ -147,7 +152,19 @@ class CycleGanRecipe:
             {"opt_g": self.opt_g, "opt_d": self.opt_d},
             {"sched_g": sched_g, "sched_d": sched_d},
             {"pool_a": self.pool_a, "pool_b": self.pool_b},
+            config_keys=CONFIG_KEYS,
         )
+
+    @classmethod
+    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
+        """The four networks (untrained, on the CPU): what a checkpoint's weights load into."""
+        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
+        return {
+            "G_AtoB": build_model(g_arch, g_opts, key="model.generator"),
+            "G_BtoA": build_model(g_arch, g_opts, key="model.generator"),
+            "D_A": build_model(d_arch, d_opts, key="model.discriminator"),
+            "D_B": build_model(d_arch, d_opts, key="model.discriminator"),
+        }
 
     # -- loop protocol --------------------------------------------------------------------------
 
@@ -255,12 +272,17 @@ class CycleGanRecipe:
             rows += [self.fixed_b[i], fake_a[i], rec_b[i]]
         return save_rows(rows, folder / f"step_{step:07d}.png", columns=3)
 
-    def bundle(self, step: int, epoch: int) -> Bundle:
-        data = self.config.data
-        multiple, min_size = net_size_needs(self.G_AtoB)
-        entry = NetworkEntry(self.g_arch, self.g_opts)
-        return Bundle(
-            recipe=self.name,
+    @classmethod
+    def make_bundle(
+        cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
+    ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
+        """The inference bundle of ``nets`` (the generators) and the modules it holds."""
+        data = config.data
+        (g_arch, g_opts), _ = _net_specs(config)
+        multiple, min_size = net_size_needs(nets["G_AtoB"])
+        entry = NetworkEntry(g_arch, g_opts)
+        bundle = Bundle(
+            recipe=cls.name,
             networks={"G_AtoB": entry, "G_BtoA": entry},
             translates={"AtoB": "G_AtoB", "BtoA": "G_BtoA"},
             channels=data.channels,
@@ -271,11 +293,12 @@ class CycleGanRecipe:
             preprocess=data.preprocess,
             step=step,
             epoch=epoch,
-            run=self.config.name,
+            run=config.name,
         )
+        return bundle, {"G_AtoB": nets["G_AtoB"], "G_BtoA": nets["G_BtoA"]}
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        write_bundle(folder, self.bundle(step, epoch), {"G_AtoB": self.G_AtoB, "G_BtoA": self.G_BtoA})
+        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """When the test images pair up by file name (the demo set, facades, maps): L1 and PSNR of

@@ -6,7 +6,7 @@ core's loss and step helpers (the same ones the CycleGAN recipe uses).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from cyclekit.errors import ConfigError, DataError
 from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
+from cyclekit.models import build_model
 from cyclekit.recipes.common import generator_and_discriminator, n_batches, net_spec, plan_batches, write_eval
 from cyclekit.train import distributed
 
@@ -114,7 +115,7 @@ class GanRecipe:
                 f"data.batch_size: {data.batch_size}{per} is larger than the dataset ({self.n_items} samples)"
             )
         self.state = generator_and_discriminator(
-            config, (self.g_arch, self.g_opts), (self.d_arch, self.d_opts), self.device, self.steps_per_epoch()
+            config, self.build_networks(config), self.device, self.steps_per_epoch()
         )
         self.G, self.D = self.state.nets["G"], self.state.nets["D"]
         self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
@@ -186,20 +187,36 @@ class GanRecipe:
         save_samples(self.generate(self.fixed_z), path)
         return [path]
 
-    def bundle(self, step: int, epoch: int) -> Bundle:
-        return Bundle(
-            recipe=self.name,
-            networks={"G": NetworkEntry(self.g_arch, self.g_opts)},
-            samples=Sampling("G", self.options.latent_dim, "image" if self.image_shape else "points"),
-            channels=self.image_shape[0] if self.image_shape else None,
-            train_size=self.image_shape[1] if self.image_shape else None,
+    @classmethod
+    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
+        """G and D (untrained, on the CPU): what a checkpoint's weights load into."""
+        shape = _image_shape(config)
+        return {
+            "G": build_model(*_net_spec(config, "generator", shape), key="model.generator"),
+            "D": build_model(*_net_spec(config, "discriminator", shape), key="model.discriminator"),
+        }
+
+    @classmethod
+    def make_bundle(
+        cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
+    ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
+        """A sampling bundle of ``nets["G"]``."""
+        shape = _image_shape(config)
+        opts: GanOptions = config.options or GanOptions()
+        bundle = Bundle(
+            recipe=cls.name,
+            networks={"G": NetworkEntry(*_net_spec(config, "generator", shape))},
+            samples=Sampling("G", opts.latent_dim, "image" if shape else "points"),
+            channels=shape[0] if shape else None,
+            train_size=shape[1] if shape else None,
             step=step,
             epoch=epoch,
-            run=self.config.name,
+            run=config.name,
         )
+        return bundle, {"G": nets["G"]}
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        write_bundle(folder, self.bundle(step, epoch), {"G": self.G})
+        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """Ring: mode coverage / sample quality of the fixed-noise samples, saved as eval.json."""

@@ -13,7 +13,7 @@ both, and `pix2pix.test_dropout` / `pix2pix.test_batch_norm` change them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
+from cyclekit.models import build_model
 from cyclekit.recipes.common import (
     N_FIXED,
     check_crop_for_generator,
@@ -123,9 +124,7 @@ class Pix2PixRecipe:
         fixed_from = self.test or self.dataset
         self.fixed = fixed_from.stack(range(min(N_FIXED, len(fixed_from))), self.eval_transform)
 
-        self.state = generator_and_discriminator(
-            cfg, (self.g_arch, self.g_opts), (self.d_arch, self.d_opts), self.device, self.steps_per_epoch()
-        )
+        self.state = generator_and_discriminator(cfg, self.build_networks(cfg), self.device, self.steps_per_epoch())
         self.G, self.D = self.state.nets["G"], self.state.nets["D"]
         self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
 
@@ -217,13 +216,28 @@ class Pix2PixRecipe:
         finally:
             self.G.load_state_dict(saved, strict=False)
 
-    def bundle(self, step: int, epoch: int) -> Bundle:
-        data, opts = self.config.data, self.options
-        multiple, min_size = net_size_needs(self.G)
-        has_bn = self.g_opts.get("norm") == "batch"
-        return Bundle(
-            recipe=self.name,
-            networks={"G": NetworkEntry(self.g_arch, self.g_opts)},
+    @classmethod
+    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
+        """G and D (untrained, on the CPU): what a checkpoint's weights load into."""
+        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
+        return {
+            "G": build_model(g_arch, g_opts, key="model.generator"),
+            "D": build_model(d_arch, d_opts, key="model.discriminator"),
+        }
+
+    @classmethod
+    def make_bundle(
+        cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
+    ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
+        """The inference bundle of ``nets["G"]`` with the paper's test-time settings."""
+        data, opts = config.data, config.options or Pix2PixOptions()
+        (g_arch, g_opts), _ = _net_specs(config)
+        g = nets["G"]
+        multiple, min_size = net_size_needs(g)
+        has_bn = g_opts.get("norm") == "batch"
+        bundle = Bundle(
+            recipe=cls.name,
+            networks={"G": NetworkEntry(g_arch, g_opts)},
             translates={opts.direction: "G"},
             channels=data.channels,
             size_multiple=multiple,
@@ -231,18 +245,19 @@ class Pix2PixRecipe:
             domains={"A": data.domain_a, "B": data.domain_b},
             test_time=TestTime(
                 # Only where the network has dropout layers (a U-Net with n_downs 5 has none).
-                dropout=opts.test_dropout and any(isinstance(m, torch.nn.Dropout) for m in self.G.modules()),
+                dropout=opts.test_dropout and any(isinstance(m, torch.nn.Dropout) for m in g.modules()),
                 batch_norm=opts.test_batch_norm if has_bn else "running",
             ),
             train_size=data.crop_size,
             preprocess=data.preprocess,
             step=step,
             epoch=epoch,
-            run=self.config.name,
+            run=config.name,
         )
+        return bundle, {"G": g}
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        write_bundle(folder, self.bundle(step, epoch), {"G": self.G})
+        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """L1 and PSNR of the trained direction on every test pair, at the training scale, next to

@@ -12,7 +12,7 @@ from cyclekit.config import Config, dump_config
 from cyclekit.errors import ConfigError, CyclekitError
 from cyclekit.recipes import RECIPES, config_from_dict, get_recipe
 from cyclekit.recipes.common import seed_everything
-from cyclekit.train.loop import FitResult, checkpoint_path, fit
+from cyclekit.train.loop import CHECKPOINT_NAME, FitResult, checkpoint_path, fit
 
 FINGERPRINT_VERSION = 2
 
@@ -55,19 +55,78 @@ def upgrade_fingerprint(stored: dict[str, Any]) -> dict[str, Any]:
         return stored  # compared as it is: reported as a different config
 
 
+# What a run leaves in its folder (see README "train"); anything else there is not cyclekit's.
+RUN_FILES = (
+    "config.yaml",
+    "checkpoints",
+    "metrics.jsonl",
+    "loss.png",
+    "samples",
+    "bundle",
+    "bundle-best",
+    "best.json",
+    "eval.json",
+    "evals.jsonl",
+    "results.json",
+    "report.html",
+    "timing.json",
+    "tensorboard",
+)
+# What a run writes before its first checkpoint: a run killed that early is started over by --resume auto.
+EARLY_FILES = ("config.yaml", "checkpoints", "metrics.jsonl", "loss.png", "samples", "tensorboard")
+
+
+def run_contents(run_dir: Path) -> list[str]:
+    """The entries of ``run_dir`` (sorted; temporary files of interrupted writes left out)."""
+    from cyclekit.atomic import OLD_SUFFIX, TEMP_SUFFIX
+
+    if not run_dir.is_dir():
+        return []
+    return sorted(
+        p.name for p in run_dir.iterdir() if not p.name.endswith((TEMP_SUFFIX, OLD_SUFFIX, ".tmp", ".tmp.png"))
+    )
+
+
+def _listing(names: list[str], limit: int = 4) -> str:
+    shown = [f"{n}/" if n in ("checkpoints", "samples", "bundle", "bundle-best", "tensorboard") else n for n in names]
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more" if len(shown) > limit else "")
+
+
 def resolve_resume(run_dir: Path, resume: str | None, overwrite: bool) -> Path | None:
-    """`None`: a fresh run (refusing to clobber an existing checkpoint unless `overwrite`);
-    `auto`: the run dir's checkpoint if there is one; otherwise a path to a checkpoint."""
+    """Where a run starts: `None` = afresh, else the checkpoint to continue.
+
+    ``resume`` None: a fresh run, into a folder that is missing or empty, unless ``overwrite``
+    (then cyclekit's own files there are replaced, anyone else's left alone). `auto`: the run
+    dir's checkpoint; without one, a fresh run if the folder holds at most what a run writes
+    before its first checkpoint. Otherwise a path to a checkpoint (or a run dir)."""
     ckpt = checkpoint_path(run_dir)
     if resume is None:
-        if ckpt.exists() and not overwrite:
+        contents = run_contents(run_dir)
+        if contents and not overwrite:
+            if ckpt.exists():
+                raise CyclekitError(
+                    f"{run_dir} already has a checkpoint: continue it with --resume auto, "
+                    "start over with --overwrite, or pick another --name"
+                )
+            ours = [n for n in contents if n in RUN_FILES]
+            others = [n for n in contents if n not in RUN_FILES]
+            held = [f"a run ({_listing(ours)})"] if ours else []
+            held += [f"files cyclekit did not write ({_listing(others)})"] if others else []
             raise CyclekitError(
-                f"{run_dir} already has a checkpoint: continue it with --resume auto, "
-                "start over with --overwrite, or pick another --name"
+                f"{run_dir} already holds {' and '.join(held)}: pick another --name (or --out), or start over "
+                "there with --overwrite (cyclekit's own files are replaced, any others left alone)"
             )
         return None
     if resume == "auto":
-        return ckpt if ckpt.exists() else None
+        if ckpt.exists():
+            return ckpt
+        later = [n for n in run_contents(run_dir) if n in RUN_FILES and n not in EARLY_FILES]
+        if later and not overwrite:
+            raise CyclekitError(
+                f"{run_dir} has no checkpoint to continue ({ckpt} is missing) but holds a trained run "
+                f"({_listing(later)}): start over with --overwrite, or pick another --name"
+            )
+        return None
     path = Path(resume)
     if path.is_dir():
         path = checkpoint_path(path) if checkpoint_path(path).exists() else path / "last.pt"
@@ -83,8 +142,13 @@ def train_run(
     overwrite: bool = False,
     data_root: Path | None = None,
     cache_dir: Path | None = None,
+    config_source: Path | None = None,
 ) -> RunReport:
     """Train `config` into `out_dir/config.name`, returning where it went and how it did.
+
+    ``config_source``: the YAML file the config was read from. When it is the run's own
+    config.yaml (`cyclekit train runs/x/config.yaml --name x`), that file is never rewritten, and a
+    run whose settings would differ from it is refused.
 
     Started by torchrun (WORLD_SIZE > 1), this process joins the job first: rank 0 decides
     whether and from where to resume, every rank builds the recipe on its own data shard, and
@@ -97,6 +161,8 @@ def train_run(
     try:
         config = replace_train(config, device=distributed.device_for(config.train.device, ctx))
         run_dir = out_dir / config.name
+        if _same_file(config_source, run_dir / "config.yaml"):
+            ctx.on_main(lambda: _check_own_config(config, run_dir / "config.yaml"))
         resume_path = ctx.on_main(lambda: resolve_resume(run_dir, resume, overwrite))
         seed_everything(config.seed)
         # validates data and models on every rank
@@ -118,11 +184,8 @@ def train_run(
         def start(resumed_from: int | None) -> None:
             """Only once every check (including the resume's) has passed: a refused command changes nothing."""
             run_dir.mkdir(parents=True, exist_ok=True)
-            if resume_path is None and overwrite:
-                for stale in ("samples", "bundle"):
-                    for f in (run_dir / stale).glob("*"):
-                        if f.is_file():
-                            f.unlink()
+            if resume_path is None:
+                _clear_run(run_dir)  # cyclekit's files of an earlier run (--overwrite), never anyone else's
             dumped = config
             root = getattr(recipe, "root", None)
             if data_root is not None and root is not None and config.data.kind != "demo":
@@ -130,7 +193,8 @@ def train_run(
                 dumped = dataclasses.replace(
                     config, data=dataclasses.replace(config.data, root=str(Path(root).resolve()))
                 )
-            dump_config(dumped, run_dir / "config.yaml")
+            if not _same_file(config_source, run_dir / "config.yaml"):
+                dump_config(dumped, run_dir / "config.yaml")
             if epoch_end is not None:
                 epoch_end.prepare(resumed_from)
 
@@ -152,6 +216,8 @@ def train_run(
                     return recipe.evaluate(run_dir)
 
             evaluation = ctx.on_main(evaluate)
+        # Now with the end-of-training scores. (Every rank takes part in on_main; only rank 0 has the hook.)
+        ctx.on_main(lambda: epoch_end.refresh_report() if epoch_end is not None else None)
         return RunReport(run_dir, result, evaluation)
     finally:
         if ctx.enabled:
@@ -163,6 +229,59 @@ def train_run(
             failing = sys.exc_info()[1]
             agreed = failing is None or isinstance(failing, CyclekitError)
             distributed.teardown(wait_s=60 if agreed else 0)
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Before a fresh run in ``run_dir`` (empty, or --overwrite): remove what an earlier run of
+    cyclekit left (the fixed names a run writes, and the sample grids), nothing else."""
+
+    for name in (
+        "metrics.jsonl",
+        "loss.png",
+        "eval.json",
+        "evals.jsonl",
+        "results.json",
+        "report.html",
+        "best.json",
+        "timing.json",
+    ):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in ("last.pt", "best.pt", "outputs.json"):
+        (run_dir / "checkpoints" / name).unlink(missing_ok=True)
+    for grid in (run_dir / "samples").glob("step_*.png"):
+        grid.unlink()
+    for folder in ("bundle", "bundle-best", "tensorboard"):
+        target = run_dir / folder
+        if target.is_dir() and not target.is_symlink():
+            # Only the bundle's own files; exports and other files stay where they are.
+            owned = [p for p in target.iterdir() if p.name == "config.json" or p.suffix == ".safetensors"]
+            if folder == "tensorboard":
+                owned = [p for p in target.iterdir() if p.name.startswith("events.out.tfevents.")]
+            for f in owned:
+                f.unlink()
+
+
+def _same_file(a: Path | None, b: Path) -> bool:
+    try:
+        return a is not None and b.exists() and a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _check_own_config(config: Config, path: Path) -> None:
+    """A run started from its own config.yaml must not drift from it (the file is never rewritten)."""
+    from cyclekit.config import read_yaml
+
+    raw = read_yaml(path)
+    raw.setdefault("name", config.name)
+    written = fingerprint(config_from_dict(raw))
+    wanted = fingerprint(config)
+    if written != wanted:
+        diff = [f"{k}" for k in wanted if written.get(k) != wanted[k]]
+        raise CyclekitError(
+            f"{path} is the config this run was started from and is never rewritten, but the settings given "
+            f"differ from it ({', '.join(diff)}); drop the --set overrides, or train under another --name"
+        )
 
 
 def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> Any:
@@ -179,11 +298,78 @@ def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> An
                 f"train.eval_every: the {config.recipe} recipe samples images; evaluation scores translations"
             )
         data = EvalData.of(config.data, root)
-    return EpochEnd(run_dir, data, t.eval_every, t.best_metric, str(recipe.device), 0 if resuming else None)
+    return EpochEnd(
+        run_dir,
+        data,
+        t.eval_every,
+        t.best_metric,
+        str(recipe.device),
+        0 if resuming else None,
+        checkpoint=checkpoint_path(run_dir),
+    )
+
+
+def load_run_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """A run folder's config.yaml, ready for this machine: ``train.device`` auto (a run trained
+    on a GPU is evaluated or rebuilt on a CPU just as well) unless ``overrides`` say otherwise."""
+    from cyclekit.recipes import load_config
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise CyclekitError(f"{run_dir} is not a run folder: it has no config.yaml")
+    return load_config(str(path), ["train.device=auto", *overrides])
+
+
+def rebuild_bundle(
+    run_dir: Path, checkpoint: Path | None = None, best: bool = False, output: Path | None = None
+) -> tuple[Path, int]:
+    """Write the inference bundle of a checkpoint (default: the run's last.pt, or with ``best`` its
+    best.pt) into ``output`` (default: RUN/bundle, or RUN/bundle-best), replacing the bundle there
+    as a whole. Needs the run's config.yaml, not its data. Returns (bundle folder, step)."""
+    from cyclekit.atomic import recover_folder
+    from cyclekit.inference.bundle import BUNDLE_FORMAT, write_bundle
+    from cyclekit.nn.weights import load_weights
+    from cyclekit.train.checkpoint import load_checkpoint
+
+    config = load_run_config(run_dir)
+    ckpt = checkpoint or run_dir / "checkpoints" / ("best.pt" if best else CHECKPOINT_NAME)
+    if not ckpt.is_file():
+        why = "the run never had a best epoch (train.eval_every)" if best and checkpoint is None else "it is missing"
+        raise CyclekitError(f"no checkpoint to rebuild the bundle from: {ckpt} ({why})")
+    state = load_checkpoint(ckpt)
+    stored = state.get("fingerprint") or None
+    if stored is not None and upgrade_fingerprint(stored) != fingerprint(config):
+        raise CyclekitError(f"{ckpt} was not written by the run of {run_dir / 'config.yaml'} (its settings differ)")
+    out = output or run_dir / ("bundle-best" if best else "bundle")
+    recover_folder(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise CyclekitError(f"{out} exists and is not a bundle folder; pick another -o")
+    if (out / "config.json").is_file() and BUNDLE_FORMAT not in (out / "config.json").read_text(errors="replace"):
+        raise CyclekitError(f"{out}/config.json is not a cyclekit bundle's; pick another -o")
+    recipe = get_recipe(config.recipe)
+    nets = recipe.build_networks(config)
+    weights = state["recipe"]
+    for key, net in nets.items():
+        if key not in weights:
+            raise CyclekitError(f"{ckpt} has no {key}; it was written by another recipe or configuration")
+        load_weights(net, weights[key], f"{ckpt} ({key})")
+    bundle, modules = recipe.make_bundle(config, nets, int(state["step"]), int(state["epoch"]))
+    write_bundle(out, bundle, modules)
+    return out, int(state["step"])
 
 
 def replace_train(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
 
 
-__all__ = ["RECIPES", "RunReport", "build_recipe", "fingerprint", "replace_train", "resolve_resume", "train_run"]
+__all__ = [
+    "RECIPES",
+    "RunReport",
+    "build_recipe",
+    "fingerprint",
+    "load_run_config",
+    "rebuild_bundle",
+    "replace_train",
+    "resolve_resume",
+    "train_run",
+]

@@ -29,6 +29,7 @@ from PIL import Image
 from cyclekit import __version__, choices
 from cyclekit.atomic import atomic_write
 from cyclekit.errors import CyclekitError
+from cyclekit.records import load_optional_object, scores_by_direction
 from cyclekit.report.plots import MatplotlibMissing, plot_evals, plot_losses
 from cyclekit.train.metrics import read_metrics
 
@@ -130,18 +131,32 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
+def _load(path: Path, check: Any = None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in ``path`` or None, why it could not be used or None). A damaged optional
+    file becomes a note on the page: the report of a run is never stopped by one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CyclekitError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise CyclekitError(f"{path}: not UTF-8 text") from None
-    if not isinstance(data, dict):
-        raise CyclekitError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+        value = load_optional_object(path)
+        if value is not None and check is not None:
+            check(value, str(path))
+        return value, None
+    except CyclekitError as exc:
+        return None, str(exc)
+
+
+def _check_results(value: dict[str, Any], where: str) -> None:
+    scores_by_direction(value.get("directions"), f"{where}: directions")
+
+
+def _scored_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evaluation rows whose directions are objects of scores (damaged rows are left out)."""
+    good = []
+    for row in rows:
+        try:
+            scores_by_direction(row.get("directions"), "evals.jsonl")
+        except CyclekitError:
+            continue
+        good.append(row)
+    return good
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], str]:
@@ -152,6 +167,10 @@ def _read_config(path: Path) -> tuple[dict[str, Any], str]:
         raise CyclekitError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise CyclekitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise CyclekitError(f"{path}: nested too deeply to be a config") from None
+    except OSError as exc:
+        raise CyclekitError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise CyclekitError(f"{path}: expected a mapping of config keys")
     return data, text
@@ -260,8 +279,10 @@ def _summary(rows: list[dict[str, Any]], timing: dict[str, Any] | None) -> str:
     return f'<h2 id="timing">Run timing</h2><dl class="facts">{body}</dl>'
 
 
-def _best(best: dict[str, Any] | None) -> str:
+def _best(best: dict[str, Any] | None, note: str | None = None) -> str:
     out = '<h2 id="best">Best epoch</h2>'
+    if note is not None:
+        return out + f'<p class="note">{escape(note)}</p>'
     if best is None:
         return out + '<p class="note">no best epoch recorded (no best.json)</p>'
     metric, direction = best.get("metric", "?"), best.get("direction", "?")
@@ -304,8 +325,10 @@ def _evals(eval_rows: list[dict[str, Any]], best: dict[str, Any] | None, plot_ur
     return out
 
 
-def _results(results: dict[str, Any] | None) -> str:
+def _results(results: dict[str, Any] | None, note: str | None = None) -> str:
     out = '<h2 id="results">Final scores</h2>'
+    if note is not None:
+        return out + f'<p class="note">{escape(note)}</p>'
     if results is None:
         return out + '<p class="note">no final scores yet (no results.json; run <code>cyclekit eval</code>)</p>'
     info = [(k, results[k]) for k in ("cyclekit_version", "bundle") if results.get(k) is not None]
@@ -441,9 +464,10 @@ def write_report(run_dir: str | Path, max_samples: int = MAX_SAMPLES) -> Path:
     config, config_text = _read_config(run_dir / "config.yaml")
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if isinstance(r, dict)]
     eval_rows = [r for r in read_metrics(run_dir / "evals.jsonl") if isinstance(r, dict)]
-    results = _read_json(run_dir / "results.json")
-    best = _read_json(run_dir / "best.json")
-    timing = _read_json(run_dir / "timing.json")
+    eval_rows = _scored_rows(eval_rows)
+    results, results_note = _load(run_dir / "results.json", _check_results)
+    best, best_note = _load(run_dir / "best.json")
+    timing, _ = _load(run_dir / "timing.json")
 
     loss_uri = evals_uri = None
     loss_note = "no losses logged yet"
@@ -465,8 +489,8 @@ def write_report(run_dir: str | Path, max_samples: int = MAX_SAMPLES) -> Path:
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         _summary(rows, timing),
-        _best(best),
-        _results(results),
+        _best(best, best_note),
+        _results(results, results_note),
         _evals(eval_rows, best, evals_uri, evals_note),
         _losses(loss_uri, loss_note),
         _samples(run_dir, max_samples),

@@ -7,6 +7,7 @@ decides when to log, sample and checkpoint, and how to come back after a kill.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import signal
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from cyclekit.atomic import clean_stale_temps
+from cyclekit.atomic import atomic_write, clean_stale_temps, recover_folder
 from cyclekit.config import TrainConfig
 from cyclekit.errors import CyclekitError, ReportedElsewhere, TrainingInterrupted
 from cyclekit.train import distributed
@@ -31,6 +32,7 @@ from cyclekit.train.precision import resolve_precision
 from cyclekit.train.state import TrainingState
 
 CHECKPOINT_NAME = "last.pt"
+OUTPUTS_NAME = "outputs.json"
 logger = logging.getLogger(__name__)
 
 
@@ -48,9 +50,11 @@ class Recipe(Protocol):
     def train_step(self, batch: Any, step: int) -> Mapping[str, Tensor | float]:
         """One optimisation step; returns the losses to log, as tensors (no device sync)."""
 
-    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]: ...
+    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
+        """Sample grids of ``step`` into ``folder``, named ``step_{step:07d}*.png``."""
 
-    def write_bundle(self, folder: Path, step: int, epoch: int) -> None: ...
+    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
+        """The inference bundle of the current weights, replacing ``folder`` as a whole."""
 
 
 @dataclass
@@ -64,6 +68,20 @@ class FitResult:
 
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / CHECKPOINT_NAME
+
+
+def outputs_marker(run_dir: Path) -> Path:
+    """Records the step whose outputs (bundle, samples, epoch-end work) are all written: the files
+    that follow a checkpoint are only complete once it names the checkpoint's step."""
+    return run_dir / "checkpoints" / OUTPUTS_NAME
+
+
+def _outputs_step(path: Path) -> int | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def fit(
@@ -111,7 +129,7 @@ def fit(
         if ctx.enabled:  # this rank's own random state and pools
             parts.update(state["ranks"][ctx.rank]["extras"])
             rng = state["ranks"][ctx.rank]["rng"]
-        ctx.everywhere(lambda: recipe.state.load_state_dict(parts))
+        ctx.everywhere(lambda: recipe.state.load_state_dict(parts, source=str(resume)))
         set_rng_state(rng)
         step, epoch, pos = state["step"], state["epoch"], state["pos"]
         resumed_from = step
@@ -136,6 +154,8 @@ def fit(
         for folder in (run_dir, run_dir / "checkpoints", run_dir / "bundle", run_dir / "samples"):
             for stale in clean_stale_temps(folder):
                 logger.info("removed %s, left by an interrupted write", stale)
+        for folder in ("bundle", "bundle-best"):
+            recover_folder(run_dir / folder)  # a bundle swap a kill interrupted
         metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
         if "tensorboard" in cfg.loggers:
             board = _tensorboard(run_dir / "tensorboard", purge_step=step + 1 if resume else None)
@@ -174,11 +194,14 @@ def fit(
             if ctx.enabled:
                 record.update(ranks=ranks, rank_weight_spread=spread)
             save_checkpoint(record, ckpt)
-            with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
-                recipe.write_bundle(run_dir / "bundle", step, epoch)
+            write_bundle()
 
         ctx.on_main(write)
         saved_step = step
+
+    def write_bundle() -> None:
+        with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
+            recipe.write_bundle(run_dir / "bundle", step, epoch)
 
     def healthy(weights: bool = False) -> None:
         try:
@@ -202,6 +225,15 @@ def fit(
                     after_epoch(step, epoch)
             else:
                 plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+
+    def mark_outputs() -> None:
+        atomic_write(outputs_marker(run_dir), json.dumps({"step": step}) + "\n")
+
+    if resume is not None:
+        # A kill after the checkpoint but before the files that follow it (the bundle, samples, the
+        # epoch-end work) left them older than the checkpoint: write them before going on, so that
+        # even a finished run's `--resume auto` leaves a complete run folder.
+        ctx.on_main(lambda: _catch_up_outputs(run_dir, step, pos, cfg, outputs, write_bundle))
 
     stop = _StopFlag()
     progress = _progress(cfg.progress and ctx.is_main, total, step)
@@ -250,6 +282,8 @@ def fit(
                             outputs("samples")
                         outputs("plot")
                         outputs("epoch")
+                    if save_now:
+                        ctx.on_main(mark_outputs)
                     if stop.requested:
                         raise TrainingInterrupted(
                             f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume auto)"
@@ -263,6 +297,31 @@ def fit(
             board.close()
     outputs("plot")
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
+
+
+def _catch_up_outputs(
+    run_dir: Path,
+    step: int,
+    pos: int,
+    cfg: TrainConfig,
+    outputs: Callable[[str], None],
+    write_bundle: Callable[[], None],
+) -> None:
+    """Write what should follow the checkpoint of ``step`` unless the outputs marker says it was
+    all written: the bundle; the samples of a sample step (when missing); at an epoch end the loss
+    plot and the epoch-end work (which skips an evaluation already on record)."""
+    marker = outputs_marker(run_dir)
+    if _outputs_step(marker) == step:
+        return
+    logger.info("completing the outputs of step %d (the run was stopped while writing them)", step)
+    write_bundle()
+    sample_step = step % cfg.sample_every == 0 if cfg.sample_every else pos == 0
+    if sample_step and step > 0 and not any((run_dir / "samples").glob(f"step_{step:07d}*.png")):
+        outputs("samples")
+    if pos == 0 and step > 0:
+        outputs("plot")
+        outputs("epoch")
+    atomic_write(marker, json.dumps({"step": step}) + "\n")
 
 
 @contextlib.contextmanager

@@ -8,18 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from cyclekit.atomic import atomic_write
+from cyclekit.records import read_json_lines
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill: everything after it is unreliable
-    return rows
+    """The rows of a JSON-lines log (see `cyclekit.records.read_json_lines`: a damaged line ends it)."""
+    return read_json_lines(path)
+
+
+def _step(row: dict[str, Any]) -> float:
+    step = row.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else float("inf")
 
 
 class MetricsLog:
@@ -29,7 +28,7 @@ class MetricsLog:
     def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
         self.path = path
         if keep_until_step is not None and path.exists():
-            rows = [r for r in read_metrics(path) if r.get("step", 0) <= keep_until_step]
+            rows = [r for r in read_metrics(path) if _step(r) <= keep_until_step]
             atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
         elif keep_until_step is None and path.exists():
             path.unlink()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cyclekit.errors import CyclekitError
+from cyclekit.nn.weights import load_weights
 
 
 class Stateful(Protocol):
@@ -39,8 +40,12 @@ class TrainingState:
         optimizers: Mapping[str, torch.optim.Optimizer],
         schedulers: Mapping[str, Any] | None = None,
         extras: Mapping[str, Stateful] | None = None,
+        config_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.nets = dict(nets)
+        # net name -> the config section it is built from ("G_AtoB" -> "model.generator"), named
+        # when a checkpoint does not fit.
+        self.config_keys = dict(config_keys or {})
         self.optimizers = dict(optimizers)
         self.schedulers = dict(schedulers or {})
         self.extras = dict(extras or {})
@@ -65,7 +70,8 @@ class TrainingState:
             state["grad_scaler"] = self.scaler.state_dict()
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
+        """Restore every part from ``state`` (read from ``source``, named in errors)."""
         parts = self.parts()
         missing = [name for name in parts if name not in state]
         if missing:
@@ -73,12 +79,16 @@ class TrainingState:
                 f"checkpoint has no {', '.join(missing)} (it has {', '.join(map(str, state)) or 'nothing'}); "
                 "it was written by another recipe or configuration"
             )
+        for name, net in self.nets.items():
+            load_weights(net, state[name], f"{source} ({name})", self.config_keys.get(name))
         for name, part in parts.items():
+            if name in self.nets:
+                continue
             try:
                 part.load_state_dict(state[name])
             except (RuntimeError, ValueError, KeyError, TypeError) as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise CyclekitError(f"checkpoint part {name} does not fit this configuration: {first}") from None
+                raise CyclekitError(f"{source}: its {name} does not fit this configuration: {first}") from None
         # Resuming across precisions: a missing scaler state starts a fresh scaler; an unused one is ignored.
         if self.scaler is not None and "grad_scaler" in state:
             self.scaler.load_state_dict(state["grad_scaler"])
