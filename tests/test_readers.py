@@ -40,7 +40,7 @@ CONTENT = st.one_of(
 LINES = st.lists(CONTENT, max_size=4).map(lambda parts: b"\n".join(parts) + b"\n")
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Through the CLI, where each example runs a whole command (the report draws its plots).
-FUZZ_CLI = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ_CLI = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
