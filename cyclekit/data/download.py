@@ -344,6 +344,24 @@ def _is_present(folder: Path, info: DatasetInfo | None) -> bool:
     return folder.is_dir() and any(all((folder / s).is_dir() for s in splits) for splits in options)
 
 
+def describe_folder(folder: Path, limit: int = 5) -> str:
+    """What a folder holds, for messages: "holds photos/, labels/ and notes.txt", "is empty",
+    "does not exist"."""
+    if not folder.exists():
+        return "does not exist"
+    if not folder.is_dir():
+        return "is a file, not a folder"
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not entries:
+        return "is empty"
+    names = [p.name + ("/" if p.is_dir() else "") for p in entries[:limit]]
+    more = f" and {len(entries) - limit} more" if len(entries) > limit else ""
+    return "holds " + ", ".join(names) + more
+
+
 def _needs(info: DatasetInfo) -> str:
     if info.kind == "mnist":
         return "its " + ", ".join(f.filename for f in info.files) + " files"
@@ -480,11 +498,16 @@ def find_dataset(
     info = CATALOGUE.get(name)
     looked: list[Path] = []
     if data_root is not None:
+        # A folder the user names is used as given, or refused: never swapped for a cached copy.
         data_root = Path(data_root)
         for candidate in (data_root, data_root / name):
             if _is_present(candidate, info):
                 return candidate
-            looked.append(candidate)
+        expected = _needs(info) if info is not None else "its trainA/ and trainB/ folders"
+        raise DataError(
+            f"{data_root} is not a {name} dataset folder: it {describe_folder(data_root)}; expected "
+            f"{expected.removeprefix('its ')} in it (or in {data_root / name})"
+        )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = cache / name
     if _is_present(cached, info):
