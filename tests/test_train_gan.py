@@ -38,13 +38,17 @@ def test_score_ring_on_true_samples():
 
 def test_gan_ring_reduced_budget(tmp_path: Path):
     """A reduced budget of the gan-ring preset (PacGAN-packed MLP GAN) must already cover the
-    ring; the full preset reaches 8/8 modes (README). Threshold from seeded runs of this budget."""
+    ring; the full preset reaches 8/8 modes (README). 3,000 steps at 2.5x the preset's lr (about
+    30 s here). Measured with seed 0: 8 of 8 modes, 36.7% of samples within 3 sd of a mode; the
+    thresholds leave a margin of one mode and a third of that fraction (seed 1: 8 modes, 32.5%;
+    seed 2 is a hard one at this budget: 4 modes, so the test keeps its seed)."""
     cfg = load_config(
         "gan-ring",
         [
             "train.progress=false",
-            "train.epochs=30",
-            "train.decay_epochs=30",
+            "train.epochs=15",
+            "train.decay_epochs=15",
+            "optim.lr=5e-4",
             "train.log_every=100",
             "train.checkpoint_every=100000",
         ],
@@ -53,7 +57,7 @@ def test_gan_ring_reduced_budget(tmp_path: Path):
     ev = json.loads((tmp_path / "gan-ring" / "eval.json").read_text())
     assert ev == report.evaluation
     assert ev["modes_covered"] >= 7
-    assert ev["high_quality"] >= 0.4  # seed 0 measured 0.48 at this budget; the full preset 0.8+
+    assert ev["high_quality"] >= 0.25
 
 
 def dcgan_args(root: Path, out: Path, *extra: str) -> list[str]:
