@@ -46,7 +46,7 @@ class BenchResult:
     threads: int
     size: int
     matmul_gflops: float
-    train_s_per_step: float
+    train_s_per_step: float  # median over the timed steps
     train_gflop_per_step: float
     train_fraction_of_matmul: float
     peak_memory_mib: float
@@ -58,6 +58,9 @@ class BenchResult:
     translate_images_per_s: float | None = None
     translate_fraction_of_model: float | None = None
     steps: int = 0
+    train_s_min: float | None = None  # the spread of the timed steps
+    train_s_max: float | None = None
+    translate_size: str | None = None  # the images translate was timed on (and the raw model rate with them)
     precision: str = "fp32"
     compiled: bool = False
     notes: list[str] = field(default_factory=list)
@@ -133,30 +136,22 @@ def bench(
         peak_memory_mib=0.0,
         steps=steps,
     )
+    # FLOPs are counted on one eager fp32 step of a recipe built for it; the timing is the training
+    # loop itself (`cyclekit.train.loop.fit`, the same data loader, precision and compile setting,
+    # a fresh recipe), so the numbers are what `cyclekit train` does with this config.
+    batches = recipe.batches(0, 0)
+    with FlopCounterMode(display=False) as counter:
+        recipe.train_step(next(iter(batches)), 0)
+    flops = counter.get_total_flops()
+    del batches
+    seconds = _loop_step_times(config, data_root, warmup, steps)
     from cyclekit.train.precision import resolve_precision
 
-    # As the training loop runs a step: under train.precision's autocast (and its loss scaler),
-    # with train.compile's compiled passes. FLOPs are counted on one eager fp32 step first.
-    precision = resolve_precision(config.train.precision, device)
-    result.precision, result.compiled = precision.name, config.train.compile
-    batches = _endless(recipe)
-    with FlopCounterMode(display=False) as counter:
-        recipe.train_step(next(batches), 0)
-    flops = counter.get_total_flops()
-    recipe.state.scaler = precision.scaler
-    if config.train.compile:
-        recipe.state.compile_forward()
-        warmup = max(warmup, 2)  # the first compiled steps compile
-
-    def one_step() -> None:
-        with precision.autocast():
-            recipe.train_step(next(batches), next(step))
-
-    step = iter(range(1, 1 << 30))
-    seconds = _median_seconds(one_step, device, warmup, steps)
-    result.train_s_per_step = round(seconds, 4)
+    result.precision, result.compiled = resolve_precision(config.train.precision, device).name, config.train.compile
+    result.train_s_per_step = round(statistics.median(seconds), 4)
+    result.train_s_min, result.train_s_max = round(min(seconds), 4), round(max(seconds), 4)
     result.train_gflop_per_step = round(flops / 1e9, 3)
-    result.train_fraction_of_matmul = round(flops / seconds / 1e9 / result.matmul_gflops, 3)
+    result.train_fraction_of_matmul = round(flops / result.train_s_per_step / 1e9 / result.matmul_gflops, 3)
     result.peak_memory_mib = round(_peak_memory_mib(device), 1)
 
     bundle, _ = recipe.make_bundle(recipe.config, recipe.state.nets, 0, 0)
@@ -167,11 +162,34 @@ def bench(
     return result
 
 
-def _endless(recipe: Any):
-    epoch = 0
-    while True:
-        yield from recipe.batches(epoch, 0)
-        epoch += 1
+def _loop_step_times(config: Config, data_root: Path | None, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` training steps after ``warmup`` ones, as the training loop
+    logs them (data loading included), from a real `fit` in a temporary run folder."""
+    import dataclasses
+
+    from cyclekit.recipes.common import seed_everything
+    from cyclekit.recipes.run import build_recipe
+    from cyclekit.records import read_json_lines
+    from cyclekit.train.loop import fit
+
+    seed_everything(config.seed)
+    recipe = build_recipe(config, data_root=data_root)
+    train = dataclasses.replace(
+        config.train,
+        max_steps=warmup + steps,
+        log_every=1,
+        checkpoint_every=10**9,
+        sample_every=0,
+        eval_every=0,
+        progress=False,
+    )
+    with tempfile.TemporaryDirectory(prefix="cyclekit-bench-run-") as tmp:
+        fit(recipe, Path(tmp), train)
+        rows = read_json_lines(Path(tmp) / "metrics.jsonl")
+    times = [float(r["sec"]) for r in rows if isinstance(r.get("step"), int) and r["step"] > warmup]
+    if not times:
+        raise CyclekitError("the benchmark run logged no timed steps")
+    return times
 
 
 def _bench_inference(
@@ -214,8 +232,21 @@ def _bench_inference(
         target = "B" if direction == "AtoB" else "A"
         torch_t.prepare(target)
         summary = translate_files(torch_t, jobs, Path(tmp) / "out", target, batch_size=4)
+        # The raw model rate at the size of the images translated (their median), so the fraction
+        # compares the same work: decoding, padding and PNG encoding are what it leaves out.
+        from PIL import Image
+
+        with Image.open(jobs[len(jobs) // 2][0]) as probe:
+            w, h = probe.size
+        model_s = eager
+        if (h, w) != (side, side):
+            ph, pw = (-(-n // torch_t.size_multiple) * torch_t.size_multiple for n in (h, w))
+            xi = torch.rand(1, torch_t.channels, max(ph, torch_t.min_size), max(pw, torch_t.min_size), device=device)
+            with torch.no_grad():
+                model_s = _median_seconds(lambda: net(xi * 2 - 1), device, 1, max(3, runs // 3))
+        result.translate_size = f"{w}x{h}"
         result.translate_images_per_s = round(summary.images_per_second, 3)
-        result.translate_fraction_of_model = round(summary.images_per_second * eager, 3)
+        result.translate_fraction_of_model = round(summary.images_per_second * model_s, 3)
 
 
 def _photos(folder: Path, n: int, side: int, channels: int) -> None:
@@ -240,19 +271,22 @@ def format_table(result: BenchResult) -> str:
     rows = [
         ("device, threads", f"{result.device}, {result.threads}"),
         ("precision", f"{result.precision}{', compiled' if result.compiled else ''}"),
-        ("fp32 matmul rate", fmt(result.matmul_gflops, " GFLOP/s")),
-        ("train step", f"{result.train_s_per_step} s/step ({result.train_gflop_per_step} GFLOP, "
-                       f"{result.train_fraction_of_matmul:.0%} of matmul rate)"),
+        ("fp32 matmul rate", fmt(result.matmul_gflops, " GFLOP/s (2048x2048, the best of 2 s)")),
+        ("train step", f"{result.train_s_per_step} s/step median, {result.train_s_min} min, {result.train_s_max} "
+                       f"max over {result.steps} steps of the training loop (data loading included)"),
+        ("train FLOPs", f"{result.train_gflop_per_step} GFLOP/step at {result.size} px: "
+                        f"{result.train_fraction_of_matmul:.0%} of the fp32 matmul rate above"),
         ("peak memory", fmt(result.peak_memory_mib, " MiB")),
-        ("generator, eager", f"{fmt(result.eager_ms, ' ms')} ({fmt(result.generator_gflop, ' GFLOP')}, "
-                             f"{_pct(result.eager_fraction_of_matmul)} of matmul rate)"),
-        ("generator, onnxruntime", f"{fmt(result.onnx_ms, ' ms')} "
-                                   f"({_pct(result.onnx_fraction_of_matmul)} of matmul rate)"),
-        ("translate", f"{fmt(result.translate_images_per_s, ' images/s')} "
-                      f"({_pct(result.translate_fraction_of_model)} of the raw eager model rate)"),
+        ("generator, eager", f"{fmt(result.eager_ms, ' ms')} at {result.size}x{result.size}, batch 1 "
+                             f"({fmt(result.generator_gflop, ' GFLOP')}: {_pct(result.eager_fraction_of_matmul)} "
+                             "of the matmul rate)"),
+        ("generator, onnxruntime", f"{fmt(result.onnx_ms, ' ms')} at {result.size}x{result.size} "
+                                   f"({_pct(result.onnx_fraction_of_matmul)} of the matmul rate)"),
+        ("translate", f"{fmt(result.translate_images_per_s, ' images/s')} on {result.translate_size} images "
+                      f"({_pct(result.translate_fraction_of_model)} of the raw eager model rate at that size)"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
-    head = f"{result.config} ({result.recipe}, {result.size} px, median of {result.steps} steps)"
+    head = f"{result.config} ({result.recipe}, {result.size} px)"
     return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows), *(f"  note: {n}" for n in result.notes)])
 
 

@@ -37,12 +37,21 @@ class _StderrHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = " ".join(record.getMessage().splitlines())  # one line per warning
-        print(f"{record.levelname.lower()}: {message}", file=sys.stderr)
+        _stderr_line(f"{record.levelname.lower()}: {message}")
 
 
 def _warning_line(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
     """Library warnings (Pillow's decompression-bomb warning, ...) as one `warning:` line."""
-    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+    _stderr_line(f"warning: {' '.join(str(message).split())}")
+
+
+def _stderr_line(line: str) -> None:
+    """One line on stderr; with a progress bar on screen, above it rather than inside it."""
+    tqdm = sys.modules.get("tqdm")  # only when training has imported it: translate stays light
+    if tqdm is not None:
+        tqdm.tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr)
 
 
 @app.callback()
@@ -123,6 +132,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             fail(OUT_OF_MEMORY)
         except OSError as exc:  # disk full, permission denied, ...
+            if exc.errno == errno.EPIPE:  # `cyclekit presets | head`: the reader left; so do we, quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise typer.Exit(EXIT_ERROR) from None
             if exc.errno == errno.ENOMEM:
                 fail(OUT_OF_MEMORY)
             where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
@@ -171,17 +183,32 @@ def _one_line(message: str) -> str:
 # train / sample
 
 
+def _progress_line(line: str) -> None:
+    """A line on stderr that never lands inside a progress bar."""
+    import tqdm  # noqa: F401  (so that _stderr_line goes through its lock)
+
+    _stderr_line(line)
+
+
 @app.command()
 @friendly
 def train(
-    config: str = typer.Argument(..., help="Preset name (see `cyclekit presets`) or path to a YAML config."),
+    config: Optional[str] = typer.Argument(
+        None, help="Preset name (see `cyclekit presets`) or YAML config; leave out with --resume RUN_DIR."
+    ),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Dataset folder (trainA/trainB, or images)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set train.epochs=5"),
-    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' (the run's last checkpoint) or a path."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", help="'auto' (the run's last checkpoint), a run dir (runs/NAME) or a checkpoint file."
+    ),
     name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the config's name)."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Folder for run directories."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder for run directories (default: the config's train.out_dir, runs)."
+    ),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start over even if the run has a checkpoint."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over in a run folder that is not empty (cyclekit's own files only)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     nproc: int = typer.Option(
         1, "--nproc", help="Training processes on this machine, one per GPU (or several on a CPU): starts torchrun."
@@ -191,18 +218,37 @@ def train(
         None, "--rdzv-endpoint", help="Multi-machine: HOST:PORT of the first machine, the same on every machine."
     ),
 ) -> None:
-    """Train any recipe (cyclegan, pix2pix, gan) from a preset or config file."""
+    """Train any recipe from a preset or config file, or continue a run (--resume runs/NAME)."""
     from cyclekit.recipes import load_config
+    from cyclekit.recipes.run import adopt_run_settings, load_run_config, run_dir_of
     from cyclekit.train.launch import launch, under_torchrun
+    from cyclekit.train.loop import checkpoint_path
 
     extra = list(overrides or [])
-    if name:
-        extra.append(f"name={name}")
     if device:
         extra.append(f"train.device={device}")
     if quiet:
         extra.append("train.progress=false")
-    cfg = load_config(config, extra)  # a bad config is reported once, before any process starts
+    resumed_dir = run_dir_of(resume) if resume is not None else None
+    if config is None:
+        # Resume by name: the run's own config.yaml (and the data folder it recorded), nothing else.
+        if resumed_dir is None:
+            raise CyclekitError(
+                "train needs a preset or config file (see `cyclekit presets`), or --resume RUN_DIR to continue a run"
+            )
+        if name is not None and name != resumed_dir.name:
+            raise CyclekitError(f"--name {name}: --resume {resume} continues the run named {resumed_dir.name}")
+        config = str(resumed_dir / "config.yaml")
+        out, name = resumed_dir.parent, resumed_dir.name
+        cfg = load_run_config(resumed_dir, [*extra, f"name={name}"])
+    else:
+        cfg = load_config(config, [*extra, *([f"name={name}"] if name else [])])  # checked once, before any process
+    if name:
+        extra.append(f"name={name}")
+    out = out if out is not None else Path(cfg.train.out_dir)
+    run_dir = resumed_dir or out / cfg.name
+    if resume is not None and (run_dir / "config.yaml").is_file() and checkpoint_path(run_dir).exists():
+        cfg = adopt_run_settings(cfg, run_dir)
     if (nproc != 1 or nnodes != 1) and not under_torchrun():
         args = ["train", config, "--out", str(out)]
         for key, value in (("--data-root", data_root), ("--resume", resume)):
@@ -211,8 +257,6 @@ def train(
         for item in extra:
             args += ["--set", item]
         args += ["--overwrite"] if overwrite else []
-        from cyclekit.train.loop import checkpoint_path
-
         ckpt = checkpoint_path(out / cfg.name)
         run_id = f"cyclekit-{cfg.name}" if nnodes > 1 else None
         code = launch(args, nproc, nnodes, rdzv_endpoint, run_id=run_id, checkpoint=ckpt)
@@ -225,16 +269,28 @@ def train(
     from cyclekit.recipes.run import train_run
 
     source = resolve_config_path(config)
-    report = train_run(cfg, out, resume=resume, overwrite=overwrite, data_root=data_root, config_source=source)
+    report = train_run(
+        cfg,
+        out,
+        resume=resume,
+        overwrite=overwrite,
+        data_root=data_root,
+        config_source=source,
+        on_start=lambda line: _progress_line(line),
+    )
     if _rank() != 0:
         return  # rank 0 reports
     fit = report.fit
     resumed = f" (resumed at step {fit.resumed_from})" if fit.resumed_from is not None else ""
     typer.echo(f"trained {cfg.name}: {fit.step} steps, {fit.epoch} epochs, {fit.seconds:.1f} s{resumed}")
-    for key, value in report.evaluation.items():
-        if not isinstance(value, (dict, list)):
-            typer.echo(f"  {key}: {value}")
-    typer.echo(f"results: {report.run_dir}  (samples/, metrics.jsonl, loss.png, bundle/, checkpoints/last.pt)")
+    scores = report.evaluation
+    if scores.get("directions"):
+        typer.echo(f"scores at step {scores.get('step')} (results.json):")
+        typer.echo(format_results(scores))
+    elif scores.get("sampling"):
+        typer.echo(f"scores at step {scores.get('step')} (results.json):")
+        typer.echo("  " + "  ".join(f"{k} {v}" for k, v in scores["sampling"].items()))
+    typer.echo(f"results: {report.run_dir}  (report.html, samples/, results.json, bundle/, checkpoints/last.pt)")
 
 
 @app.command("bundle")
@@ -331,6 +387,9 @@ def data_check(
 
     report = check_folder(folder)
     typer.echo(format_report(report))
+    typer.echo("")
+    for line in report.verdict():
+        typer.echo(f"verdict: {line}")
     problems = report.blocking_problems()
     if problems:
         more = f" (and {len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
@@ -389,6 +448,11 @@ def translate(
     overlap: int = typer.Option(64, "--overlap", help="Overlap of neighbouring tiles in px (blended)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
     no_dropout: bool = typer.Option(False, "--no-dropout", help="Pix2Pix: no test-time dropout (deterministic)."),
+    train_scale: bool = typer.Option(
+        False,
+        "--train-scale",
+        help="Translate images larger than the training scale at that scale, then resize back to their size.",
+    ),
 ) -> None:
     """Translate images to the other domain; keeps each image's size, writes PNGs named after the inputs."""
     from cyclekit.inference.files import check_output_dir, collect_inputs, find_default_model, translate_files
@@ -408,6 +472,10 @@ def translate(
     translator.prepare(target, dropout=False if no_dropout else None)  # a bad model file: one error, not one per image
     if tile is not None:
         translator.check_tiling(tile, overlap)  # before any work, not once per file
+    if train_scale and not translator.train_scale:
+        raise CyclekitError(f"--train-scale: {translator.source} does not record the scale it was trained at")
+    if train_scale and tile is not None:
+        raise CyclekitError("--train-scale and --tile do not go together: at the training scale an image fits one pass")
 
     def report(_src: Path, message: str) -> None:
         typer.echo(f"error: {message}", err=True)
@@ -422,6 +490,7 @@ def translate(
         tile=tile,
         overlap=overlap,
         on_error=report,
+        at_train_scale=train_scale,
     )
     n_failed = len(summary.failed) + len(found.problems)
     typer.echo(
@@ -534,6 +603,13 @@ def eval_cmd(
     write_results(results, target)
     typer.echo(format_results(results))
     typer.echo(f"wrote {target}")
+    if run_dir is not None and target == run_dir / "results.json" and (run_dir / "metrics.jsonl").is_file():
+        from cyclekit.report.html import write_report
+
+        try:
+            typer.echo(f"wrote {write_report(run_dir)}")  # the results page shows the run's scores
+        except CyclekitError as exc:
+            _stderr_line(f"warning: report.html not refreshed: {exc}")
 
 
 def _bundle_folder(model: Path) -> Path:
@@ -591,6 +667,11 @@ def format_results(results: dict[str, Any]) -> str:
     missing = results.get("reproducibility", {}).get("fid_missing")
     if missing and "not requested" not in missing:
         lines.append(f"  (no FID/KID: {missing})")
+    for direction, metrics in results.get("worse_than_mean_target", {}).items():
+        lines.append(
+            f"  warning: {direction} scores worse than the mean-target image on {', '.join(metrics)}: "
+            "the model has not learned this mapping (yet)"
+        )
     return "\n".join(lines)
 
 
@@ -628,10 +709,20 @@ def report(run: Path = typer.Argument(..., help="Run dir.")) -> None:
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:  # outside a command (e.g. during imports)
         print("error: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        # A command line typer cannot parse (a missing value, an unknown option): one line, as for
+        # every other bad input, instead of a framed box.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"error: {' '.join(exc.format_message().split())}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import yaml
 
 from cyclekit.atomic import atomic_write
 from cyclekit.choices import DIRECTIONS, EVAL_METRICS, GanMode, InitKind, Logger, Preprocess
-from cyclekit.errors import ConfigError
+from cyclekit.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +64,29 @@ DATA_KIND_KEYS: dict[str, tuple[str, ...]] = {
 class DataConfig:
     """Where the images come from and how they are augmented. Which keys apply depends on `kind`."""
 
-    kind: str = "unpaired"
+    kind: str = "unpaired"  # where the images come from (see the table of kinds); the recipe's default
     dataset: Optional[str] = None  # catalogue name (horse2zebra, ...) used to find or fetch the data
     root: Optional[str] = None  # dataset folder (same as --data-root)
-    domain_a: str = "A"
+    domain_a: str = "A"  # domain names, kept in the bundle and the ONNX metadata (translate --to NAME)
     domain_b: str = "B"
-    channels: int = 3
+    channels: int = 3  # 3: RGB; 1: grayscale end to end
+    # resize_and_crop, crop, scale_width, scale_width_and_crop, or none (each image keeps its size,
+    # rounded to a multiple of 4; batch size 1)
     preprocess: Preprocess = "resize_and_crop"
     # 286 -> random 256 crop + flip: Zhu et al. 2017, appendix 7.1; Isola et al. 2017, Sec. 6.2.
     load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    batch_size: int = 1
+    crop_size: int = 256  # random crop (images smaller than it are upscaled first)
+    flip: bool = True  # random horizontal flip
+    batch_size: int = 1  # per process
+    # DataLoader worker processes; with workers one loader serves the whole run (prefetching; pinned
+    # memory on CUDA). On a 2-core CPU they compete with training: 0 is faster there.
     workers: int = 0
     strict: bool = False  # True: the first unreadable image (or unpaired file) stops the run
     recursive: bool = False  # folder: include sub-folders
     epoch_size: int = 8192  # ring: samples per epoch
     demo_train: int = 160  # demo: generated scenes per split and their size
-    demo_test: int = 16
-    demo_size: int = 64
+    demo_test: int = 16  # demo: test scenes (their autumn versions pair up by file name)
+    demo_size: int = 64  # demo: image size in px
     # paired: trainA/trainB folders matched by file name, or train/ images holding A|B side by side
     layout: Literal["auto", "folders", "side_by_side"] = "auto"
     # paired folders: a file's pairing key is its stem without this trailing suffix (A's, B's):
@@ -91,7 +95,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KIND_KEYS:
-            raise ConfigError(f"data.kind: unknown kind {self.kind!r}; known: {', '.join(DATA_KIND_KEYS)}")
+            raise ConfigError(
+                f"data.kind: unknown kind {self.kind!r}{did_you_mean(self.kind, DATA_KIND_KEYS)}; "
+                f"known: {', '.join(DATA_KIND_KEYS)}"
+            )
         _positive(self, "data", "channels", "load_size", "crop_size", "batch_size", "epoch_size")
         _positive(self, "data", "demo_train", "demo_test", "demo_size")
         if self.channels not in (1, 3):
@@ -113,9 +120,10 @@ class ModelConfig:
     """Which networks to build. The option dicts are validated by `cyclekit.models.build_model`
     (through the recipe's `check`, when the config loads)."""
 
+    # The generator network: its name and options (see the network tables below)
     generator: Mapping[str, Any] = field(default_factory=lambda: {"name": "resnet"})
     discriminator: Mapping[str, Any] = field(default_factory=lambda: {"name": "patchgan"})
-    init: InitKind = "normal"
+    init: InitKind = "normal"  # weight initialisation of every network
     init_gain: float = 0.02  # N(0, 0.02): Radford et al. 2016; Zhu et al. 2017 reference code
 
     def __post_init__(self) -> None:
@@ -130,7 +138,7 @@ class ModelConfig:
 class LossConfig:
     """The adversarial objective, which every recipe has. Its default is the recipe's."""
 
-    gan_mode: GanMode = "lsgan"
+    gan_mode: GanMode = "lsgan"  # the adversarial loss; the default is the recipe's paper's
     gp_weight: float = 10.0  # WGAN-GP penalty: Gulrajani et al. 2017, Alg. 1
 
     def __post_init__(self) -> None:
@@ -142,7 +150,7 @@ class LossConfig:
 class OptimConfig:
     lr: float = 2e-4  # Adam: Zhu et al. 2017, Sec. 4; Isola et al. 2017, Sec. 3.3
     lr_d: Optional[float] = None  # discriminator lr; defaults to lr
-    beta1: float = 0.5
+    beta1: float = 0.5  # Adam's first-moment decay (0.5: Radford et al. 2016)
     beta2: float = 0.999
 
     def __post_init__(self) -> None:
@@ -156,16 +164,17 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # 100 epochs at the initial lr, then 100 decaying linearly to zero: Zhu et al. 2017, Sec. 4.
+    # Epochs at the initial lr; the run trains epochs + decay_epochs epochs in all (100 + 100: Zhu et
+    # al. 2017, Sec. 4; the reference's n_epochs and n_epochs_decay). The start line says the total.
     epochs: int = 100
-    decay_epochs: int = 100
+    decay_epochs: int = 100  # epochs after those, with the lr decaying linearly to zero
     max_steps: Optional[int] = None  # stop early after this many steps (total, across resumes)
     log_every: int = 50
     sample_every: int = 0  # steps between sample grids; 0 = once per epoch
     checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
-    device: str = "auto"
-    out_dir: str = "runs"
-    progress: bool = True
+    device: str = "auto"  # auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps
+    out_dir: str = "runs"  # the folder run folders go in (--out overrides it)
+    progress: bool = True  # a progress bar on a terminal, a line every 30 s in a log
     # A loss above this (in magnitude) stops training as diverged; see cyclekit.train.loop.check_healthy.
     divergence_limit: float = 1e6
     # auto: bf16 (or fp16 + loss scaling) autocast on CUDA, fp32 elsewhere; see cyclekit.train.precision
@@ -280,7 +289,7 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
     unknown = sorted((k for k in data if k not in fields), key=str)
     if unknown:
         where = f"{key}.{unknown[0]}" if key else str(unknown[0])
-        raise ConfigError(f"{where}: unknown key; valid keys: {', '.join(fields)}")
+        raise ConfigError(f"{where}: unknown key{did_you_mean(unknown[0], fields)}; valid keys: {', '.join(fields)}")
     for name, f in fields.items():
         if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key}.{name}: required" if key else f"{name}: required")
@@ -395,7 +404,9 @@ def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> 
         raise ConfigError(f"config: keys must be names, got {bad[0]!r}")
     name = data.get("recipe", "cyclegan")
     if not isinstance(name, str) or name not in recipes:
-        raise ConfigError(f"recipe: unknown recipe {name!r}; known: {', '.join(sorted(recipes))}")
+        raise ConfigError(
+            f"recipe: unknown recipe {name!r}{did_you_mean(name, recipes)}; known: {', '.join(sorted(recipes))}"
+        )
     spec = recipes[name]
     data = _move_old_keys(data, spec, recipes, legacy=_is_legacy_dump(data))
     data = _merge(_deepcopy(dict(spec.defaults)), data)
@@ -409,7 +420,8 @@ def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> 
         if key in recipes and key != name:
             raise ConfigError(f"{key}: options of recipe {key}, but this config's recipe is {name}")
         if key not in allowed:
-            raise ConfigError(f"{key}: unknown key; valid keys: {', '.join([*TOP_KEYS, *SHARED_SECTIONS, name])}")
+            valid = [*TOP_KEYS, *SHARED_SECTIONS, name]
+            raise ConfigError(f"{key}: unknown key{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}")
     kind = data["data"].get("kind") if isinstance(data["data"], dict) else None
     if isinstance(kind, str) and kind in DATA_KIND_KEYS and kind not in spec.data_kinds:
         raise ConfigError(f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {kind}")
@@ -518,7 +530,10 @@ def resolve_config_path(name_or_path: str) -> Path:
         return path
     preset = PRESET_DIR / f"{name_or_path}.yaml"
     if not preset.is_file():
-        raise ConfigError(f"unknown preset '{name_or_path}'; known presets: {', '.join(list_presets())}")
+        raise ConfigError(
+            f"unknown preset '{name_or_path}'{did_you_mean(name_or_path, list_presets())}; "
+            f"known presets: {', '.join(list_presets())}"
+        )
     return preset
 
 

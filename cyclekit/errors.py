@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class CyclekitError(Exception):
     """A problem with the user's input (file, key, value, name) that they can fix.
@@ -26,3 +28,13 @@ class TrainingInterrupted(CyclekitError):
 class ReportedElsewhere(CyclekitError):
     """Multi-process training: an error rank 0 reports; the other ranks exit with it silently,
     so the user reads one line, not one per process."""
+
+
+def did_you_mean(word: object, options: Iterable[str]) -> str:
+    """ " (did you mean epochs?)" when ``word`` is close to one of ``options``, else ""."""
+    import difflib
+
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

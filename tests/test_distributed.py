@@ -219,7 +219,7 @@ def test_pix2pix_trains_on_two_processes_through_the_shared_loop(tmp_path: Path)
     assert done.stderr.count("G, D use batch norm: on a CPU each process normalises") == 1  # rank 0 only
     state = torch.load(tmp_path / "runs" / "p2p" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert state["rank_weight_spread"] == 0.0 and state["step"] == 6
-    assert (tmp_path / "runs" / "p2p" / "eval.json").is_file()
+    assert (tmp_path / "runs" / "p2p" / "results.json").is_file()
 
 
 def test_launcher_options_are_checked_in_one_line(data: Path, tmp_path: Path):

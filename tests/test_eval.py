@@ -237,9 +237,17 @@ def test_training_evaluates_keeps_the_best_bundle_and_writes_the_report(paired_r
     )
     code, out, err = cli("compare", str(run), str(tmp_path / "b.json"), "-o", str(tmp_path / "t.csv"))
     assert code == 0, err
-    assert "BtoA.psnr" in out.splitlines()[0] and "evals.jsonl (epoch 3)" in out
+    head, first, second = out.splitlines()[:3]
+    assert head.split()[:2] == ["run", "step"] and "BtoA.psnr" in head
+    assert first.split()[:2] == [str(run), "12"] and first.endswith("results.json")  # the end-of-training record
+    assert second.split()[:2] == [str(tmp_path / "b.json"), str(best["step"])]
+    assert ("the runs were scored at different steps" in out) == (best["step"] != 12)
     table = list(csv.reader((tmp_path / "t.csv").open()))
-    assert table[0][0] == "run" and len(table) == 3
+    assert table[0][:2] == ["run", "step"] and len(table) == 3
+    # Without results.json the last evaluation during training is used, and says so.
+    (run / "results.json").unlink()
+    code, out, err = cli("compare", str(run))
+    assert code == 0 and "evals.jsonl (epoch 3)" in out and out.splitlines()[1].split()[1] == "12"
     code, _, err = cli("compare", str(tmp_path / "nothing"))
     assert code == 1 and "run not found" in err
 
@@ -335,3 +343,27 @@ def test_label_scores_are_decided_per_direction(toy_models, tmp_path: Path):
     res = run_eval(make_bundle(tmp_path / "neg", "negate"), data, tmp_path / "r.json", "--no-fid")
     assert "iou" in res["directions"]["AtoB"] and "iou" not in res["directions"]["BtoA"]
     assert list(res["palettes"]) == ["AtoB"]
+
+
+def test_compare_names_the_settings_runs_differ_in_and_flags_models_worse_than_the_mean(toy_models, tmp_path: Path):
+    data = write_negated_pairs(tmp_path / "data", 4, labels=False)
+    runs = []
+    for name, arch, lr in (("neg", "negate", "0.0002"), ("id", "identity", "0.001")):
+        run = tmp_path / name
+        make_bundle(run / "bundle", arch)
+        (run / "config.yaml").write_text(f"recipe: cyclegan\nname: {name}\noptim: {{lr: {lr}}}\n")
+        run_eval(run / "bundle", data, run / "results.json", "--no-fid")
+        runs.append(run)
+    code, out, err = cli("compare", *map(str, runs))
+    assert code == 0, err
+    head, good, bad = out.splitlines()[:3]
+    assert "optim.lr" in head and "name" not in head.split()
+    assert "*" not in good and "*" in bad  # identity is worse than the mean target image on L1
+    assert "note: * worse than the mean-target image" in out and "note: the runs differ in optim.lr" in out
+    # The score record says it too, and so does `cyclekit eval`.
+    record = json.loads((runs[1] / "results.json").read_text())
+    assert "l1" in record["worse_than_mean_target"]["AtoB"]
+    code, stdout, err = cli(
+        "eval", str(runs[1] / "bundle"), "--data", str(data), "--no-fid", "-o", str(tmp_path / "x.json")
+    )
+    assert "warning: AtoB scores worse than the mean-target image on l1" in stdout

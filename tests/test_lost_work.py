@@ -105,7 +105,7 @@ def test_a_kill_at_any_write_of_the_last_save_is_completed_by_the_resume(tmp_pat
         assert _sha(run / "bundle") == _sha(ref_run / "bundle"), renames[k - 1]
         assert _sha(run / "bundle-best") == _sha(ref_run / "bundle-best"), renames[k - 1]
         assert losses(run) == losses(ref_run)
-        for name in ("best.json", "eval.json"):
+        for name in ("best.json", "results.json"):
             assert json.loads((run / name).read_text()) == json.loads((ref_run / name).read_text()), name
         assert [r["step"] for r in map(json.loads, (run / "evals.jsonl").read_text().splitlines())] == [4, 8]
         assert json.loads((run / "timing.json").read_text())["steps"] == 8

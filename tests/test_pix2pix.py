@@ -147,9 +147,10 @@ def test_pix2pix_learns_a_known_mapping(tmp_path: Path, layout: str):
     )  # fmt: skip
     report = train_run(cfg, tmp_path / "runs", data_root=root)
     ev = report.evaluation
-    assert ev["test_pairs"] == 6 and ev["direction"] == "AtoB"
-    assert ev["l1_improvement"] >= 3.0, ev
-    assert ev["psnr"] > ev["psnr_identity"] + 7, ev
+    row, identity = ev["directions"]["AtoB"], ev["baselines"]["AtoB"]["identity"]
+    assert ev["counts"]["AtoB"]["paired"] == 6 and list(ev["directions"]) == ["AtoB"]
+    assert identity["l1"] / row["l1"] >= 3.0, ev
+    assert row["psnr"] > identity["psnr"] + 7, ev
 
 
 def test_run_writes_outputs_and_a_one_direction_bundle(tmp_path: Path):
@@ -164,7 +165,7 @@ def test_run_writes_outputs_and_a_one_direction_bundle(tmp_path: Path):
         "checkpoints/last.pt",
         "checkpoints/outputs.json",
         "config.yaml",
-        "eval.json",
+        "results.json",
         "loss.png",
         "metrics.jsonl",
         "report.html",  # refreshed every epoch
@@ -269,7 +270,7 @@ def test_translate_export_parity_at_sizes_off_the_multiple(p2p_bundle: Path, tmp
     from tests.bundles import photo
 
     (result,) = export_bundle(p2p_bundle, out_dir=tmp_path)
-    assert result.path.name == "G.onnx" and result.direction == "BtoA"
+    assert result.path.name == "G_BtoA.onnx" and result.direction == "BtoA"
     assert all(c.max_abs_diff <= FP32_TOLERANCE for c in result.checks)
     assert [(c.height, c.width) for c in result.checks] == [(32, 32), (32, 64)]
     torch_t, onnx_t = Translator.load(p2p_bundle, device="cpu"), Translator.load(result.path, device="cpu")

@@ -54,8 +54,9 @@ def test_gan_ring_reduced_budget(tmp_path: Path):
         ],
     )
     report = train_run(cfg, tmp_path)
-    ev = json.loads((tmp_path / "gan-ring" / "eval.json").read_text())
-    assert ev == report.evaluation
+    results = json.loads((tmp_path / "gan-ring" / "results.json").read_text())
+    assert results == report.evaluation and results["step"] == 3000
+    ev = results["sampling"]
     assert ev["modes_covered"] >= 7
     assert ev["high_quality"] >= 0.25
 

@@ -96,6 +96,73 @@ class CheckReport:
                     problems.append(f"{side} holds no readable images")
         return problems
 
+    def verdict(self) -> list[str]:
+        """What this folder can train, recipe by recipe, with counts; or why it cannot."""
+        by_folder = {f.folder: f for f in self.folders}
+
+        def readable(folder: Path) -> list[Path]:
+            rep = by_folder.get(folder)
+            if rep is None:
+                return []
+            bad = {p for p, _ in rep.unreadable}
+            return [p for p in _files(folder) if is_image_file(p.name) and p not in bad]
+
+        def skipped(*folders: Path) -> str:
+            n = sum(len(by_folder[f].unreadable) for f in folders if f in by_folder)
+            return f"; {n} unreadable file(s) will be skipped" if n else ""
+
+        root, lines = self.root, []
+        train = {side: readable(root / f"train{side}") for side in "AB"}
+        test = {side: readable(root / f"test{side}") for side in "AB"}
+        folders = [root / "trainA", root / "trainB"]
+        if train["A"] and train["B"]:
+            tests = f"; test split: testA {len(test['A'])}, testB {len(test['B'])}" if test["A"] and test["B"] else ""
+            lines.append(
+                f"usable for cyclegan (unpaired): trainA {len(train['A'])} images, trainB {len(train['B'])}"
+                f"{tests}{skipped(*folders)}"
+            )
+            pairs = _count_pairs(train["A"], train["B"])
+            if pairs:
+                test_pairs = _count_pairs(test["A"], test["B"])
+                lonely = len(train["A"]) + len(train["B"]) - 2 * pairs
+                lines.append(
+                    f"usable for pix2pix (paired by file name, e.g. trainA/1_A.jpg <-> trainB/1_B.jpg): {pairs} train "
+                    f"pairs, {test_pairs} test pairs"
+                    + (f"; {lonely} file(s) without a partner are left out" if lonely else "")
+                )
+            else:
+                lines.append("not usable for pix2pix: no file in trainA/ has a partner of the same name in trainB/")
+        sbs = [p for p in readable(root / "train") if _wide_enough(p)]
+        if sbs:
+            lines.append(
+                f"usable for pix2pix (A|B side by side in train/): {len(sbs)} train images{skipped(root / 'train')}"
+            )
+        flat = readable(root)
+        if flat:
+            lines.append(f"usable for gan / dcgan (data.kind folder): {len(flat)} images{skipped(root)}")
+        if not lines:
+            problems = self.blocking_problems() or [f"{root} holds no trainA/ + trainB/, train/ or images"]
+            lines.append(
+                f"not usable: {problems[0]}; expected trainA/ + trainB/ (cyclegan; pix2pix when their files pair up by "
+                "name), train/ of A|B images (pix2pix), or a folder of images (gan, dcgan)"
+            )
+        return lines
+
+
+def _count_pairs(a: list[Path], b: list[Path]) -> int:
+    from cyclekit.data.paired import pair_key
+
+    keys_b = {pair_key(p, "_B") for p in b}
+    return sum(1 for p in a if pair_key(p, "_A") in keys_b)
+
+
+def _wide_enough(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            return img.width >= 2
+    except (OSError, ValueError):
+        return False
+
 
 @dataclass
 class _FileInfo:

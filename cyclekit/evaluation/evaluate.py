@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from cyclekit import __version__
-from cyclekit.choices import EVAL_METRICS
+from cyclekit.choices import EVAL_METRICS, LOWER_IS_BETTER
 from cyclekit.config import DataConfig
 from cyclekit.data.images import list_images, load_image
 from cyclekit.data.paired import PairedImages, detect_layout, pair_files
@@ -101,6 +101,16 @@ def load_fid_network(
     return Inception(model, str(path or default_weights_path(cache_dir)))
 
 
+def cached_fid_network() -> Inception:
+    """The FID network when its weights are already in the cache, quietly; training never
+    downloads them (the results then say why FID is missing)."""
+    from cyclekit.evaluation.fid import default_weights_path
+
+    if not default_weights_path().is_file():
+        return Inception(missing=f"no FID weights in the cache ({default_weights_path()}); training never downloads")
+    return load_fid_network(None, required=False, download=False)
+
+
 def evaluate(
     model_path: Path,
     data: EvalData,
@@ -125,11 +135,29 @@ def evaluate(
         bundle.network_for(d)  # one line naming the directions the bundle has
     transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
     dev = torch.device(device)
-    results: dict[str, Any] = {"directions": {}, "baselines": {}, "counts": {}}
+    results: dict[str, Any] = {
+        "step": bundle.step,
+        "epoch": bundle.epoch,
+        "bundle": str(folder),
+        "data": {
+            "root": str(data.root),
+            "preprocess": data.preprocess,
+            "load_size": data.load_size,
+            "image_size": data.crop_size,
+        },
+        "directions": {},
+        "baselines": {},
+        "counts": {},
+    }
     palettes: dict[str, list[list[int]]] = {}
     test = _load_test_images(data, transform, max_images)
+    with_fid = inception is not None and inception.model is not None
     for direction in wanted:
         split = test.split(direction)
+        if split.targets is None and not with_fid:
+            # Unpaired test images and no FID network: nothing to score, so nothing to translate.
+            results["directions"][direction] = {}
+            continue
         net = load_network(folder, bundle, bundle.network_for(direction), dev)
         fakes = _translate(net, split.sources, bundle, dev)
         row: dict[str, Any] = {}
@@ -161,6 +189,9 @@ def evaluate(
             "reference": len(split.references),
             "reference_split": split.reference_split,
         }
+    worse = worse_than_mean_target(results)
+    if worse:
+        results["worse_than_mean_target"] = worse
     if palettes:
         results["palettes"] = palettes
     if test.skipped:
@@ -187,6 +218,28 @@ def evaluate(
         "kid": {"kernel": "(x.y / 2048 + 1)^3", "subset_size": kid_subset_size, "subsets": kid_subsets, "seed": 0},
     }
     return results
+
+
+def worse_than_mean_target(results: dict[str, Any]) -> dict[str, list[str]]:
+    """{direction: [metrics]} where the model scores worse than the mean target image, the best
+    constant guess: a model that has not learned the mapping yet (or no longer)."""
+    out = {}
+    for direction, row in results.get("directions", {}).items():
+        base = results.get("baselines", {}).get(direction, {}).get("mean_target", {})
+        worse = [
+            m
+            for m in ("l1", "psnr", "ssim")
+            if isinstance(row.get(m), (int, float))
+            and isinstance(base.get(m), (int, float))
+            and (row[m] > base[m] if m in LOWER_IS_BETTER else row[m] < base[m])
+        ]
+        if worse:
+            out[direction] = worse
+    return out
+
+
+def has_scores(results: dict[str, Any]) -> bool:
+    return any(results.get("directions", {}).values())
 
 
 def write_results(results: dict[str, Any], path: Path) -> None:

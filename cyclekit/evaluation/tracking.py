@@ -63,8 +63,11 @@ class EpochEnd:
             for name in ("best.json", "timing.json", "checkpoints/best.pt"):
                 (self.run_dir / name).unlink(missing_ok=True)
 
-    def __call__(self, step: int, epoch: int) -> None:
-        if self.data is not None and epoch % self.eval_every == 0 and not self._evaluated(step):
+    def __call__(self, step: int, epoch: int, epoch_end: bool = True) -> None:
+        """After the checkpoint of an epoch end (``epoch`` epochs done), or of the last step of a run
+        stopped mid-epoch (``epoch_end`` False: no evaluation, the timing and report only)."""
+        due = epoch_end and self.data is not None and epoch % self.eval_every == 0
+        if due and not self._evaluated(step):
             self._evaluate(step, epoch)
         now = time.time()
         atomic_write(

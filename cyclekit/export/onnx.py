@@ -99,8 +99,9 @@ def export_bundle(
     """Export the networks a run/bundle translates with to ONNX and check each against PyTorch.
 
     ``direction``: "AtoB", "BtoA" or "all" (every direction the bundle translates; "both" is the
-    same). Files are written to ``out_dir`` (default: the bundle dir) as ``<network>.onnx``
-    (``<network>.fp16.onnx`` with ``fp16``). A file is only put in place after the parity check
+    same). Files are written to ``out_dir`` (default: the bundle dir) as ``G_<direction>.onnx``
+    (``G_<direction>.fp16.onnx`` with ``fp16``); a file there that cyclekit did not write is
+    refused. A file is only put in place after the parity check
     passed; on failure nothing is left behind and CyclekitError gives the measured difference.
     ``check_sizes``: (height, width) pairs, default two sizes around the training size.
     Test-time dropout (pix2pix) is left out of the graph: an exported model is deterministic.
@@ -143,12 +144,38 @@ def export_bundle(
                 "the bundle is damaged or was edited"
             )
         net = load_network(folder, bundle, key, "cpu", dropout=False)
-        target = out_dir / (f"{key}.fp16.onnx" if fp16 else f"{key}.onnx")
+        target = out_dir / export_name(d, fp16)
+        refuse_foreign_file(target)
         metadata = onnx_metadata(bundle, d, entry, sha, fp16)
         results.append(
             _export_one(net, target, metadata, opset, fp16, sizes, bundle.channels or 3, bundle.size_multiple)
         )
     return results
+
+
+def export_name(direction: str, fp16: bool = False) -> str:
+    """The file an export of ``direction`` goes to: ``G_AtoB.onnx`` (``G_AtoB.fp16.onnx``), named by
+    direction whatever the network is called, so a one-direction model says which way it goes."""
+    return f"G_{direction}.fp16.onnx" if fp16 else f"G_{direction}.onnx"
+
+
+def refuse_foreign_file(target: Path) -> None:
+    """An existing ``target`` is replaced only if it is an earlier cyclekit export; a file cyclekit
+    did not write is never overwritten."""
+    if not target.exists():
+        return
+    if target.is_dir():
+        raise CyclekitError(f"cannot write {target}: it is a folder")
+    import onnx
+
+    try:
+        props = {p.key for p in onnx.load(str(target), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 (protobuf and onnx raise their own types for a foreign file)
+        props = set()
+    if ONNX_FORMAT_KEY not in props:
+        raise CyclekitError(
+            f"{target} already exists and was not written by `cyclekit export`; move it, or pass -o another folder"
+        )
 
 
 def default_check_sizes(train_size: Any, multiple: int = 4, min_size: int = 8) -> list[tuple[int, int]]:
@@ -195,6 +222,10 @@ def onnx_metadata(bundle: Bundle, direction: str, entry: NetworkEntry, sha: str,
         "source_weights_sha256": sha,
         "run": bundle.run,
         "step": str(bundle.step),
+        # The scale the model was trained at: images resized to load_size, then cropped to train_size.
+        "train_size": "" if bundle.train_size is None else str(bundle.train_size),
+        "load_size": "" if bundle.load_size is None else str(bundle.load_size),
+        "preprocess": bundle.preprocess or "",
     }
 
 

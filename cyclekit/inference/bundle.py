@@ -81,6 +81,7 @@ class Bundle:
     domains: dict[str, str] = field(default_factory=lambda: {"A": "A", "B": "B"})
     test_time: TestTime = field(default_factory=TestTime)
     train_size: Optional[int] = None  # crop size seen in training
+    load_size: Optional[int] = None  # training images were resized to this before the crop
     preprocess: Optional[str] = None
     step: int = 0
     epoch: int = 0

@@ -7,6 +7,7 @@ a file that cannot be read or written is reported and skipped, the others are st
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,10 @@ from cyclekit.atomic import atomic_path, check_output_folder
 from cyclekit.choices import GRAY_MODES
 from cyclekit.errors import CyclekitError
 from cyclekit.inference.translator import Translator
+
+logger = logging.getLogger(__name__)
+# An image whose shorter side is more than this many times the training scale gets a warning.
+FAR_LARGER = 2
 
 
 def find_default_model(runs: Path = Path("runs")) -> Path:
@@ -171,17 +176,22 @@ def translate_files(
     tile: int | None = None,
     overlap: int = 64,
     on_error: Callable[[Path, str], None] | None = None,
+    at_train_scale: bool = False,
 ) -> TranslateSummary:
     """Translate every (source, relative output) job into ``out_dir`` as PNG.
 
     A file that cannot be read, translated or written is reported through ``on_error`` and
-    skipped; the others are still written.
+    skipped; the others are still written. ``at_train_scale``: translate each image at the scale
+    the model was trained at (see `Translator.__call__`'s ``scale``) and resize the result back;
+    otherwise images far larger than that scale get one warning saying so.
     """
     from cyclekit.errors import DataError
 
     start = time.perf_counter()
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
+    scale = translator.train_scale if at_train_scale else None
+    warned = False
 
     def fail(src: Path, message: str) -> None:
         failed.append((src, message))
@@ -197,9 +207,20 @@ def translate_files(
                 fail(src, str(exc))
         if not loaded:
             continue
+        if not warned and not at_train_scale and translator.train_scale:
+            big = next((img for _, _, img in loaded if min(img.size) > FAR_LARGER * translator.train_scale), None)
+            if big is not None:
+                warned = True
+                logger.warning(
+                    "images like %s (%dx%d) are far larger than the %d px the model was trained at: it sees "
+                    "details at a scale it never learned; --train-scale translates at the training scale",
+                    next(src for src, _, img in loaded if img is big),
+                    *big.size,
+                    translator.train_scale,
+                )
         try:
             outputs = translator.translate_many(
-                [img for _, _, img in loaded], to, batch_size=batch_size, tile=tile, overlap=overlap
+                [img for _, _, img in loaded], to, batch_size=batch_size, tile=tile, overlap=overlap, scale=scale
             )
         except CyclekitError as exc:
             if len(loaded) == 1 or tile is not None:
@@ -210,7 +231,7 @@ def translate_files(
             outputs = []
             for src, _, img in loaded:
                 try:
-                    outputs.append(translator(img, to))
+                    outputs.append(translator(img, to, scale=scale))
                 except CyclekitError as exc1:
                     fail(src, f"{src}: {exc1}")
                     outputs.append(None)

@@ -107,6 +107,9 @@ def parse_metadata(raw: dict[str, str], path: Path) -> dict[str, Any]:
         }
         # Files from cyclekit 0.1 (ResNet only) have no min_size: twice the multiple.
         meta["min_size"] = int(raw.get("min_size", 2 * meta["size_multiple"]))
+        # The training scale (cyclekit 0.3 on; empty when unknown).
+        for key in ("train_size", "load_size"):
+            meta[key] = int(raw[key]) if raw.get(key) else None
     except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         what = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:200]
         raise CyclekitError(

@@ -78,8 +78,11 @@ class Translator:
         std: float,
         source: Path,
         min_size: int = 1,
+        train_scale: int | None = None,
     ):
         self.backend = backend
+        # The side training images were resized to (load_size; else the crop size); None: unknown.
+        self.train_scale = train_scale
         self.name = name
         self.domains = {"A": str(domains.get("A") or "A"), "B": str(domains.get("B") or "B")}
         self.channels = channels
@@ -107,6 +110,7 @@ class Translator:
                 mean=meta["mean"],
                 std=meta["std"],
                 source=path,
+                train_scale=meta.get("load_size") or meta.get("train_size"),
             )
         from cyclekit.inference.bundle import bundle_dir
         from cyclekit.inference.torch_backend import TorchBackend
@@ -126,6 +130,7 @@ class Translator:
             mean=b.mean,
             std=b.std,
             source=folder,
+            train_scale=b.load_size or b.train_size,
         )
 
     def prepare(self, to: str | None = None, dropout: bool | None = None) -> None:
@@ -175,19 +180,23 @@ class Translator:
         tile: int | None = None,
         overlap: int = 64,
         stats_size: int | None = None,
+        scale: int | None = None,
     ) -> Any:
         """Translate one image (or a batch: NCHW tensor, NHWC array, list) to domain ``to``.
 
         ``tile``: translate in tiles of at most ``tile`` px overlapping by ``overlap`` px, for
         images too large for one pass (PyTorch backend only; see `cyclekit.torch_backend`).
+        ``scale``: translate PIL images and arrays whose shorter side is larger than ``scale`` px
+        at that size (e.g. `train_scale`), and resize the result back to the image's own size.
         """
+        kw: dict[str, Any] = {"tile": tile, "overlap": overlap, "stats_size": stats_size, "scale": scale}
         if isinstance(image, (list, tuple)):
-            return self.translate_many(image, to, tile=tile, overlap=overlap, stats_size=stats_size)
+            return self.translate_many(image, to, **kw)
         if isinstance(image, np.ndarray) and image.ndim == 4:
-            return np.stack(self.translate_many(list(image), to, tile=tile, overlap=overlap, stats_size=stats_size))
+            return np.stack(self.translate_many(list(image), to, **kw))
         if _is_tensor(image):
             return self._translate_tensor(image, to, tile, overlap, stats_size)
-        return self.translate_many([image], to, tile=tile, overlap=overlap, stats_size=stats_size)[0]
+        return self.translate_many([image], to, **kw)[0]
 
     def translate_many(
         self,
@@ -198,14 +207,18 @@ class Translator:
         tile: int | None = None,
         overlap: int = 64,
         stats_size: int | None = None,
+        scale: int | None = None,
     ) -> list[Any]:
-        """Translate a list of PIL images / uint8 arrays; equal-size images run ``batch_size`` at a time."""
+        """Translate a list of PIL images / uint8 arrays; equal-size images run ``batch_size`` at a
+        time. ``scale``: see `__call__`."""
         direction = DIRECTION_TO[self.target(to)]
         if batch_size < 1:
             raise CyclekitError(f"batch size must be >= 1, got {batch_size}")
+        if scale is not None and scale < 1:
+            raise CyclekitError(f"scale must be >= 1 px, got {scale}")
         if tile is not None:
             self.check_tiling(tile, overlap)
-        prepared = [self._prepare(img) for img in images]
+        prepared = [self._prepare(img, scale) for img in images]
         outputs: list[Any] = [None] * len(prepared)
         if tile is not None:
             for i, p in enumerate(prepared):
@@ -247,25 +260,26 @@ class Translator:
 
     # -- input kinds ------------------------------------------------------------------------
 
-    def _prepare(self, image: Any) -> _Prepared:
+    def _prepare(self, image: Any, scale: int | None = None) -> _Prepared:
         if isinstance(image, Image.Image):
-            return self._prepare_pil(image)
+            return self._prepare_pil(image, scale)
         if isinstance(image, np.ndarray):
-            return self._prepare_array(image)
+            return self._prepare_array(image, scale)
         raise CyclekitError(
             f"cannot translate a {type(image).__name__}; pass a PIL image, a uint8 numpy array or a torch tensor"
         )
 
-    def _prepare_pil(self, img: Image.Image) -> _Prepared:
+    def _prepare_pil(self, img: Image.Image, scale: int | None = None) -> _Prepared:
         colour, alpha = split_alpha(img)
         gray = colour.mode == "L" or self.channels == 1
         u8 = np.asarray(colour)
         u8 = u8[:, :, None] if u8.ndim == 2 else u8
         if alpha is not None:
             u8 = whiten_transparent(u8, np.asarray(alpha))
+        u8, back = _at_scale(u8, scale)
 
         def restore(y: np.ndarray) -> Image.Image:
-            out = from_model_array(y, gray, self.mean, self.std)
+            out = back(from_model_array(y, gray, self.mean, self.std))
             result = Image.fromarray(out[:, :, 0], "L") if gray else Image.fromarray(out, "RGB")
             if alpha is not None:
                 result.putalpha(alpha)  # L -> LA, RGB -> RGBA; alpha untouched
@@ -273,7 +287,7 @@ class Translator:
 
         return _Prepared(to_model_array(u8, self.channels, self.mean, self.std), restore)
 
-    def _prepare_array(self, arr: np.ndarray) -> _Prepared:
+    def _prepare_array(self, arr: np.ndarray, scale: int | None = None) -> _Prepared:
         if arr.dtype != np.uint8:
             raise CyclekitError(f"numpy images must be uint8 (0..255), got {arr.dtype}; pass float data as a tensor")
         if arr.ndim == 2:
@@ -287,9 +301,10 @@ class Translator:
         if alpha is not None:
             u8 = whiten_transparent(u8, alpha)
         gray = u8.shape[2] == 1 or self.channels == 1
+        u8, back = _at_scale(u8, scale)
 
         def restore(y: np.ndarray) -> np.ndarray:
-            out = from_model_array(y, gray, self.mean, self.std)
+            out = back(from_model_array(y, gray, self.mean, self.std))
             if alpha is not None:
                 out = np.concatenate([out, alpha[:, :, None]], axis=2)
             return out if has_axis else out[:, :, 0]
@@ -328,6 +343,23 @@ class Translator:
             y = torch.einsum("nchw,c->nhw", y, torch.from_numpy(LUMA).to(y.device)).unsqueeze(1)
         y = y.to(t.device, t.dtype)
         return y[0] if t.dim() == 3 else y
+
+
+def _at_scale(u8: np.ndarray, scale: int | None) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """``u8`` (HxWxC) with its shorter side brought down to ``scale`` (bicubic), and the function
+    that brings a result at that size back to HxW; the image itself when it is not larger."""
+    h, w = u8.shape[:2]
+    if scale is None or min(h, w) <= scale:
+        return u8, lambda out: out
+    f = scale / min(h, w)
+    small = (max(1, round(w * f)), max(1, round(h * f)))
+
+    def resized(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+        out = np.asarray(img.resize(size, Image.Resampling.BICUBIC))
+        return out[:, :, None] if out.ndim == 2 else out
+
+    return resized(u8, small), lambda out: resized(out, (w, h))
 
 
 def _is_tensor(obj: Any) -> bool:

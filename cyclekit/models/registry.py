@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 from torch import nn
 
 from cyclekit.config import coerce
-from cyclekit.errors import ConfigError
+from cyclekit.errors import ConfigError, did_you_mean
 from cyclekit.models.dcgan import (
     DCGANDiscriminator,
     DCGANDiscriminatorOptions,
@@ -54,7 +54,9 @@ def list_models(role: str | None = None) -> list[str]:
 
 def _entry(name: str, key: str) -> ModelEntry:
     if name not in MODELS:
-        raise ConfigError(f"{key}: unknown model '{name}'; known: {', '.join(list_models())}")
+        raise ConfigError(
+            f"{key}: unknown model '{name}'{did_you_mean(name, MODELS)}; known: {', '.join(list_models())}"
+        )
     return MODELS[name]
 
 
@@ -75,7 +77,9 @@ def resolve_options(name: str, options: Mapping[str, Any] | None = None, *, key:
     kwargs = {}
     for opt, value in options.items():
         if opt not in fields:
-            raise ConfigError(f"{key}.{opt}: unknown option for '{name}'; valid: {', '.join(fields)}")
+            raise ConfigError(
+                f"{key}.{opt}: unknown option for '{name}'{did_you_mean(opt, fields)}; valid: {', '.join(fields)}"
+            )
         kwargs[opt] = coerce(hints[opt], value, f"{key}.{opt}")
     try:
         return entry.options(**kwargs)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cyclekit.config import Config, load_config_with, parse_config
-from cyclekit.errors import ConfigError, CyclekitError
+from cyclekit.errors import ConfigError, CyclekitError, did_you_mean
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
@@ -27,7 +27,9 @@ RECIPES: dict[str, Any] = {
 def get_recipe(name: str) -> Any:
     """The recipe class registered as ``name``; ConfigError listing the known ones otherwise."""
     if name not in RECIPES:
-        raise ConfigError(f"recipe: unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+        raise ConfigError(
+            f"recipe: unknown recipe {name!r}{did_you_mean(name, RECIPES)}; known: {', '.join(sorted(RECIPES))}"
+        )
     return RECIPES[name]
 
 

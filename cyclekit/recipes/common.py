@@ -3,11 +3,10 @@ order, sample-grid and paired-evaluation helpers."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from cyclekit.atomic import atomic_write
 from cyclekit.config import Config, OptimConfig
 from cyclekit.data.folders import PlanDataset
 from cyclekit.errors import ConfigError
@@ -75,11 +73,17 @@ def check_crop_for_generator(config: Config, arch: str, options: Mapping[str, An
     if data.preprocess not in ("resize_and_crop", "crop", "scale_width_and_crop"):
         return
     multiple, min_size = size_needs(arch, options)
-    if data.crop_size % multiple or data.crop_size < min_size:
-        raise ConfigError(
-            f"data.crop_size: {data.crop_size} is not a multiple of {multiple}, which the {arch} generator "
-            f"needs; e.g. {max(multiple, data.crop_size // multiple * multiple)}"
-        )
+    crop = data.crop_size
+    if crop % multiple == 0 and crop >= min_size:
+        return
+    why = f"is not a multiple of {multiple}" if crop % multiple else f"is smaller than {min_size} px"
+    fix = f"data.crop_size={max(min_size, crop // multiple * multiple)}"
+    if arch == "unet":
+        # A U-Net halves the image n_downs times: the crop decides how deep it can be.
+        depth = max(1, (crop & -crop).bit_length() - 1)  # the largest n with 2**n dividing the crop
+        fix += f", or model.generator.n_downs={depth} for {crop} px"
+        why += f" (a U-Net with n_downs {options.get('n_downs')} halves it {options.get('n_downs')} times)"
+    raise ConfigError(f"data.crop_size: {crop} {why}, which the {arch} generator needs; use {fix}")
 
 
 def check_image_discriminator(config: Config, arch: str, options: Mapping[str, Any]) -> None:
@@ -262,40 +266,3 @@ def save_rows(rows: Sequence[torch.Tensor], path: Path, columns: int) -> list[Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     save_grid([torch.stack(list(rows))], path, nrow=columns)
     return [path]
-
-
-def paired_scores(
-    translate: Callable[[torch.Tensor], torch.Tensor], pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]
-) -> dict[str, Any]:
-    """Mean L1 (in [0, 1] pixel units) and PSNR (dB, peak 1) of ``translate(source)`` against the
-    target over aligned test pairs of [-1, 1] tensors, next to the identity baseline
-    (source vs target: what doing nothing scores)."""
-    from cyclekit.evaluation import scores  # the one definition of L1 and PSNR (`cyclekit eval`'s)
-
-    l1, psnr, l1_id, psnr_id = [], [], [], []
-    n = 0
-    for source, target in pairs:
-        fake = translate(source)
-        for out, l1s, ps in ((fake, l1, psnr), (source, l1_id, psnr_id)):
-            l1s.append(scores.l1(out, target))
-            ps.append(scores.psnr(out, target))
-        n += 1
-    if n == 0:
-        return {}
-
-    def mean(values: list[float]) -> float:
-        return round(sum(values) / len(values), 4)
-
-    l1_m, id_m = mean(l1), mean(l1_id)
-    return {
-        "test_pairs": n,
-        "l1": l1_m,
-        "psnr": mean(psnr),
-        "l1_identity": id_m,
-        "psnr_identity": mean(psnr_id),
-        "l1_improvement": round(id_m / max(l1_m, 1e-8), 2),
-    }
-
-
-def write_eval(run_dir: Path, result: Mapping[str, Any]) -> None:
-    atomic_write(run_dir / "eval.json", json.dumps(dict(result), indent=2) + "\n")

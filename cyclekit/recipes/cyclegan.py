@@ -37,12 +37,10 @@ from cyclekit.recipes.common import (
     n_batches,
     net_size_needs,
     net_spec,
-    paired_scores,
     plan_batches,
     run_eval,
     save_rows,
     schedule_steps,
-    write_eval,
 )
 from cyclekit.train.state import TrainingState
 
@@ -168,6 +166,10 @@ class CycleGanRecipe:
 
     # -- loop protocol --------------------------------------------------------------------------
 
+    def data_summary(self) -> str:
+        a, b = len(self.dataset.paths_a), len(self.dataset.paths_b)
+        return f"{self.root}: trainA {a} images, trainB {b} images (unpaired; an epoch draws {max(a, b)} of each)"
+
     def steps_per_epoch(self) -> int:
         n = max(len(self.dataset.paths_a), len(self.dataset.paths_b))
         return n_batches(n, self.config.data.batch_size, drop_last=False)
@@ -290,6 +292,7 @@ class CycleGanRecipe:
             min_size=min_size,
             domains={"A": data.domain_a, "B": data.domain_b},
             train_size=data.crop_size,
+            load_size=data.load_size if data.preprocess != "none" else None,
             preprocess=data.preprocess,
             step=step,
             epoch=epoch,
@@ -299,24 +302,6 @@ class CycleGanRecipe:
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
         write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
-
-    def evaluate(self, run_dir: Path) -> dict[str, Any]:
-        """When the test images pair up by file name (the demo set, facades, maps): L1 and PSNR of
-        G_AtoB(testA) against testB at the training scale, next to the identity baseline."""
-        from cyclekit.data.paired import PairedImages
-        from cyclekit.errors import DataError
-
-        data = self.config.data
-        try:
-            pairs = PairedImages(self.root, "test", layout="folders", channels=data.channels, strict=True)
-        except DataError:
-            return {}
-        loaded = (pairs.stack([i], self.eval_transform) for i in range(len(pairs)))
-        result = paired_scores(lambda a: torch.stack(run_eval(self.G_AtoB, a, self.device)), loaded)
-        if result:
-            result = {"direction": "AtoB", **result}
-            write_eval(run_dir, result)
-        return result
 
 
 def _has_batch_norm(net: torch.nn.Module) -> bool:

@@ -23,7 +23,7 @@ from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
 from cyclekit.models import build_model
-from cyclekit.recipes.common import generator_and_discriminator, n_batches, net_spec, plan_batches, write_eval
+from cyclekit.recipes.common import generator_and_discriminator, n_batches, net_spec, plan_batches
 from cyclekit.train import distributed
 
 N_SAMPLES = 64  # images in a sample grid
@@ -127,6 +127,14 @@ class GanRecipe:
 
     # -- loop protocol --------------------------------------------------------------------------
 
+    def data_summary(self) -> str:
+        kind = self.config.data.kind
+        if kind == "ring":
+            return f"the ring of 8 Gaussians, {self.n_items:,} fresh points per epoch"
+        if kind == "mnist":
+            return f"MNIST, {self.n_items:,} training images"
+        return f"{self.dataset.folder}: {self.n_items:,} images"
+
     def steps_per_epoch(self) -> int:
         return n_batches(self.n_items, self.config.data.batch_size, drop_last=True)
 
@@ -219,7 +227,7 @@ class GanRecipe:
         write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
-        """Ring: mode coverage / sample quality of the fixed-noise samples, saved as eval.json."""
+        """Ring: mode coverage / sample quality of the fixed-noise samples (the run's results.json)."""
         if self.image_shape is not None:
             return {}
         score = score_ring(self.generate(self.fixed_z))
@@ -229,7 +237,6 @@ class GanRecipe:
             "high_quality": round(score.high_quality, 4),
             "n_samples": score.n_samples,
         }
-        write_eval(run_dir, result)
         return result
 
 

@@ -37,11 +37,9 @@ from cyclekit.recipes.common import (
     n_batches,
     net_size_needs,
     net_spec,
-    paired_scores,
     plan_batches,
     run_eval,
     save_rows,
-    write_eval,
 )
 from cyclekit.recipes.cyclegan import find_data_root
 
@@ -129,6 +127,10 @@ class Pix2PixRecipe:
         self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
 
     # -- loop protocol --------------------------------------------------------------------------
+
+    def data_summary(self) -> str:
+        test = f", {len(self.test)} test pairs ({self.test.split})" if self.test is not None else ", no test pairs"
+        return f"{self.root}: {len(self.dataset)} train pairs ({self.dataset.layout}){test}"
 
     def steps_per_epoch(self) -> int:
         return n_batches(len(self.dataset), self.config.data.batch_size, drop_last=False)
@@ -249,6 +251,7 @@ class Pix2PixRecipe:
                 batch_norm=opts.test_batch_norm if has_bn else "running",
             ),
             train_size=data.crop_size,
+            load_size=data.load_size if data.preprocess != "none" else None,
             preprocess=data.preprocess,
             step=step,
             epoch=epoch,
@@ -258,22 +261,3 @@ class Pix2PixRecipe:
 
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
         write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
-
-    def evaluate(self, run_dir: Path) -> dict[str, Any]:
-        """L1 and PSNR of the trained direction on every test pair, at the training scale, next to
-        the identity baseline; written to eval.json."""
-        if self.test is None:
-            return {}
-        opts = self.options
-        s, t = (0, 1) if opts.source == "A" else (1, 0)
-
-        def pairs() -> Iterator[tuple[Tensor, Tensor]]:
-            for i in range(len(self.test)):
-                ab = self.test.stack([i], self.eval_transform)
-                yield ab[s], ab[t]
-
-        result = paired_scores(self._eval_generate, pairs())
-        if result:
-            result = {"direction": opts.direction, **result}
-            write_eval(run_dir, result)
-        return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,8 +144,11 @@ def train_run(
     data_root: Path | None = None,
     cache_dir: Path | None = None,
     config_source: Path | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Train `config` into `out_dir/config.name`, returning where it went and how it did.
+
+    ``on_start(line)``: the start lines (run folder, data, schedule, device), on rank 0.
 
     ``config_source``: the YAML file the config was read from. When it is the run's own
     config.yaml (`cyclekit train runs/x/config.yaml --name x`), that file is never rewritten, and a
@@ -188,8 +192,9 @@ def train_run(
                 _clear_run(run_dir)  # cyclekit's files of an earlier run (--overwrite), never anyone else's
             dumped = config
             root = getattr(recipe, "root", None)
-            if data_root is not None and root is not None and config.data.kind != "demo":
-                # Record --data-root, so `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` find the data.
+            if root is not None and config.data.kind != "demo":
+                # Record the data folder the run trains on (--data-root, data.root, or the cache), so a
+                # resume by name, `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` use exactly it.
                 dumped = dataclasses.replace(
                     config, data=dataclasses.replace(config.data, root=str(Path(root).resolve()))
                 )
@@ -207,15 +212,16 @@ def train_run(
             upgrade_fingerprint=upgrade_fingerprint,
             before_start=start,
             after_epoch=epoch_end,
+            announce=None
+            if on_start is None
+            else lambda schedule: on_start(_start_lines(config, recipe, run_dir, schedule)),
         )
-        evaluation: dict[str, Any] = {}
-        if hasattr(recipe, "evaluate"):
 
-            def evaluate() -> dict[str, Any]:
-                with distributed.solo_batch_norm(recipe.state.nets, ctx):
-                    return recipe.evaluate(run_dir)
+        def final_scores() -> dict[str, Any]:
+            with distributed.solo_batch_norm(recipe.state.nets, ctx):
+                return _score_run(config, recipe, run_dir)
 
-            evaluation = ctx.on_main(evaluate)
+        evaluation = ctx.on_main(final_scores)
         # Now with the end-of-training scores. (Every rank takes part in on_main; only rank 0 has the hook.)
         ctx.on_main(lambda: epoch_end.refresh_report() if epoch_end is not None else None)
         return RunReport(run_dir, result, evaluation)
@@ -229,6 +235,53 @@ def train_run(
             failing = sys.exc_info()[1]
             agreed = failing is None or isinstance(failing, CyclekitError)
             distributed.teardown(wait_s=60 if agreed else 0)
+
+
+def _score_run(config: Config, recipe: Any, run_dir: Path) -> dict[str, Any]:
+    """The end-of-training scores, as the run's one score record, results.json (what `cyclekit eval`
+    writes too): a translating bundle scored on the run's test split by `cyclekit eval`'s code (FID
+    when the Inception weights are already cached), a sampling recipe by its own measures. {} when
+    there is nothing to score (no test split, or unpaired test images without the FID weights)."""
+    from cyclekit.errors import DataError
+    from cyclekit.evaluation.evaluate import EvalData, cached_fid_network, evaluate, has_scores, write_results
+
+    root = getattr(recipe, "root", None)
+    if root is None:
+        scores = recipe.evaluate(run_dir) if hasattr(recipe, "evaluate") else {}
+        if not scores:
+            return {}
+        results = {"step": recipe_step(run_dir), "bundle": str(run_dir / "bundle"), "sampling": scores}
+    else:
+        try:
+            results = evaluate(
+                run_dir / "bundle",
+                EvalData.of(config.data, root),
+                inception=cached_fid_network(),
+                device=str(recipe.device),
+            )
+        except DataError:
+            return {}
+        if not has_scores(results):
+            return {}
+    write_results(results, run_dir / "results.json")
+    return results
+
+
+def recipe_step(run_dir: Path) -> int | None:
+    from cyclekit.inference.bundle import read_bundle
+
+    try:
+        return read_bundle(run_dir / "bundle").step
+    except CyclekitError:
+        return None
+
+
+def _start_lines(config: Config, recipe: Any, run_dir: Path, schedule: str) -> str:
+    return (
+        f"training {config.name} ({config.recipe}) into {run_dir}\n"
+        f"  data: {recipe.data_summary()}\n"
+        f"  schedule: {schedule}"
+    )
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -318,6 +371,37 @@ def load_run_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) 
     if not path.is_file():
         raise CyclekitError(f"{run_dir} is not a run folder: it has no config.yaml")
     return load_config(str(path), ["train.device=auto", *overrides])
+
+
+def run_dir_of(resume: str) -> Path | None:
+    """The run folder a ``--resume`` value names: the folder itself, or the one holding the
+    checkpoint file (RUN/checkpoints/last.pt); None for `auto` or a file outside a run."""
+    if resume == "auto":
+        return None
+    path = Path(resume)
+    if path.is_dir():
+        return path
+    if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+        return path.parent.parent
+    return None
+
+
+def adopt_run_settings(config: Config, run_dir: Path) -> Config:
+    """Resuming ``run_dir``: ``config`` (the preset or file given, with --set) must describe the run
+    (else one error naming every setting that differs, with both values); the data folder the run
+    recorded is used unless another is given, so a resume never looks for the data elsewhere."""
+    from cyclekit.train.loop import describe_differences
+
+    stored = load_run_config(run_dir)
+    if fingerprint(stored) != fingerprint(config):
+        differences = describe_differences(fingerprint(stored), fingerprint(config))
+        raise CyclekitError(
+            f"{run_dir} was trained with other settings: {differences}; "
+            f"continue it as it was with `cyclekit train --resume {run_dir}`, or start a new run (--name)"
+        )
+    if config.data.root is None and stored.data.root is not None:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=stored.data.root))
+    return config
 
 
 def rebuild_bundle(

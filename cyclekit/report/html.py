@@ -51,6 +51,7 @@ h2 { font-size: 19px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 1
 h3 { font-size: 15px; margin: 16px 0 6px; }
 .subtitle, .note { color: var(--muted); }
 .note { font-size: 14px; margin: 6px 0; }
+.warning { color: #9a6700; font-weight: 600; }
 nav { margin: 12px 0 0; font-size: 14px; }
 nav a { color: var(--accent); text-decoration: none; margin-right: 14px; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
@@ -331,7 +332,7 @@ def _results(results: dict[str, Any] | None, note: str | None = None) -> str:
         return out + f'<p class="note">{escape(note)}</p>'
     if results is None:
         return out + '<p class="note">no final scores yet (no results.json; run <code>cyclekit eval</code>)</p>'
-    info = [(k, results[k]) for k in ("cyclekit_version", "bundle") if results.get(k) is not None]
+    info = [(k, results[k]) for k in ("step", "epoch", "bundle") if results.get(k) is not None]
     if info:
         out += '<p class="note">' + " &middot; ".join(f"{escape(k)}: {escape(str(v))}" for k, v in info) + "</p>"
     directions = results.get("directions")
@@ -344,8 +345,20 @@ def _results(results: dict[str, Any] | None, note: str | None = None) -> str:
             cells = [_cell(scores.get(m), direction=str(direction), metric=m) for m in metrics]
             body.append(f"<tr><th>{escape(str(direction))}</th>" + "".join(cells) + "</tr>")
         out += '<div id="final-scores">' + _table(head, body) + "</div>"
+    elif isinstance(results.get("sampling"), dict):
+        metrics = [str(k) for k, v in results["sampling"].items() if _number(v) is not None]
+        row = "".join(_cell(results["sampling"][m]) for m in metrics)
+        out += '<div id="final-scores">' + _table([_metric_header(m) for m in metrics], [f"<tr>{row}</tr>"]) + "</div>"
     else:
         out += '<p class="note">results.json holds no per-direction scores</p>'
+    worse = results.get("worse_than_mean_target")
+    if isinstance(worse, dict):
+        for direction, metrics in worse.items():
+            if isinstance(metrics, list):
+                out += (
+                    f'<p class="note warning">{escape(str(direction))} scores worse than the mean-target image on '
+                    f"{escape(', '.join(map(str, metrics)))}: the model has not learned this mapping (yet).</p>"
+                )
     out += _per_class(results)
     baselines = results.get("baselines")
     if isinstance(baselines, dict) and baselines:

@@ -56,6 +56,9 @@ class Recipe(Protocol):
     def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
         """The inference bundle of the current weights, replacing ``folder`` as a whole."""
 
+    def data_summary(self) -> str:
+        """Where the training data is and how much of it, for the start line."""
+
 
 @dataclass
 class FitResult:
@@ -92,7 +95,8 @@ def fit(
     fingerprint: dict[str, Any] | None = None,
     upgrade_fingerprint: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     before_start: Callable[[int | None], None] | None = None,
-    after_epoch: Callable[[int, int], None] | None = None,
+    after_epoch: Callable[[int, int, bool], None] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train `recipe` to the configured number of epochs (or `cfg.max_steps`), resuming from
     `resume` if given. Writes checkpoints/last.pt, metrics.jsonl, samples/ and bundle/.
@@ -101,9 +105,14 @@ def fit(
     not silently continued with a different model or data setup; `upgrade_fingerprint` turns a
     stored fingerprint of an older layout into the current one first.
 
+    `announce(line)` gets the schedule (steps per epoch, epochs, total steps, device, precision,
+    processes) once, on rank 0, before the first step.
+
     `before_start(resumed_step)` runs once every check has passed, before anything is written: a
-    refused resume changes nothing on disk. `after_epoch(step, epochs_done)` runs on rank 0 after each
-    epoch's checkpoint (evaluation, the report), never moving an RNG.
+    refused resume changes nothing on disk. `after_epoch(step, epochs_done, epoch_end)` runs on
+    rank 0 after each epoch's checkpoint (evaluation, the report), and with ``epoch_end`` False
+    after the last step of a run that train.max_steps stops mid-epoch; it never moves an RNG.
+    "Epoch" means epochs completed, everywhere (logs, bundles, evaluations, timing).
 
     Losses stay tensors between logged steps: they become numbers (one device sync) only when
     they are logged or a checkpoint is about to be written. Then they must be finite and at most
@@ -156,7 +165,7 @@ def fit(
                 logger.info("removed %s, left by an interrupted write", stale)
         for folder in ("bundle", "bundle-best"):
             recover_folder(run_dir / folder)  # a bundle swap a kill interrupted
-        metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None)
+        metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None, create=True)
         if "tensorboard" in cfg.loggers:
             board = _tensorboard(run_dir / "tensorboard", purge_step=step + 1 if resume else None)
 
@@ -220,9 +229,9 @@ def fit(
                 paths = recipe.write_samples(run_dir / "samples", step, epoch)
                 if board is not None:
                     _board_images(board, paths, step)
-            elif kind == "epoch":
+            elif kind in ("epoch", "last"):
                 if after_epoch is not None:
-                    after_epoch(step, epoch)
+                    after_epoch(step, epoch, kind == "epoch")
             else:
                 plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
 
@@ -233,16 +242,21 @@ def fit(
         # A kill after the checkpoint but before the files that follow it (the bundle, samples, the
         # epoch-end work) left them older than the checkpoint: write them before going on, so that
         # even a finished run's `--resume auto` leaves a complete run folder.
-        ctx.on_main(lambda: _catch_up_outputs(run_dir, step, pos, cfg, outputs, write_bundle))
+        ctx.on_main(lambda: _catch_up_outputs(run_dir, step, pos, step >= total, cfg, outputs, write_bundle))
 
+    if announce is not None and ctx.is_main:
+        announce(_schedule(cfg, spe, total, resumed_from, precision.name, recipe.device, ctx.world))
     stop = _StopFlag()
     progress = _progress(cfg.progress and ctx.is_main, total, step)
     started, last = time.perf_counter(), {}
+    # A step's logged "sec" runs from the end of the previous step (its outputs included) to its
+    # losses: waiting for the batch counts, as it does for the user watching the run.
+    ready = time.perf_counter()
     try:
         with stop:
             while step < total and epoch < n_epochs:
                 for batch in recipe.batches(epoch, pos):
-                    t0 = time.perf_counter()
+                    t0 = ready
                     with precision.autocast():
                         losses = recipe.train_step(batch, step)
                     step, pos = step + 1, pos + 1
@@ -257,7 +271,7 @@ def fit(
                     if log_now and metrics is not None:
                         row = {
                             "step": step,
-                            "epoch": epoch,
+                            "epoch": epoch + end_of_epoch,  # epochs completed with this step, as everywhere
                             "lr": recipe.state.lr(),
                             "sec": round(time.perf_counter() - t0, 4),
                             **last,
@@ -277,17 +291,20 @@ def fit(
                         epoch, pos = epoch + 1, 0
                     if save_now:
                         save()
-                    if end_of_epoch:
-                        if not cfg.sample_every:
+                    if end_of_epoch or step >= total:
+                        # An epoch end, or the last step of a run stopped mid-epoch by train.max_steps:
+                        # samples, plot, timing and report then show that step too.
+                        if not cfg.sample_every or (step >= total and step % cfg.sample_every):
                             outputs("samples")
                         outputs("plot")
-                        outputs("epoch")
+                        outputs("epoch" if end_of_epoch else "last")
                     if save_now:
                         ctx.on_main(mark_outputs)
                     if stop.requested:
                         raise TrainingInterrupted(
                             f"interrupted at step {step}; checkpoint saved to {ckpt} (continue with --resume auto)"
                         )
+                    ready = time.perf_counter()
                     if step >= total or end_of_epoch:
                         break
     finally:
@@ -299,28 +316,46 @@ def fit(
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
 
 
+def _schedule(
+    cfg: TrainConfig, spe: int, total: int, resumed: int | None, precision: str, device: torch.device, world: int
+) -> str:
+    """ "160 steps/epoch x 4 epochs (2 at the initial lr + 2 decaying to 0) = 640 steps; cpu, fp32, 1 process"."""
+    n_epochs = cfg.epochs + cfg.decay_epochs
+    line = (
+        f"{spe:,} steps/epoch x {n_epochs} epochs ({cfg.epochs} at the initial lr + {cfg.decay_epochs} "
+        f"decaying to 0) = {n_epochs * spe:,} steps"
+    )
+    if total < n_epochs * spe:
+        line += f", stopping at step {total:,} (train.max_steps)"
+    if resumed is not None:
+        line += f"; resuming at step {resumed:,}"
+    return line + f"; {device}, {precision}, {world} process{'es' if world > 1 else ''}"
+
+
 def _catch_up_outputs(
     run_dir: Path,
     step: int,
     pos: int,
+    last: bool,
     cfg: TrainConfig,
     outputs: Callable[[str], None],
     write_bundle: Callable[[], None],
 ) -> None:
     """Write what should follow the checkpoint of ``step`` unless the outputs marker says it was
-    all written: the bundle; the samples of a sample step (when missing); at an epoch end the loss
-    plot and the epoch-end work (which skips an evaluation already on record)."""
+    all written: the bundle; the samples of a sample step (when missing); at an epoch end, or the
+    ``last`` step of the run, the loss plot and the epoch-end work (which skips an evaluation
+    already on record)."""
     marker = outputs_marker(run_dir)
     if _outputs_step(marker) == step:
         return
     logger.info("completing the outputs of step %d (the run was stopped while writing them)", step)
     write_bundle()
-    sample_step = step % cfg.sample_every == 0 if cfg.sample_every else pos == 0
+    sample_step = last or (step % cfg.sample_every == 0 if cfg.sample_every else pos == 0)
     if sample_step and step > 0 and not any((run_dir / "samples").glob(f"step_{step:07d}*.png")):
         outputs("samples")
-    if pos == 0 and step > 0:
+    if (pos == 0 or last) and step > 0:
         outputs("plot")
-        outputs("epoch")
+        outputs("epoch" if pos == 0 else "last")
     atomic_write(marker, json.dumps({"step": step}) + "\n")
 
 
@@ -394,10 +429,9 @@ def _read_resume(
     if stored is not None and upgrade is not None:
         stored = upgrade(stored)
     if fingerprint is not None and stored is not None and stored != fingerprint:
-        diff = sorted(k for k in fingerprint if stored.get(k) != fingerprint[k]) or ["config"]
         raise CyclekitError(
-            f"checkpoint {path} was made with a different {', '.join(diff)}; "
-            "use the same config or start a new run (--name)"
+            f"checkpoint {path} was made with other settings: {describe_differences(stored, fingerprint)}; "
+            "resume with the run's own settings, or start a new run (--name)"
         )
     missing = [k for k in ("step", "epoch", "pos", "recipe", "rng") if k not in state]
     if missing:
@@ -406,6 +440,44 @@ def _read_resume(
     if ctx.enabled and len(state.get("ranks") or []) != ctx.world:
         raise CyclekitError(f"checkpoint {path} has no per-process state for {ctx.world} processes")
     return state
+
+
+def describe_differences(run: Mapping[str, Any], now: Mapping[str, Any], limit: int = 4) -> str:
+    """The settings two fingerprints (or configs) disagree on, each with both values:
+    "data.crop_size: 64 in the run, 128 now; optim.lr: 0.0002 in the run, 0.001 now"."""
+    a, b = _flatten(run), _flatten(now)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, _MISSING) != b.get(k, _MISSING) and k != "version"]
+    if not keys:
+        return "the config"
+    parts = [f"{k}: {_shown(a.get(k, _MISSING))} in the run, {_shown(b.get(k, _MISSING))} now" for k in keys[:limit]]
+    more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
+    return "; ".join(parts) + more
+
+
+_MISSING = object()
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        # A fingerprint keeps the recipe's own section as "options"; say it as the config does.
+        name = d.get("recipe", "options") if key == "options" and not prefix else key
+        path = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "unset"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return "null" if value is None else str(value)
 
 
 def _tensorboard(folder: Path, purge_step: int | None) -> Any:
@@ -450,16 +522,60 @@ def _numbers(losses: Mapping[str, Tensor | float], ctx: distributed.Distributed 
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:
+    """A progress bar on a terminal; elsewhere (a log file, CI) plain lines every 30 s, since a bar
+    redrawn with carriage returns makes a log unreadable."""
     if not enabled:
         return None
+    if not sys.stderr.isatty():
+        return _LogLines(total, initial)
     from tqdm.auto import tqdm
 
-    # Redirected to a file or a CI log, a bar redrawn twice a second fills it with carriage
-    # returns: there, update every 10 s (a line a step count in a log) instead.
-    interactive = sys.stderr.isatty()
-    return tqdm(
-        total=total, initial=initial, unit="step", dynamic_ncols=interactive, mininterval=0.5 if interactive else 10
-    )
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
+
+
+class _LogLines:
+    """The progress bar's interface as periodic log lines: "step 120/640 (19%), 0.21 s/step, about
+    1 min 49 s left; loss_G 3.210, ..."; a last line when training ends."""
+
+    def __init__(self, total: int, initial: int, every: float = 30.0) -> None:
+        self.total, self.n, self.start_n = total, initial, initial
+        self.every = every
+        self.started = self.last = time.monotonic()
+        self.postfix: Mapping[str, Any] = {}
+
+    def set_postfix(self, values: Mapping[str, Any], refresh: bool = False) -> None:
+        self.postfix = values
+
+    def update(self, n: int) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= self.every:
+            self._line()
+
+    def close(self) -> None:
+        if self.n > self.start_n:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = now = time.monotonic()
+        done = self.n - self.start_n
+        per_step = (now - self.started) / done if done else 0.0
+        left = per_step * (self.total - self.n)
+        losses = ", ".join(f"{k} {v}" for k, v in self.postfix.items())
+        print(
+            f"step {self.n:,}/{self.total:,} ({100 * self.n / max(self.total, 1):.0f}%), {per_step:.3g} s/step, "
+            f"about {_duration(left)} left" + (f"; {losses}" if losses else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
 class _StopFlag:

@@ -25,13 +25,15 @@ class MetricsLog:
     """Appends one line per logged step. On resume the file is first cut back to the checkpoint's
     step, so the log never holds steps the resumed run is about to repeat."""
 
-    def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
+    def __init__(self, path: Path, keep_until_step: int | None = None, create: bool = False) -> None:
         self.path = path
         if keep_until_step is not None and path.exists():
             rows = [r for r in read_metrics(path) if _step(r) <= keep_until_step]
             atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows))
         elif keep_until_step is None and path.exists():
             path.unlink()
+        if create:
+            path.touch()  # a run folder has its log from the start, even before the first logged step
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as f:
