@@ -248,7 +248,7 @@ def train(
     out = out if out is not None else Path(cfg.train.out_dir)
     run_dir = resumed_dir or out / cfg.name
     if resume is not None and (run_dir / "config.yaml").is_file() and checkpoint_path(run_dir).exists():
-        cfg = adopt_run_settings(cfg, run_dir)
+        cfg = adopt_run_settings(cfg, run_dir, Path(config))
     if (nproc != 1 or nnodes != 1) and not under_torchrun():
         args = ["train", config, "--out", str(out)]
         for key, value in (("--data-root", data_root), ("--resume", resume)):

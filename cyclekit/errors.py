@@ -36,5 +36,5 @@ def did_you_mean(word: object, options: Iterable[str]) -> str:
 
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.8)
     return f" (did you mean {close[0]}?)" if close else ""

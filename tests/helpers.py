@@ -87,3 +87,11 @@ def skip_or_fail_in_ci(reason: str) -> None:
     if "CI" in os.environ:
         pytest.fail(f"cannot run under CI: {reason}")
     pytest.skip(reason)
+
+
+def one_error(err: str) -> str:
+    """The one error line in ``err``; warnings and a training run's start lines may come before it."""
+    start = ("training ", "  data: ", "  schedule: ", "warning:")
+    lines = [line for line in err.strip().splitlines() if not line.startswith(start)]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]

@@ -75,7 +75,7 @@ def test_overrides_apply_with_types():
         ("model.generator.n_blocks=-1", "model.generator.n_blocks: must be >= 0"),
         ("model.discriminator.name=nope", "model.discriminator: unknown model 'nope'"),
         ("data.crop_size=16", "data.crop_size: 16 is too small for a PatchGAN"),
-        ("recipe=pix3pix", "recipe: unknown recipe 'pix3pix'; known: cyclegan, gan, pix2pix"),
+        ("recipe=pix3pix", "recipe: unknown recipe 'pix3pix' (did you mean pix2pix?); known: cyclegan, gan, pix2pix"),
         ("optim.lr=.nan", "optim.lr: must be a finite number"),
         ("traing.epochs=3", "traing: unknown key"),
         ("train.epochs=three", "train.epochs: expected an integer"),
@@ -181,14 +181,17 @@ def test_model_options_fail_before_any_data_is_read(tmp_path: Path, monkeypatch:
 
     code, _, err = cli("train", "horse2zebra", "--set", "model.generator.ngff=8", "--out", str(tmp_path))
     assert code == 1 and err.strip() == (
-        "error: model.generator.ngff: unknown option for 'resnet'; valid: in_channels, out_channels, ngf, "
+        "error: model.generator.ngff: unknown option for 'resnet' (did you mean ngf?); valid: in_channels, "
+        "out_channels, ngf, "
         "n_blocks, norm, padding, dropout, upsample"
     )
     assert not (tmp_path / "horse2zebra").exists()
 
 
 def test_unknown_preset_lists_known(tmp_path: Path):
-    with pytest.raises(ConfigError, match="unknown preset 'horse2zebr'; known presets: .*horse2zebra"):
+    with pytest.raises(
+        ConfigError, match=r"unknown preset 'horse2zebr' \(did you mean horse2zebra\?\); known presets: "
+    ):
         load_config("horse2zebr")
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(str(tmp_path / "nope.yaml"))

@@ -312,13 +312,16 @@ def test_find_dataset_order(tmp_path: Path, served: _Server, fake_horse2zebra: s
     for split in ("trainA", "trainB"):
         (nested / "horse2zebra" / split).mkdir(parents=True)
     assert find_dataset("horse2zebra", nested, tmp_path / "cache") == nested / "horse2zebra"
+    # A data root is used as given: one that does not hold the dataset is an error, never the cache.
+    with pytest.raises(DataError, match="empty is not a horse2zebra dataset folder: it does not exist"):
+        find_dataset("horse2zebra", tmp_path / "empty", tmp_path / "cache")
     with pytest.raises(DataError, match="not found"):
-        find_dataset("horse2zebra", tmp_path / "empty", tmp_path / "cache", download=False)
+        find_dataset("horse2zebra", None, tmp_path / "cache", download=False)
     with pytest.raises(DataError, match="not a downloadable dataset"):
-        find_dataset("my_photos", tmp_path / "empty", tmp_path / "cache")
+        find_dataset("my_photos", None, tmp_path / "cache")
     assert served.requests == []
-    # Not in data_root, not cached: downloaded.
-    assert find_dataset("horse2zebra", tmp_path / "empty", tmp_path / "cache") == tmp_path / "cache" / "horse2zebra"
+    # No data root, not cached: downloaded.
+    assert find_dataset("horse2zebra", None, tmp_path / "cache") == tmp_path / "cache" / "horse2zebra"
 
 
 def test_fetch_offline_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

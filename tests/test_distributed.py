@@ -18,7 +18,7 @@ import torch
 from cyclekit.train.distributed import Distributed
 from tests import helpers
 from tests.conftest import write_images
-from tests.helpers import TINY_CYCLEGAN, cli
+from tests.helpers import TINY_CYCLEGAN, cli, one_error
 from tests.test_pix2pix import args as p2p_args
 from tests.test_pix2pix import write_pairs
 
@@ -288,9 +288,9 @@ def test_ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint(data: Pat
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: interrupted at step "), err
-    stopped = int(lines[0].split("step ")[1].split(";")[0])
+    line = one_error(err)
+    assert line.startswith("error: interrupted at step "), err
+    stopped = int(line.split("step ")[1].split(";")[0])
     state = torch.load(tmp_path / "horse2zebra" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert state["step"] == stopped and state["rank_weight_spread"] == 0.0
     assert stopped < 2000  # long before the 500 epochs end

@@ -248,7 +248,10 @@ def test_unknown_model_lists_names() -> None:
 
 
 def test_unknown_option_names_dotted_key() -> None:
-    with pytest.raises(ConfigError, match=r"^model\.generator\.nblocks: unknown option for 'resnet'; valid: "):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model\.generator\.nblocks: unknown option for 'resnet' \(did you mean n_blocks\?\); valid: ",
+    ):
         build_model("resnet", {"nblocks": 6}, key="model.generator")
 
 

@@ -165,10 +165,10 @@ def test_run_writes_outputs_and_a_one_direction_bundle(tmp_path: Path):
         "checkpoints/last.pt",
         "checkpoints/outputs.json",
         "config.yaml",
-        "results.json",
         "loss.png",
         "metrics.jsonl",
         "report.html",  # refreshed every epoch
+        "results.json",
         "samples/step_0000002.png",
         "timing.json",
     ]

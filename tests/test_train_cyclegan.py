@@ -36,10 +36,10 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
         "checkpoints/last.pt",
         "checkpoints/outputs.json",
         "config.yaml",
-        "results.json",  # the fixture's test images pair up by name, so they are scored
         "loss.png",
         "metrics.jsonl",
         "report.html",  # refreshed every epoch
+        "results.json",  # the fixture's test images pair up by name, so they are scored
         "samples/step_0000002.png",
         "timing.json",
     ]

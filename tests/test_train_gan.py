@@ -12,7 +12,7 @@ from cyclekit.data.ring import ring_modes, sample_ring, score_ring
 from cyclekit.recipes import load_config
 from cyclekit.recipes.run import train_run
 from tests.conftest import write_images
-from tests.helpers import cli, cli_subprocess, kill_when, losses
+from tests.helpers import cli, cli_subprocess, kill_when, losses, one_error
 
 TINY_DCGAN = [
     "data.load_size=32",
@@ -124,9 +124,8 @@ def test_dcgan_sigkill_resume_reproduces_losses(tmp_path: Path):
 
 def one_error_line(code: int, err: str, pattern: str) -> None:
     assert code != 0
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and pattern in lines[0], lines[0]
+    line = one_error(err)
+    assert pattern in line, line
     assert "Traceback" not in err
 
 

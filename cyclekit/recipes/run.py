@@ -386,12 +386,14 @@ def run_dir_of(resume: str) -> Path | None:
     return None
 
 
-def adopt_run_settings(config: Config, run_dir: Path) -> Config:
+def adopt_run_settings(config: Config, run_dir: Path, source: Path | None = None) -> Config:
     """Resuming ``run_dir``: ``config`` (the preset or file given, with --set) must describe the run
     (else one error naming every setting that differs, with both values); the data folder the run
     recorded is used unless another is given, so a resume never looks for the data elsewhere."""
     from cyclekit.train.loop import describe_differences
 
+    if _same_file(source, run_dir / "config.yaml"):
+        _check_own_config(config, run_dir / "config.yaml")
     stored = load_run_config(run_dir)
     if fingerprint(stored) != fingerprint(config):
         differences = describe_differences(fingerprint(stored), fingerprint(config))
