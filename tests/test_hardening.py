@@ -76,7 +76,8 @@ def test_a_refused_resume_changes_nothing_on_disk(tmp_path: Path):
     run = tmp_path / "demo"
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     code, _, err = cli(*demo_args(tmp_path, "train.epochs=1", "optim.lr=1e-3"), "--resume", "auto")
-    assert code == 1 and re.search(r"was trained with other settings: optim.lr: \S+ in the run, 0.001 now", one_error(err))
+    wanted = r"was trained with other settings: optim.lr: \S+ in the run, 0.001 now"
+    assert code == 1 and re.search(wanted, one_error(err))
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
 
