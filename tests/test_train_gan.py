@@ -103,6 +103,7 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
     assert Image.open(tmp_path / "grid.png").size == (4 * 34 + 2, 4 * 34 + 2)
 
 
+@pytest.mark.slow  # the shared loop's kill-and-resume runs in the default suite for CycleGAN and Pix2Pix
 def test_dcgan_sigkill_resume_reproduces_losses(tmp_path: Path):
     write_images(tmp_path / "imgs", 40, size=36)
     common = ["train.epochs=8", "train.checkpoint_every=3"]
