@@ -289,7 +289,8 @@ def train(
         typer.echo(format_results(scores))
     elif scores.get("sampling"):
         typer.echo(f"scores at step {scores.get('step')} (results.json):")
-        typer.echo("  " + "  ".join(f"{k} {v}" for k, v in scores["sampling"].items()))
+        numbers = {k: v for k, v in scores["sampling"].items() if isinstance(v, (int, float))}
+        typer.echo("  " + "  ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
     typer.echo(f"results: {report.run_dir}  (report.html, samples/, results.json, bundle/, checkpoints/last.pt)")
 
 
@@ -321,33 +322,57 @@ def presets() -> None:
 
 @app.command()
 def recipes() -> None:
-    """List the training recipes (the `recipe:` key of a config) and the data each reads."""
+    """List the training recipes (the `recipe:` key of a config) and the data kinds each can read."""
+    from cyclekit.config import compatible_kinds
+    from cyclekit.data.sources import SOURCES
     from cyclekit.recipes import RECIPES
 
     for name, recipe in RECIPES.items():
-        typer.echo(f"{name:10s} data: {', '.join(recipe.data_kinds):22s} {recipe.description}")
+        kinds = ", ".join(compatible_kinds(recipe, SOURCES))
+        typer.echo(f"{name:10s} {recipe.description}\n{'':10s} data: {kinds} (default {recipe.default_kind})")
 
 
 @app.command()
 @friendly
 def sample(
     run: Path = typer.Argument(..., help="Run dir or bundle dir of a trained GAN."),
-    n: int = typer.Option(64, "-n", help="Number of samples."),
+    n: Optional[int] = typer.Option(
+        None, "-n", help="Number of samples (default 64); with --class all, samples per class (default 10)."
+    ),
+    class_: Optional[str] = typer.Option(
+        None, "--class", help="Conditional GANs: a class index or name, or all (one labelled row per class)."
+    ),
     output: Path = typer.Option(Path("samples.png"), "-o", "--output", help="PNG to write."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Write samples from a trained (DC)GAN generator as one PNG."""
+    """Write samples from a trained GAN generator as one PNG (a conditional one: of a class, or all)."""
     from cyclekit.atomic import check_output_file
+    from cyclekit.data.images import save_grid
     from cyclekit.data.ring import save_samples
-    from cyclekit.inference.sampling import sample_gan
+    from cyclekit.inference.bundle import bundle_dir, read_bundle
+    from cyclekit.inference.sampling import class_labels, sample_gan
 
-    if n <= 0:
+    if n is not None and n <= 0:
         raise CyclekitError(f"-n: must be > 0, got {n}")
     check_output_file(output, (".png",))
-    samples = sample_gan(run, n, seed=seed, device=device)
-    save_samples(samples, output)
-    typer.echo(f"wrote {n} samples to {output}")
+    bundle = read_bundle(bundle_dir(run))
+    classes = bundle.samples.classes if bundle.samples is not None else ()
+    if class_ is None and classes:
+        class_ = "all"
+    if class_ is None:
+        count = n or 64
+        save_samples(sample_gan(run, count, seed=seed, device=device), output)
+    else:
+        labels = class_labels(classes, class_, n or (10 if class_ == "all" else 64))
+        count = len(labels)
+        samples = sample_gan(run, count, seed=seed, device=device, labels=labels)
+        if class_ == "all":
+            per_class = count // len(classes)
+            save_grid(samples, output, nrow=per_class, row_labels=classes)
+        else:
+            save_samples(samples, output)
+    typer.echo(f"wrote {count} samples to {output}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,8 +428,8 @@ def data_demo(
     config: str = typer.Option("demo", "--config", help="Config whose data.demo_* settings to use."),
 ) -> None:
     """Generate the built-in summer -> autumn demo dataset (offline) and print its folder."""
+    from cyclekit.data.sources import locate_data
     from cyclekit.recipes import load_config
-    from cyclekit.recipes.cyclegan import find_data_root
 
     cfg = load_config(config)
     if cfg.data.kind != "demo":
@@ -415,7 +440,7 @@ def data_demo(
         d = cfg.data
         typer.echo(generate_demo(out, d.demo_train, d.demo_test, d.demo_size, cfg.seed))
         return
-    typer.echo(find_data_root(cfg, None, None))
+    typer.echo(locate_data(cfg.data, None, None, cfg.seed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,13 +612,28 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="results.json path (default: in the run)."),
 ) -> None:
-    """Score a translation model on the test split(s): L1/PSNR/SSIM (+ label scores), FID and KID."""
+    """Score a run: a translation model on the test split(s) (L1/PSNR/SSIM, label scores, FID and KID), a
+    GAN that samples by its recipe's measures (class accuracy, classes covered, classifier Frechet distance)."""
     from cyclekit.device import resolve_device
     from cyclekit.evaluation.evaluate import evaluate, load_fid_network, write_results
 
     if max_images is not None and max_images < 2:
         raise CyclekitError(f"--max-images: must be >= 2, got {max_images}")
     dev = str(resolve_device(device))
+    if _samples(model):
+        from cyclekit.recipes.run import score_sampling_run
+
+        folder = _bundle_folder(model)
+        if not (folder.parent / "config.yaml").is_file():
+            raise CyclekitError(
+                f"{folder} samples; a sampling model is scored within its run folder (cyclekit eval RUN)"
+            )
+        results = score_sampling_run(folder.parent, dev)
+        numbers = {k: v for k, v in results["sampling"].items() if isinstance(v, (int, float))}
+        typer.echo(f"step {results['step']}: " + "  ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
+        typer.echo(f"wrote {folder.parent / 'results.json'}")
+        _refresh_report(folder.parent)
+        return
     eval_data, run_dir = _eval_data(model, data, size)
     target = output or (run_dir or _bundle_folder(model)) / "results.json"
     if target.suffix != ".json":
@@ -603,13 +643,30 @@ def eval_cmd(
     write_results(results, target)
     typer.echo(format_results(results))
     typer.echo(f"wrote {target}")
-    if run_dir is not None and target == run_dir / "results.json" and (run_dir / "metrics.jsonl").is_file():
-        from cyclekit.report.html import write_report
+    if run_dir is not None and target == run_dir / "results.json":
+        _refresh_report(run_dir)
 
-        try:
-            typer.echo(f"wrote {write_report(run_dir)}")  # the results page shows the run's scores
-        except CyclekitError as exc:
-            _stderr_line(f"warning: report.html not refreshed: {exc}")
+
+def _refresh_report(run_dir: Path) -> None:
+    """The results page shows the run's scores: rewrite it after a new score record."""
+    if not (run_dir / "metrics.jsonl").is_file():
+        return
+    from cyclekit.report.html import write_report
+
+    try:
+        typer.echo(f"wrote {write_report(run_dir)}")
+    except CyclekitError as exc:
+        _stderr_line(f"warning: report.html not refreshed: {exc}")
+
+
+def _samples(model: Path) -> bool:
+    """Whether ``model`` (a run or bundle folder) holds a generator that samples."""
+    from cyclekit.inference.bundle import read_bundle
+
+    try:
+        return read_bundle(_bundle_folder(model)).samples is not None
+    except CyclekitError:
+        return False  # the translation path reports what is wrong with it
 
 
 def _bundle_folder(model: Path) -> Path:
@@ -626,7 +683,7 @@ def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[
     folder = _bundle_folder(model)
     run_dir = folder.parent if (folder.parent / "config.yaml").is_file() else None
     if run_dir is not None:
-        from cyclekit.recipes.cyclegan import find_data_root
+        from cyclekit.data.sources import locate_data
         from cyclekit.recipes.run import load_run_config
 
         cfg = load_run_config(run_dir)
@@ -636,7 +693,7 @@ def _eval_data(model: Path, data: Optional[Path], size: Optional[int]) -> tuple[
             from cyclekit.errors import DataError
 
             try:
-                root = find_data_root(cfg, None, None)
+                root = locate_data(cfg.data, None, None, cfg.seed)
             except DataError as exc:
                 raise DataError(f"{str(exc).replace('--data-root', '--data')} (the run's data is not found)") from None
         return EvalData.of(cfg.data, root, size), run_dir

@@ -7,10 +7,12 @@ section of the chosen recipe's own options, written under the recipe's name::
     data: {...}
     cyclegan: {lambda_cycle: 10.0, lambda_identity: 0.5, pool_size: 50, d_scale: 0.5}
 
-This module knows no recipe: `parse_config` takes a registry (name -> recipe class) and asks the
-chosen recipe for its options dataclass, its data kinds and its defaults. A key the chosen recipe
-(or data kind) does not read is an error naming the key, so a setting never silently does nothing;
-the recipe's `check` then validates the model options before any data is touched.
+This module knows no recipe and no data source: `parse_config` takes both registries (name ->
+class) and asks the chosen recipe for its options dataclass, its defaults and the batch keys it
+needs, and the chosen data kind's source for its options (`data.<kind>:`) and the batch keys it
+gives. A key the chosen recipe (or source) does not read is an error naming the key, so a setting
+never silently does nothing; the recipe's `check` then validates the model options before any
+data is touched.
 """
 
 from __future__ import annotations
@@ -24,95 +26,76 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, Union
 
 import yaml
 
 from cyclekit.atomic import atomic_write
-from cyclekit.choices import DIRECTIONS, EVAL_METRICS, GanMode, InitKind, Logger, Preprocess
+from cyclekit.choices import DIRECTIONS, EVAL_METRICS, GanMode, InitKind, Logger
 from cyclekit.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from cyclekit.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
-# Data keys every image source reads; each kind adds its own (see DATA_KIND_KEYS).
-_IMAGE_KEYS = (
-    "kind",
-    "root",
-    "channels",
-    "preprocess",
-    "load_size",
-    "crop_size",
-    "flip",
-    "batch_size",
-    "workers",
-    "strict",
-)
-# data.kind -> the data keys it reads. A key outside its kind's list is refused when given.
-DATA_KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "unpaired": _IMAGE_KEYS + ("dataset", "domain_a", "domain_b"),
-    "demo": _IMAGE_KEYS + ("domain_a", "domain_b", "demo_train", "demo_test", "demo_size"),
-    "paired": _IMAGE_KEYS + ("dataset", "domain_a", "domain_b", "layout", "pair_suffixes"),
-    "folder": _IMAGE_KEYS + ("recursive",),
-    "ring": ("kind", "batch_size", "epoch_size"),
-    "mnist": ("kind", "channels", "batch_size", "workers"),
-}
+# The data keys every source may read; the rest of `data:` belongs to the chosen kind's source
+# (`cyclekit.data.sources`), written flat (`data.crop_size`) or in its section (`data.paired.crop_size`).
+SHARED_DATA_KEYS = ("kind", "batch_size", "workers", "strict", "channels")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are augmented. Which keys apply depends on `kind`."""
+    """Where the data comes from. The shared keys are here; `source` holds the options of the data
+    kind's source (read through: `config.data.crop_size` is `config.data.source.crop_size`)."""
 
-    kind: str = "unpaired"  # where the images come from (see the table of kinds); the recipe's default
-    dataset: Optional[str] = None  # catalogue name (horse2zebra, ...) used to find or fetch the data
-    root: Optional[str] = None  # dataset folder (same as --data-root)
-    domain_a: str = "A"  # domain names, kept in the bundle and the ONNX metadata (translate --to NAME)
-    domain_b: str = "B"
-    channels: int = 3  # 3: RGB; 1: grayscale end to end
-    # resize_and_crop, crop, scale_width, scale_width_and_crop, or none (each image keeps its size,
-    # rounded to a multiple of 4; batch size 1)
-    preprocess: Preprocess = "resize_and_crop"
-    # 286 -> random 256 crop + flip: Zhu et al. 2017, appendix 7.1; Isola et al. 2017, Sec. 6.2.
-    load_size: int = 286
-    crop_size: int = 256  # random crop (images smaller than it are upscaled first)
-    flip: bool = True  # random horizontal flip
+    kind: str = "unpaired"  # the data source (see the table of kinds); the recipe's default
     batch_size: int = 1  # per process
     # DataLoader worker processes; with workers one loader serves the whole run (prefetching; pinned
     # memory on CUDA). On a 2-core CPU they compete with training: 0 is faster there.
     workers: int = 0
     strict: bool = False  # True: the first unreadable image (or unpaired file) stops the run
-    recursive: bool = False  # folder: include sub-folders
-    epoch_size: int = 8192  # ring: samples per epoch
-    demo_train: int = 160  # demo: generated scenes per split and their size
-    demo_test: int = 16  # demo: test scenes (their autumn versions pair up by file name)
-    demo_size: int = 64  # demo: image size in px
-    # paired: trainA/trainB folders matched by file name, or train/ images holding A|B side by side
-    layout: Literal["auto", "folders", "side_by_side"] = "auto"
-    # paired folders: a file's pairing key is its stem without this trailing suffix (A's, B's):
-    # trainA/100_A.jpg <-> trainB/100_B.jpg, and testA/1.jpg <-> testB/1.jpg (no suffix to strip).
-    pair_suffixes: tuple[str, str] = ("_A", "_B")
+    channels: int = 3  # 3: RGB; 1: grayscale end to end
+    source: Any = None  # the source's options dataclass, built by parse_config
 
     def __post_init__(self) -> None:
-        if self.kind not in DATA_KIND_KEYS:
-            raise ConfigError(
-                f"data.kind: unknown kind {self.kind!r}{did_you_mean(self.kind, DATA_KIND_KEYS)}; "
-                f"known: {', '.join(DATA_KIND_KEYS)}"
-            )
-        _positive(self, "data", "channels", "load_size", "crop_size", "batch_size", "epoch_size")
-        _positive(self, "data", "demo_train", "demo_test", "demo_size")
+        _positive(self, "data", "channels", "batch_size")
         if self.channels not in (1, 3):
             raise ConfigError(f"data.channels: must be 1 or 3, got {self.channels}")
         if self.workers < 0:
             raise ConfigError(f"data.workers: must be >= 0, got {self.workers}")
-        resizes = self.preprocess in ("resize_and_crop", "scale_width_and_crop")
-        if resizes and self.crop_size > self.load_size:
-            raise ConfigError(f"data.crop_size: {self.crop_size} is larger than data.load_size {self.load_size}")
-        if len(self.pair_suffixes) != 2:
-            raise ConfigError(f"data.pair_suffixes: expected two suffixes [A's, B's], got {list(self.pair_suffixes)}")
 
-    def used_keys(self) -> tuple[str, ...]:
-        return DATA_KIND_KEYS[self.kind]
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not fields: the source's options.
+        source = self.__dict__.get("source")
+        if name.startswith("__") or source is None or name not in {f.name for f in dataclasses.fields(source)}:
+            raise AttributeError(f"data.{name}: not an option of data.kind {self.__dict__.get('kind')}")
+        return getattr(source, name)
+
+    @property
+    def root(self) -> Optional[str]:
+        """The data folder given (data.root or --data-root), for sources that read one."""
+        return getattr(self.source, "root", None) if self.source is not None else None
+
+    def with_root(self, root: Optional[str]) -> DataConfig:
+        if self.source is None or not hasattr(self.source, "root"):
+            return self
+        return dataclasses.replace(self, source=dataclasses.replace(self.source, root=root))
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is a key of this data section (shared, or the source's)."""
+        return name in SHARED_DATA_KEYS or (
+            self.source is not None and name in {f.name for f in dataclasses.fields(self.source)}
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """kind, the shared keys the source reads and its options in one flat mapping (data.KEY)."""
+        out: dict[str, Any] = {"kind": self.kind, **{k: getattr(self, k) for k in source_shared_keys(self.source)}}
+        if self.source is not None:
+            out.update(dataclasses.asdict(self.source))
+        return _plain(out)
 
 
 @dataclass(frozen=True)
@@ -148,10 +131,13 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 2e-4  # Adam: Zhu et al. 2017, Sec. 4; Isola et al. 2017, Sec. 3.3
-    lr_d: Optional[float] = None  # discriminator lr; defaults to lr
+    # adam, or rmsprop (WGAN: "momentum based methods such as Adam" made the critic unstable:
+    # Arjovsky et al. 2017, Sec. 3); the recipe's default
+    kind: Literal["adam", "rmsprop"] = "adam"
+    lr: float = 2e-4  # generator lr (Adam 2e-4: Zhu et al. 2017, Sec. 4; Isola et al. 2017, Sec. 3.3)
+    lr_d: Optional[float] = None  # discriminator (critic) lr; defaults to lr
     beta1: float = 0.5  # Adam's first-moment decay (0.5: Radford et al. 2016)
-    beta2: float = 0.999
+    beta2: float = 0.999  # Adam's second-moment decay
 
     def __post_init__(self) -> None:
         _positive(self, "optim", "lr")
@@ -245,12 +231,16 @@ class Config:
             raise ConfigError(f"name: not usable as a folder name: {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values in the YAML layout: only the data keys the data kind reads, and the
-        recipe's options under the recipe's name."""
+        """Plain values in the YAML layout: the shared data keys the source reads with its own
+        options in `data.<kind>:`, and the recipe's options under the recipe's name."""
         out: dict[str, Any] = {k: getattr(self, k) for k in TOP_KEYS}
         for section in SHARED_SECTIONS:
-            out[section] = _plain(dataclasses.asdict(getattr(self, section)))
-        out["data"] = {k: v for k, v in out["data"].items() if k in self.data.used_keys()}
+            if section != "data":
+                out[section] = _plain(dataclasses.asdict(getattr(self, section)))
+        data = self.data
+        out["data"] = {"kind": data.kind, **{k: getattr(data, k) for k in source_shared_keys(data.source)}}
+        if data.source is not None:
+            out["data"][data.kind] = _plain(dataclasses.asdict(data.source))
         if self.options is not None:
             out[self.recipe] = _plain(dataclasses.asdict(self.options))
         return out
@@ -379,22 +369,39 @@ def _describe(value: Any) -> str:
 # recipes
 
 
-class RecipeSpec(Protocol):
-    """What config loading needs from a recipe class (see `cyclekit.recipes`)."""
+# The recipe contract (its class side: name, Options, default_kind, needs, defaults, moved_keys,
+# check) is `cyclekit.recipe.Recipe`; this module reads it, and imports it for type checkers alone.
+
+
+class SourceSpec(Protocol):
+    """What config loading needs from a data source class (see `cyclekit.data.sources`)."""
 
     name: str
-    description: str
-    Options: type  # frozen dataclass of the recipe's own section
-    data_kinds: tuple[str, ...]  # the first is the default
-    defaults: Mapping[str, Any]  # raw config values this recipe starts from (e.g. loss.gan_mode)
-    # Keys of the layout before recipe sections ("loss.lambda_cycle") -> this recipe's option name.
-    moved_keys: Mapping[str, str]
+    Options: type  # frozen dataclass of the source's own keys (data.<kind>:); may set `shared_keys`
+    batch_keys: tuple[str, ...]
 
     @classmethod
-    def check(cls, config: Config) -> None: ...
+    def check(cls, options: Any, data: DataConfig) -> None: ...
 
 
-def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> Config:
+def source_shared_keys(options: Any) -> tuple[str, ...]:
+    """The shared data keys (besides kind) a source reads: its options class's ``shared_keys``."""
+    cls = options if isinstance(options, type) else type(options)
+    return tuple(getattr(cls, "shared_keys", SHARED_DATA_KEYS[1:]))
+
+
+def satisfies(needs: Sequence[Sequence[str]], batch_keys: Sequence[str]) -> bool:
+    """Whether a source yielding ``batch_keys`` gives one of a recipe's ``needs`` alternatives."""
+    return any(set(alt) <= set(batch_keys) for alt in needs)
+
+
+def compatible_kinds(spec: type[Recipe], sources: Mapping[str, SourceSpec]) -> list[str]:
+    return [k for k, src in sources.items() if satisfies(spec.needs, src.batch_keys)]
+
+
+def parse_config(
+    data: Mapping[str, Any], recipes: Mapping[str, type[Recipe]], sources: Mapping[str, SourceSpec]
+) -> Config:
     """Validate a raw config dict (YAML layout) into a `Config` for one of ``recipes``."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping of keys, got {_describe(data)}")
@@ -408,12 +415,13 @@ def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> 
             f"recipe: unknown recipe {name!r}{did_you_mean(name, recipes)}; known: {', '.join(sorted(recipes))}"
         )
     spec = recipes[name]
-    data = _move_old_keys(data, spec, recipes, legacy=_is_legacy_dump(data))
+    legacy = _is_legacy_dump(data)
+    data = _move_old_keys(data, spec, recipes, legacy)
     data = _merge(_deepcopy(dict(spec.defaults)), data)
     if data.get("data") is None:
         data["data"] = {}
     if isinstance(data["data"], dict):
-        data["data"].setdefault("kind", spec.data_kinds[0])
+        data["data"].setdefault("kind", spec.default_kind)
 
     allowed = set(TOP_KEYS) | set(SHARED_SECTIONS) | {name}
     for key in data:
@@ -422,17 +430,10 @@ def parse_config(data: Mapping[str, Any], recipes: Mapping[str, RecipeSpec]) -> 
         if key not in allowed:
             valid = [*TOP_KEYS, *SHARED_SECTIONS, name]
             raise ConfigError(f"{key}: unknown key{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}")
-    kind = data["data"].get("kind") if isinstance(data["data"], dict) else None
-    if isinstance(kind, str) and kind in DATA_KIND_KEYS and kind not in spec.data_kinds:
-        raise ConfigError(f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {kind}")
-    _check_data_keys(data.get("data"), spec)
     top = {k: coerce(t, data[k], k) for k, t in (("name", str), ("description", str), ("seed", int)) if k in data}
-    sections = {s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items()}
+    sections = {s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items() if s != "data"}
+    sections["data"] = parse_data(_section(data, "data"), spec, sources, legacy)
     options = from_dict(spec.Options, _section(data, name), name)
-    if sections["data"].kind not in spec.data_kinds:
-        raise ConfigError(
-            f"data.kind: recipe {name} reads {' or '.join(spec.data_kinds)} data, got {sections['data'].kind}"
-        )
     config = Config(recipe=name, **top, **sections, options=options)
     spec.check(config)
     return config
@@ -444,17 +445,69 @@ def _section(data: Mapping[str, Any], key: str) -> Any:
     return {} if value is None else value
 
 
-def _check_data_keys(data: Any, spec: RecipeSpec) -> None:
-    if not isinstance(data, Mapping):
-        return  # from_dict reports the type
-    kind = data.get("kind", spec.data_kinds[0])
-    used = DATA_KIND_KEYS.get(kind) if isinstance(kind, str) else None
-    if used is None:
-        return  # DataConfig reports the unknown kind
-    for key in data:
-        if key not in used and key in {f.name for f in dataclasses.fields(DataConfig)}:
-            readers = [k for k, keys in DATA_KIND_KEYS.items() if key in keys]
-            raise ConfigError(f"data.{key}: not used with data.kind {kind} (read by: {', '.join(readers)})")
+def parse_data(raw: Any, spec: type[Recipe], sources: Mapping[str, SourceSpec], legacy: bool = False) -> DataConfig:
+    """The `data:` section: the shared keys, and the kind's own keys written flat (`data.crop_size`)
+    or in its section (`data.paired.crop_size`), checked against the source's options. A key of
+    another source, or a shared key this source does not read, is an error naming who reads it;
+    so is a kind whose batches lack what the recipe needs. ``legacy``: a 0.1 dump, whose keys
+    for other kinds held defaults and are dropped."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"data: expected a mapping of keys, got {_describe(raw)}")
+    raw = dict(raw)
+    kind = raw.pop("kind", spec.default_kind)
+    if not isinstance(kind, str) or kind not in sources:
+        raise ConfigError(
+            f"data.kind: unknown kind {kind!r}{did_you_mean(str(kind), sources)}; known: {', '.join(sources)}"
+        )
+    source = sources[kind]
+    if not satisfies(spec.needs, source.batch_keys):
+        wanted = " or ".join(", ".join(alt) for alt in spec.needs)
+        fits = compatible_kinds(spec, sources)
+        raise ConfigError(
+            f"data.kind: recipe {spec.name} trains on batches of {wanted}; the {kind} source gives "
+            f"{', '.join(source.batch_keys)} (kinds that fit: {', '.join(fits)})"
+        )
+    option_names = [f.name for f in dataclasses.fields(source.Options) if f.init]
+    reads = source_shared_keys(source.Options)
+    nested = raw.pop(kind, None)
+    if nested is not None and not isinstance(nested, Mapping):
+        raise ConfigError(f"data.{kind}: expected a mapping of the {kind} source's keys, got {_describe(nested)}")
+    shared: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in reads:
+            shared[key] = value
+        elif key in option_names:
+            if nested is not None and key in nested and nested[key] != value:
+                raise ConfigError(f"data.{key} and data.{kind}.{key} disagree ({value!r} and {nested[key]!r})")
+            own[key] = value
+        elif legacy:
+            continue
+        elif key in sources and isinstance(value, Mapping):
+            raise ConfigError(f"data.{key}: options of the {key} source, but data.kind is {kind}")
+        else:
+            readers = [k for k, src in sources.items() if key in _source_keys(src)]
+            if readers:
+                raise ConfigError(f"data.{key}: not used with data.kind {kind} (read by: {', '.join(readers)})")
+            valid = [*reads, *option_names]
+            raise ConfigError(
+                f"data.{key}: unknown key{did_you_mean(key, valid)}; the {kind} source reads: {', '.join(valid)}"
+            )
+    own.update(nested or {})
+    options = from_dict(source.Options, own, f"data.{kind}" if nested else "data")
+    shared = {**getattr(source.Options, "shared_defaults", {}), **shared}
+    config = from_dict(DataConfig, {"kind": kind, **shared}, "data")
+    config = dataclasses.replace(config, source=options)
+    try:
+        source.check(options, config)
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith("data.") else f"data.{text}") from None
+    return config
+
+
+def _source_keys(source: SourceSpec) -> set[str]:
+    return {f.name for f in dataclasses.fields(source.Options) if f.init} | set(source_shared_keys(source.Options))
 
 
 def _is_legacy_dump(data: Mapping[str, Any]) -> bool:
@@ -464,7 +517,7 @@ def _is_legacy_dump(data: Mapping[str, Any]) -> bool:
 
 
 def _move_old_keys(
-    data: dict[str, Any], spec: RecipeSpec, recipes: Mapping[str, RecipeSpec], legacy: bool
+    data: dict[str, Any], spec: type[Recipe], recipes: Mapping[str, type[Recipe]], legacy: bool
 ) -> dict[str, Any]:
     """Keys that lived in shared sections before recipe sections existed move to their recipe's
     section (with a warning); one the chosen recipe does not read is an error naming its owner.
@@ -488,14 +541,7 @@ def _move_old_keys(
                 logger.warning("config key %s is now %s.%s; read it from there", old, spec.name, new)
         elif not legacy:
             raise ConfigError(f"{old}: not used by recipe {spec.name} (it is {' / '.join(homes)})")
-    if legacy and isinstance(data.get("data"), dict):
-        kind = data["data"].get("kind", spec.data_kinds[0])
-        used = DATA_KIND_KEYS.get(kind, ())
-        data["data"] = {k: v for k, v in data["data"].items() if k in used or k not in _DATA_FIELDS}
     return data
-
-
-_DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(DataConfig))
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -572,6 +618,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.safe_load(raw) if raw.strip() else ""
         except (yaml.YAMLError, RecursionError):
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+        _drop_other_spelling(data, parts)
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -584,6 +631,20 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _drop_other_spelling(data: dict[str, Any], parts: list[str]) -> None:
+    """A source key has two spellings, ``data.KEY`` and ``data.<kind>.KEY``: a --set of one replaces
+    both, so the command line always wins over the file, whichever spelling each uses."""
+    section = data.get("data")
+    if parts[0] != "data" or not isinstance(section, dict):
+        return
+    if len(parts) == 2:
+        for value in section.values():
+            if isinstance(value, dict):
+                value.pop(parts[1], None)
+    elif len(parts) == 3:
+        section.pop(parts[2], None)
+
+
 def _deepcopy(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _deepcopy(v) for k, v in data.items()}
@@ -592,12 +653,17 @@ def _deepcopy(data: Any) -> Any:
     return data
 
 
-def load_config_with(name_or_path: str, overrides: Sequence[str], recipes: Mapping[str, RecipeSpec]) -> Config:
+def load_config_with(
+    name_or_path: str,
+    overrides: Sequence[str],
+    recipes: Mapping[str, type[Recipe]],
+    sources: Mapping[str, SourceSpec],
+) -> Config:
     """Load a preset name or YAML path, apply `--set` overrides, validate against ``recipes``."""
     path = resolve_config_path(name_or_path)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
-    return parse_config(apply_overrides(data, overrides), recipes)
+    return parse_config(apply_overrides(data, overrides), recipes, sources)
 
 
 def dump_config(config: Config, path: Path) -> None:

@@ -39,13 +39,12 @@ def data_roots(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_every_recipe_is_registered_and_has_a_preset():
-    assert sorted(RECIPES) == ["cyclegan", "gan", "pix2pix"]
     presets = {load_config(name).recipe for name in TINY_NETS}
     assert presets == set(RECIPES)
-    with pytest.raises(ConfigError, match="recipe: unknown recipe 'stylegan'; known: cyclegan, gan, pix2pix"):
+    with pytest.raises(ConfigError, match="recipe: unknown recipe 'stylegan'; known: " + ", ".join(sorted(RECIPES))):
         get_recipe("stylegan")
     code, out, _ = cli("recipes")
-    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["cyclegan", "gan", "pix2pix"]
+    assert code == 0 and [line.split()[0] for line in out.splitlines() if not line.startswith(" ")] == list(RECIPES)
 
 
 @pytest.mark.parametrize("preset", sorted(TINY_NETS))

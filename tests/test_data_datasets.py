@@ -18,9 +18,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cyclekit.data.check import check_folder, format_report
-from cyclekit.data.folders import ImageFolder, PlanDataset, UnpairedFolders, scan_images
+from cyclekit.data.folders import ImageFolder, UnpairedFolders, scan_images
 from cyclekit.data.transforms import PREPROCESS_MODES, build_eval_transform, build_transform
 from cyclekit.errors import ConfigError, DataError
+from cyclekit.train.batches import PlanDataset
 
 
 def _img(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
@@ -250,13 +251,13 @@ def test_image_folder(tmp_path: Path) -> None:
     (tmp_path / "faces" / "bad.jpg").write_text("nope")
     ds = ImageFolder(tmp_path / "faces", build_transform("crop", 32, 32, True, 1), channels=1, seed=1)
     assert len(ds) == 4 and len(ds.skipped) == 1
-    x = ds[0]
+    x = ds[0]["image"]
     assert x.shape == (1, 32, 32)
-    assert torch.equal(ds[0], x) and torch.equal(ds.get(2, 9), ds[(2, 9)])
+    assert torch.equal(ds[0]["image"], x) and torch.equal(ds.get(2, 9), ds[(2, 9)]["image"])
     plan = ds.epoch_plan(0)
     assert sorted(i for i, _ in plan) == [0, 1, 2, 3] and plan == ds.epoch_plan(0) != ds.epoch_plan(1)
     ds.set_epoch(1)
-    assert not torch.equal(ds[0], x)  # new epoch, new augmentation
+    assert not torch.equal(ds[0]["image"], x)  # new epoch, new augmentation
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"no images found in .*empty"):
@@ -335,8 +336,8 @@ def test_run_long_loader_gives_the_per_epoch_batches(tmp_path):
 
     from cyclekit.data.folders import UnpairedFolders
     from cyclekit.data.transforms import build_transform
-    from cyclekit.recipes.common import _LOADERS, plan_batches
     from cyclekit.train import distributed
+    from cyclekit.train.batches import _LOADERS, plan_batches
     from tests.conftest import write_images
 
     write_images(tmp_path / "trainA", 7, seed=1)

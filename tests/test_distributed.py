@@ -232,6 +232,7 @@ def test_launcher_options_are_checked_in_one_line(data: Path, tmp_path: Path):
     assert not (tmp_path / "horse2zebra").exists()
 
 
+@pytest.mark.slow  # two launchers on one CPU; the one-machine DDP tests cover the training itself
 def test_two_machines_meet_at_a_rendezvous_endpoint(data: Path, tmp_path: Path):
     """The multi-node path, on one machine: two launchers (`--nnodes 2 --nproc 1`, as on two
     machines) meet at the same c10d endpoint; rank 0's node writes the run."""

@@ -225,7 +225,7 @@ def test_export_names_by_direction_never_overwrites_foreign_files_and_records_th
     (out / "G_BtoA.onnx").unlink()
     code, _, err = cli("export", str(tmp_path / "demo"), "-o", str(out))
     assert code == 0, err
-    code, _, err = cli("export", str(tmp_path / "demo"), "-o", str(out))  # its own files: replaced
+    code, _, err = cli("export", str(tmp_path / "demo"), "--direction", "AtoB", "-o", str(out))  # its own: replaced
     assert code == 0, err
     meta = {p.key: p.value for p in onnx.load(str(out / "G_AtoB.onnx")).metadata_props}
     assert (meta["train_size"], meta["load_size"], meta["preprocess"]) == ("32", "32", "resize_and_crop")

@@ -52,7 +52,8 @@ def test_every_registered_model_has_tiny_options() -> None:
 def test_forward_backward_every_model(name: str) -> None:
     options, in_shape, out_shape = TINY[name]
     net = build_model(name, options)
-    out = net(_randn(*in_shape))
+    labels = (torch.tensor([0, 2]),) if name.startswith("cond_") else ()
+    out = net(_randn(*in_shape), *labels)
     assert out.shape == out_shape
     out.square().mean().backward()
     for pname, p in net.named_parameters():
@@ -242,9 +243,7 @@ def test_mlp_images_and_output() -> None:
 def test_unknown_model_lists_names() -> None:
     with pytest.raises(ConfigError) as err:
         build_model("vnet", key="model.generator")
-    assert str(err.value) == (
-        "model.generator: unknown model 'vnet'; known: dcgan_d, dcgan_g, mlp_d, mlp_g, patchgan, resnet, unet"
-    )
+    assert str(err.value) == ("model.generator: unknown model 'vnet'; known: " + ", ".join(list_models()))
 
 
 def test_unknown_option_names_dotted_key() -> None:
@@ -281,7 +280,7 @@ def test_bad_option_types(name: str, options: dict, message: str) -> None:
         ("resnet", {"ngf": 0}, "model.ngf: must be > 0"),
         ("resnet", {"dropout": 1.0}, r"model.dropout: must be in \[0, 1\)"),
         ("patchgan", {"n_layers": 0}, "model.n_layers: must be > 0"),
-        ("dcgan_g", {"image_size": 48}, "model.image_size: expected one of 28, 32, 64"),
+        ("dcgan_g", {"image_size": 48}, "model.image_size: expected one of 16, 28, 32, 64"),
         ("dcgan_d", {"image_size": 28.0}, "model.image_size: expected one of"),
         ("dcgan_d", {"channels": 2}, "model.channels: expected one of 1, 3"),
         ("mlp_g", {"hidden": [8, 0]}, "model.hidden: widths must be > 0"),

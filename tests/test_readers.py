@@ -40,7 +40,7 @@ CONTENT = st.one_of(
 LINES = st.lists(CONTENT, max_size=4).map(lambda parts: b"\n".join(parts) + b"\n")
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Through the CLI, where each example runs a whole command (the report draws its plots).
-FUZZ_CLI = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ_CLI = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
@@ -157,7 +157,7 @@ def test_a_damaged_bundle_config_is_one_line(tmp_path_factory: pytest.TempPathFa
 @given(content=LINES)
 def test_a_resumed_run_reads_a_damaged_metrics_log(finished_run: Path, tmp_path: Path, content: bytes):
     """The loop cuts metrics.jsonl back to its checkpoint on resume: damage there is not fatal."""
-    from cyclekit.train.metrics import MetricsLog
+    from cyclekit.records import MetricsLog
 
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(content)

@@ -99,7 +99,7 @@ def make_run(root: Path, samples: int = 5, optional: bool = True) -> Path:
 
 
 def test_plot_losses_panels_and_log_scale(tmp_path: Path):
-    from cyclekit.train.metrics import read_metrics
+    from cyclekit.records import read_metrics
 
     run = make_run(tmp_path, samples=0, optional=False)
     info = plot_losses(read_metrics(run / "metrics.jsonl"), tmp_path / "out" / "loss.png")
@@ -127,7 +127,7 @@ def test_plots_with_nothing_to_draw(tmp_path: Path):
 
 
 def test_plot_evals(tmp_path: Path):
-    from cyclekit.train.metrics import read_metrics
+    from cyclekit.records import read_metrics
 
     run = make_run(tmp_path, samples=0)
     info = plot_evals(read_metrics(run / "evals.jsonl"), tmp_path / "evals.png")

@@ -70,7 +70,7 @@ def test_sigkill_resume_reproduces_losses(tmp_path: Path):
     seen = kill_when(proc, tmp_path / "b" / "horse2zebra" / "metrics.jsonl", min_lines=10)
     assert seen < 32
     code, out, err = cli(*args(root, tmp_path / "b", *common), "--resume", "auto")
-    assert code == 0, err and "resumed at step" in out
+    assert code == 0 and "resumed at step" in out, err
     assert losses(tmp_path / "b" / "horse2zebra") == full
 
 

@@ -92,7 +92,10 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
     assert sorted(losses(run)) == [1, 2, 3, 4]
     bundle = json.loads((run / "bundle" / "config.json").read_text())
     assert bundle["recipe"] == "gan" and bundle["networks"]["G"]["arch"] == "dcgan_g"
-    assert bundle["samples"] == {"network": "G", "latent_dim": 16, "output": "image"} and not bundle["translates"]
+    assert (
+        bundle["samples"] == {"network": "G", "latent_dim": 16, "output": "image", "classes": []}
+        and not bundle["translates"]
+    )
     assert bundle["networks"]["G"]["options"]["image_size"] == 32
     assert load_config(str(run / "config.yaml")).train.epochs == 2
     # `sample` rebuilds the generator from the bundle alone

@@ -2,9 +2,9 @@
 (:class:`UnpairedFolders`, the CycleGAN ``trainA``/``trainB`` layout).
 
 Sampling order and augmentation seeds come from an explicit per-epoch *plan* derived from
-``(seed, epoch)`` with local generators, never the global RNG. Wrapping a slice of the plan in
-:class:`PlanDataset` gives a DataLoader whose output does not depend on ``num_workers`` and which
-a resumed run can continue mid-epoch, sample for sample.
+``(seed, epoch)`` with local generators, never the global RNG. Loading a slice of the plan
+(`cyclekit.train.batches`) gives batches that do not depend on the number of loader workers and
+that a resumed run can continue mid-epoch, sample for sample.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _as_tensor(path: Path, channels: int, transform: TransformFn | None, seed: i
 
 
 class ImageFolder(Dataset):
-    """One folder of images as a Dataset of (C,H,W) tensors in [-1, 1] (e.g. for a DCGAN).
+    """One folder of images as a Dataset of ``{"image": (C,H,W) tensor in [-1, 1]}`` (e.g. for a DCGAN).
 
     ``ds[i]`` uses seed ``derive_seed(seed, epoch, i)`` (see :meth:`set_epoch`);
     ``ds[(i, sample_seed)]`` / :meth:`get` use an explicit seed, as produced by
@@ -143,14 +143,17 @@ class ImageFolder(Dataset):
         """The transformed image ``index`` with augmentation drawn from ``seed``."""
         return _as_tensor(self.paths[index], self.channels, self.transform, seed)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         if isinstance(item, (tuple, list)):
             index, seed = item
-            return self.get(int(index), int(seed))
+            return {"image": self.get(int(index), int(seed))}
         index = int(item)
         if index < 0:
             index += len(self.paths)
-        return self.get(index, derive_seed(self.seed, self.epoch, index))
+        return {"image": self.get(index, derive_seed(self.seed, self.epoch, index))}
+
+    def summary(self) -> str:
+        return f"{self.folder}: {len(self.paths):,} images"
 
     def epoch_plan(self, epoch: int) -> list[tuple[int, int]]:
         """[(index, sample_seed)] in a shuffled order derived only from (seed, epoch)."""
@@ -242,22 +245,3 @@ class UnpairedFolders(Dataset):
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
-
-
-class PlanDataset(Dataset):
-    """Map-style view ``i -> base[plan[i]]``: a fixed, resumable sample order for a DataLoader.
-
-    ``DataLoader(PlanDataset(ds, plan[start:]), batch_size, num_workers=w)`` yields the same
-    batches for any ``w``, because every item carries its own seed.
-    """
-
-    def __init__(self, base: Dataset, plan: Sequence[Any]) -> None:
-        self.base = base
-        # Plans restored from JSON come back as lists; the base datasets index with tuples.
-        self.plan = [tuple(p) if isinstance(p, list) else p for p in plan]
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.base[self.plan[i]]

@@ -412,10 +412,24 @@ def save_grid(
     path: str | os.PathLike[str],
     nrow: int | None = None,
     padding: int = 2,
+    row_labels: Iterable[str] | None = None,
 ) -> Path:
-    """Tile [-1, 1] images with :func:`make_grid` and save them as a PNG; returns the path."""
+    """Tile [-1, 1] images with :func:`make_grid` and save them as a PNG; returns the path.
+    ``row_labels``: a name written left of each row (e.g. the class of a conditional GAN's row)."""
     path = Path(path)
-    grid = make_grid(images, nrow=nrow, padding=padding)
+    grid = tensor_to_image(make_grid(images, nrow=nrow, padding=padding))
+    if row_labels is not None:
+        from PIL import ImageDraw
+
+        labels = list(row_labels)
+        row_height = grid.height / max(1, len(labels))
+        margin = 8 + 7 * max((len(s) for s in labels), default=1)
+        labelled = Image.new("RGB", (grid.width + margin, grid.height), (0, 0, 0))
+        labelled.paste(grid.convert("RGB"), (margin, 0))
+        draw = ImageDraw.Draw(labelled)
+        for i, text in enumerate(labels):
+            draw.text((4, int(i * row_height + row_height / 2 - 5)), text, fill=(255, 255, 255))
+        grid = labelled
     with atomic_path(path, fsync=False) as tmp:
-        tensor_to_image(grid).save(tmp, format="PNG")
+        grid.save(tmp, format="PNG")
     return path

@@ -8,6 +8,7 @@ reads: ``kind``, ``batch_size``, ``workers``, ``strict`` and ``channels``.
 
 Batch keys say what a recipe can train on: ``A``/``B`` (two domains), ``aligned`` (A and B are
 pairs), ``image``, ``label`` (a class index; -1 for an unlabelled item), ``points`` (2-D samples).
+An options class may set ``shared_keys``: the shared keys its source reads (default: all of them).
 A recipe declares the keys it needs, and a config pairing it with a source that lacks one is refused
 when it loads, before any data is read.
 
@@ -18,19 +19,15 @@ items of one epoch in an order fixed by (seed, epoch), so that a run resumes exa
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
-import numpy as np
 import torch
 
 from cyclekit.choices import Preprocess
+from cyclekit.config import DataConfig
 from cyclekit.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -73,14 +70,6 @@ class DomainOptions(FolderOptions):
     domain_b: str = "B"
 
 
-@dataclass(frozen=True)
-class Shared:
-    """What a source's builder needs from the shared ``data:`` keys."""
-
-    channels: int = 3
-    strict: bool = False
-
-
 # --------------------------------------------------------------------------------------------
 # the contract
 
@@ -95,8 +84,18 @@ class Source:
     batch_keys: ClassVar[tuple[str, ...]]
 
     @classmethod
-    def check(cls, options: Any, shared: Shared) -> None:
+    def check(cls, options: Any, data: DataConfig) -> None:
         """Value checks that need the shared keys too (run when the config loads)."""
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        """(C, H, W) of the training images a batch holds; None for a source of points."""
+        return (data.channels, data.crop_size, data.crop_size)
+
+    @classmethod
+    def summary(cls, dataset: Any) -> str:
+        """One line for the start of a run: what the training data is."""
+        return dataset.summary()
 
     @classmethod
     def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
@@ -107,12 +106,12 @@ class Source:
         return root
 
     @classmethod
-    def build(cls, options: Any, shared: Shared, root: Path | None, split: str, seed: int, train: bool) -> Any:
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         """The dataset of ``split`` ("train" or "test"); ``train``: augment (else the eval transform)."""
         raise NotImplementedError
 
 
-def _transform(options: ImageOptions, channels: int, train: bool) -> Any:
+def _transform(options: Any, channels: int, train: bool) -> Any:
     from cyclekit.data.transforms import build_eval_transform, build_transform
 
     o = options
@@ -148,12 +147,12 @@ class UnpairedSource(Source):
         return _catalogue_root(options, data_root, cache_dir)
 
     @classmethod
-    def build(cls, options: Any, shared: Shared, root: Path | None, split: str, seed: int, train: bool) -> Any:
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         from cyclekit.data.folders import UnpairedFolders
 
         assert root is not None
-        transform = _transform(options, shared.channels, train)
-        return UnpairedFolders(root, split, transform, channels=shared.channels, strict=shared.strict, seed=seed)
+        transform = _transform(options, data.channels, train)
+        return UnpairedFolders(root, split, transform, channels=data.channels, strict=data.strict, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -176,18 +175,18 @@ class PairedSource(Source):
         return _catalogue_root(options, data_root, cache_dir)
 
     @classmethod
-    def build(cls, options: Any, shared: Shared, root: Path | None, split: str, seed: int, train: bool) -> Any:
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         from cyclekit.data.paired import PairedImages
 
         assert root is not None
         return PairedImages(
             root,
             split,
-            _transform(options, shared.channels, train),
-            channels=shared.channels,
+            _transform(options, data.channels, train),
+            channels=data.channels,
             layout=options.layout,
             suffixes=options.pair_suffixes,
-            strict=shared.strict,
+            strict=data.strict,
             seed=seed,
         )
 
@@ -244,18 +243,20 @@ class FolderSource(Source):
     batch_keys = ("image",)
 
     @classmethod
-    def build(cls, options: Any, shared: Shared, root: Path | None, split: str, seed: int, train: bool) -> Any:
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         from cyclekit.data.folders import ImageFolder
 
         assert root is not None
-        transform = _transform(options, shared.channels, train)
+        transform = _transform(options, data.channels, train)
         return ImageFolder(
-            root, transform, channels=shared.channels, strict=shared.strict, recursive=options.recursive, seed=seed
+            root, transform, channels=data.channels, strict=data.strict, recursive=options.recursive, seed=seed
         )
 
 
 @dataclass(frozen=True)
 class RingOptions:
+    shared_keys: ClassVar[tuple[str, ...]] = ("batch_size",)
+
     epoch_size: int = 8192  # fresh points per epoch
 
     def __post_init__(self) -> None:
@@ -270,11 +271,15 @@ class RingSource(Source):
     batch_keys = ("points",)
 
     @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return None
+
+    @classmethod
     def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
         return None
 
     @classmethod
-    def build(cls, options: Any, shared: Shared, root: Path | None, split: str, seed: int, train: bool) -> Any:
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         return RingPoints(options.epoch_size, seed)
 
 
@@ -304,22 +309,158 @@ class RingPoints(torch.utils.data.Dataset):
         return f"the ring of 8 Gaussians, {self.epoch_size:,} fresh points per epoch"
 
 
+# --------------------------------------------------------------------------------------------
+# labelled sources (cyclekit.data.labelled): image + label batches for conditional GANs
+
+
+@dataclass(frozen=True)
+class LabelledOptions:
+    shared_keys: ClassVar[tuple[str, ...]] = ("batch_size", "workers", "channels")
+    shared_defaults: ClassVar[dict[str, Any]] = {"channels": 1}  # greyscale digits
+
+    # Keep this many labels per class (chosen with the seed, recorded in the run); the other items
+    # are unlabelled (label -1): semi-supervised training. null: every item keeps its label.
+    labels_per_class: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.labels_per_class is not None and self.labels_per_class <= 0:
+            raise ConfigError(f"labels_per_class: must be > 0, got {self.labels_per_class}")
+
+
+@dataclass(frozen=True)
+class DigitsOptions(LabelledOptions):
+    size: int = 32  # the 8x8 digits upscaled (bilinear) to size x size px
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.size < 8:
+            raise ConfigError(f"size: at least 8 (the digits are 8x8), got {self.size}")
+
+
+class _Greyscale(Source):
+    @classmethod
+    def check(cls, options: Any, data: DataConfig) -> None:
+        if data.channels != 1:
+            raise ConfigError(f"data.channels: the {cls.name} images are greyscale; set 1")
+
+
+class DigitsSource(_Greyscale):
+    name = "digits"
+    description = "the 1,797 labelled 8x8 handwritten digits scikit-learn ships (offline; fixed 80/20 split)"
+    Options = DigitsOptions
+    batch_keys = ("image", "label")
+
+    @classmethod
+    def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
+        if data_root is not None:
+            raise DataError("data.kind digits ships with scikit-learn and reads no folder: drop --data-root")
+        return None
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return (1, data.size, data.size)
+
+    @classmethod
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
+        from cyclekit.data.labelled import digits
+
+        per_class = options.labels_per_class if split == "train" else None
+        return digits(split, size=options.size, seed=seed, labels_per_class=per_class)
+
+
+@dataclass(frozen=True)
+class MnistOptions(LabelledOptions):
+    root: Optional[str] = None  # a folder of the four idx files (same as --data-root); else the download
+    size: int = 28  # resized (bilinear) when not 28
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.size < 8:
+            raise ConfigError(f"size: at least 8, got {self.size}")
+
+
+class MnistSource(_Greyscale):
+    name = "mnist"
+    description = "MNIST with its labels: the idx files in --data-root DIR, else the cache or a download"
+    Options = MnistOptions
+    batch_keys = ("image", "label")
+
+    @classmethod
+    def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
+        from cyclekit.data.catalogue import find_dataset
+
+        root = data_root or (Path(options.root) if options.root else None)
+        return root if root is not None else find_dataset("mnist", None, cache_dir)
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return (1, data.size, data.size)
+
+    @classmethod
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
+        from cyclekit.data.labelled import mnist
+
+        per_class = options.labels_per_class if split == "train" else None
+        return mnist(split, root, None, size=options.size, seed=seed, labels_per_class=per_class, download=False)
+
+
+@dataclass(frozen=True)
+class ClassesOptions(LabelledOptions):
+    shared_keys: ClassVar[tuple[str, ...]] = ("batch_size", "workers", "strict", "channels")
+    shared_defaults: ClassVar[dict[str, Any]] = {}
+
+    root: Optional[str] = None  # ROOT/<class name>/*.png (or ROOT/train/<class>/, ROOT/test/<class>/)
+    size: int = 32  # images resized to size x size px
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.size < 8:
+            raise ConfigError(f"size: at least 8, got {self.size}")
+
+
+class ClassesSource(Source):
+    name = "classes"
+    description = "a folder per class: ROOT/<class name>/*.png (class names from the folders, sorted)"
+    Options = ClassesOptions
+    batch_keys = ("image", "label")
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return (data.channels, data.size, data.size)
+
+    @classmethod
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
+        from cyclekit.data.labelled import classes
+
+        assert root is not None
+        per_class = options.labels_per_class if split == "train" else None
+        return classes(
+            split, root, options.size, data.channels, seed=seed, labels_per_class=per_class, strict=data.strict
+        )
+
+
 SOURCES: dict[str, type[Source]] = {
     "unpaired": UnpairedSource,
     "paired": PairedSource,
     "demo": DemoSource,
     "folder": FolderSource,
     "ring": RingSource,
+    "digits": DigitsSource,
+    "mnist": MnistSource,
+    "classes": ClassesSource,
 }
 
 
-def options_dict(options: Any) -> dict[str, Any]:
-    """A source's options as plain values (tuples as lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(options).items()}
+def locate_data(data: DataConfig, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
+    """The folder a config's data is read from: --data-root (or data.root) as given, else the
+    source's own way (the catalogue's cache or a download, the generated demo set); None for a
+    source that reads no folder."""
+    return SOURCES[data.kind].locate(data.source, data_root, cache_dir, seed)
 
 
-def stable_hash(values: Mapping[str, Any]) -> str:
-    return hashlib.sha256(repr(sorted(values.items())).encode()).hexdigest()[:12]
+def build_dataset(data: DataConfig, root: Path | None, split: str, seed: int, train: bool = True) -> Any:
+    """The dataset of ``split`` from the config's source (see `Source.build`)."""
+    return SOURCES[data.kind].build(data.source, data, root, split, seed, train)
 
 
-__all__ = ["SOURCES", "Shared", "Source", "np", "os"]
+__all__ = ["SOURCES", "Source", "build_dataset", "locate_data"]

@@ -63,7 +63,10 @@ class EvalData:
     def of(cls, data: DataConfig, root: Path, size: int | None = None) -> EvalData:
         """A run's test data as its ``data:`` config reads it (``size``: load and crop at this size instead)."""
         load, crop = (size, size) if size else (data.load_size, data.crop_size)
-        return cls(root, load, crop, data.preprocess, data.channels, data.layout, data.pair_suffixes)
+        # Unpaired sources have no pairing keys: their paired test split (if any) uses the defaults.
+        layout = data.layout if data.has("layout") else "auto"
+        suffixes = data.pair_suffixes if data.has("pair_suffixes") else ("_A", "_B")
+        return cls(root, load, crop, data.preprocess, data.channels, layout, suffixes)
 
 
 @dataclass

@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,12 @@ from cyclekit.atomic import atomic_path, atomic_write, staged_folder
 from cyclekit.choices import LOWER_IS_BETTER
 from cyclekit.errors import CyclekitError
 from cyclekit.evaluation.evaluate import EvalData, Inception, evaluate, load_fid_network
-from cyclekit.records import load_optional_object, number
-from cyclekit.train.metrics import MetricsLog, read_metrics
+from cyclekit.records import MetricsLog, load_optional_object, number, read_metrics
 
 logger = logging.getLogger(__name__)
+
+
+REPORT_EVERY_S = 20.0  # at most one report.html refresh per this many seconds during training
 
 
 class EpochEnd:
@@ -36,8 +40,11 @@ class EpochEnd:
         resumed_at: int | None,
         report: bool = True,
         checkpoint: Path | None = None,
+        sampler_scores: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.run_dir = run_dir
+        # A recipe that samples: its own scores of the current generator (no best bundle is kept).
+        self.sampler_scores = sampler_scores if eval_every else None
         self.checkpoint = checkpoint  # the run's last.pt; kept as best.pt when an epoch is the best so far
         self.data = data if eval_every else None
         self.eval_every = eval_every
@@ -47,6 +54,7 @@ class EpochEnd:
         self.inception: Inception | None = None
         self.evals: MetricsLog | None = None  # set by `prepare`, which knows the resumed step
         self.started = time.time()
+        self.reported = -math.inf  # when report.html was last written (time.monotonic)
         self.prior_seconds = 0.0
         timing = _read_json(run_dir / "timing.json") if resumed_at is not None else None
         if timing:
@@ -66,7 +74,8 @@ class EpochEnd:
     def __call__(self, step: int, epoch: int, epoch_end: bool = True) -> None:
         """After the checkpoint of an epoch end (``epoch`` epochs done), or of the last step of a run
         stopped mid-epoch (``epoch_end`` False: no evaluation, the timing and report only)."""
-        due = epoch_end and self.data is not None and epoch % self.eval_every == 0
+        scored = self.data is not None or self.sampler_scores is not None
+        due = epoch_end and scored and epoch % self.eval_every == 0
         if due and not self._evaluated(step):
             self._evaluate(step, epoch)
         now = time.time()
@@ -83,12 +92,17 @@ class EpochEnd:
             )
             + "\n",
         )
-        self.refresh_report()
+        self.refresh_report(force=not epoch_end)
 
-    def refresh_report(self) -> None:
-        """Rewrite report.html; a problem with it is a warning, never the end of a training run."""
+    def refresh_report(self, force: bool = True) -> None:
+        """Rewrite report.html (at most every REPORT_EVERY_S seconds unless ``force``: drawing its
+        plots takes ~2 s, more than an epoch of a small data set); a problem with it is a warning,
+        never the end of a training run."""
         if not self.report:
             return
+        if not force and time.monotonic() - self.reported < REPORT_EVERY_S:
+            return
+        self.reported = time.monotonic()
         try:
             from cyclekit.report.html import write_report
 
@@ -101,6 +115,10 @@ class EpochEnd:
         return any(row.get("step") == step for row in read_metrics(self.run_dir / "evals.jsonl"))
 
     def _evaluate(self, step: int, epoch: int) -> None:
+        assert self.evals is not None, "prepare() runs before training"
+        if self.sampler_scores is not None:
+            self.evals.write({"epoch": epoch, "step": step, "sampling": self.sampler_scores()})
+            return
         assert self.data is not None
         if self.inception is None:
             # Only a cached file: training never downloads (it warns once when the file is missing).

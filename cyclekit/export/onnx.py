@@ -108,8 +108,10 @@ def export_bundle(
     """
     folder = bundle_dir(Path(path))
     bundle = read_bundle(folder)
-    if not bundle.translates:
-        raise CyclekitError(f"{folder} holds a model that samples, not translates; export handles translators")
+    if bundle.samples is not None:
+        if direction not in ("all", "both"):
+            raise CyclekitError(f"--direction {direction}: {folder} holds a generator that samples, not translates")
+        return [export_sampler(folder, bundle, opset=opset, fp16=fp16, out_dir=out_dir)]
     if direction in ("all", "both"):
         directions = list(bundle.translates)
     elif direction in DIRECTIONS:
@@ -371,6 +373,115 @@ def _export_one(
     return ExportResult(
         metadata["direction"], target, target.stat().st_size, "fp16" if fp16 else "fp32", opset, tolerance, checks
     )
+
+
+SAMPLER_NAME = "G.onnx"
+
+
+class _Sampler(nn.Module):
+    """G(z) or G(z, label) with float32 z of shape (batch, latent_dim) and int64 labels (batch,)."""
+
+    def __init__(self, net: nn.Module, conditional: bool) -> None:
+        super().__init__()
+        self.net, self.conditional = net, conditional
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z, label) if self.conditional else self.net(z)
+
+
+def export_sampler(
+    folder: Path, bundle: Bundle, *, opset: int = DEFAULT_OPSET, fp16: bool = False, out_dir: Path | None = None
+) -> ExportResult:
+    """A sampling bundle's generator to ``G.onnx``: input ``z`` (float32, batch x latent_dim) and, for a
+    class-conditional generator, ``label`` (int64, batch; the class names are in the metadata);
+    output images (batch x C x H x W in [-1, 1]). Checked against PyTorch for every class."""
+    import onnx
+    import onnxruntime as ort
+
+    samples = bundle.samples
+    assert samples is not None
+    if fp16:
+        raise CyclekitError("--fp16: a sampling generator is exported in fp32 only (it is small)")
+    if samples.output != "image":
+        raise CyclekitError(f"{folder} samples 2-D points; export handles image generators")
+    if opset < MIN_OPSET:
+        raise CyclekitError(f"opset {opset} is too old; use {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    out_dir = check_output_folder(Path(out_dir) if out_dir is not None else folder)
+    target = out_dir / SAMPLER_NAME
+    refuse_foreign_file(target)
+    entry = bundle.networks[samples.network]
+    sha = file_sha256(folder / entry.file) if (folder / entry.file).is_file() else ""
+    if entry.sha256 and sha != entry.sha256:
+        raise CyclekitError(f"{folder / entry.file} does not match the sha256 in {folder / 'config.json'}")
+    net = load_network(folder, bundle, samples.network, "cpu")
+    conditional = bool(samples.classes)
+    module = _Sampler(net, conditional).eval()
+    z = torch.zeros(PARITY_BATCH, samples.latent_dim)
+    labels = torch.zeros(PARITY_BATCH, dtype=torch.long)
+    inputs = (z, labels) if conditional else (z,)
+    names = ["z", "label"] if conditional else ["z"]
+    try:
+        with _quiet_exporter():
+            batch = torch.export.Dim("batch")
+            shapes = ({0: batch}, {0: batch}) if conditional else ({0: batch},)
+            proto = torch.onnx.export(
+                module, inputs, None, dynamo=True, opset_version=opset, input_names=names,
+                output_names=["output"], dynamic_shapes=shapes, verbose=False,
+            ).model_proto  # fmt: skip
+    except Exception as exc:  # the exporters raise many types; the first line is what helps
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CyclekitError(f"ONNX export of {folder} at opset {opset} failed: {first}") from None
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    channels = bundle.channels or 3
+    metadata = {
+        ONNX_FORMAT_KEY: str(ONNX_FORMAT_VERSION),
+        "cyclekit_version": __version__,
+        "recipe": bundle.recipe,
+        "kind": "sampler",
+        "latent_dim": str(samples.latent_dim),
+        "noise": "z ~ N(0, 1), float32, shape [batch, latent_dim]",
+        "classes": json.dumps(list(samples.classes)),
+        "condition": "label: int64 class index, shape [batch]" if conditional else "none",
+        "output_layout": "NCHW",
+        "output_range": "[-1, 1]",
+        "channels": str(channels),
+        "color_mode": "RGB" if channels == 3 else "L",
+        "image_size": "" if bundle.train_size is None else str(bundle.train_size),
+        "arch": entry.arch,
+        "arch_options": json.dumps(entry.options, sort_keys=True),
+        "source_weights_sha256": sha,
+        "run": bundle.run,
+        "step": str(bundle.step),
+    }
+    onnx.helper.set_model_props(proto, metadata)
+    proto.doc_string = f"cyclekit {bundle.recipe} sampler; see metadata_props"
+    with atomic_path(target) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        onnx.checker.check_model(str(tmp))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
+        checks = []
+        for k in range(len(samples.classes)) if conditional else [0]:
+            z = torch.randn(4, samples.latent_dim, generator=torch.Generator().manual_seed(k))
+            feed = {"z": z.numpy()}
+            if conditional:
+                feed["label"] = np.full(4, k, dtype=np.int64)
+            with torch.no_grad():
+                expected = module(*((z, torch.full((4,), k)) if conditional else (z,))).numpy()
+            got = session.run(None, feed)[0]
+            size = expected.shape[-1]
+            diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+            checks.append(ParityCheck(size, size, 4, diff))
+        worst = max(checks, key=lambda c: c.max_abs_diff)
+        if not worst.max_abs_diff <= FP32_TOLERANCE:
+            raise CyclekitError(
+                f"ONNX parity check of {target.name} failed: max abs diff {worst.max_abs_diff:.3g} exceeds "
+                f"{FP32_TOLERANCE:g}; the file was not written"
+            )
+    return ExportResult("sample", target, target.stat().st_size, "fp32", opset, FP32_TOLERANCE, checks)
 
 
 def parity_inputs(n: int, channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -49,11 +49,19 @@ class NetworkEntry:
 
 @dataclass(frozen=True)
 class Sampling:
-    """What a GAN bundle samples: `network` maps `latent_dim` noise to images or 2-D points."""
+    """What a GAN bundle samples: `network` maps `latent_dim` noise (and, for a conditional GAN,
+    a class index) to images or 2-D points."""
 
     network: str
     latent_dim: int
     output: Literal["image", "points"] = "image"
+    # The condition: the class names of a class-conditional generator G(z, y), y = 0..K-1 indexing
+    # them; empty for an unconditional one.
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"samples.classes: names must be unique, got {list(self.classes)}")
 
 
 @dataclass(frozen=True)

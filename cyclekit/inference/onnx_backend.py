@@ -14,6 +14,7 @@ import numpy as np
 
 from cyclekit.choices import DIRECTIONS
 from cyclekit.errors import CyclekitError
+from cyclekit.inference.backend import Backend
 
 # Written by `cyclekit.export`; a reader refuses files without it or with a newer value.
 ONNX_FORMAT_KEY = "cyclekit_format"
@@ -60,7 +61,7 @@ def _session(path: Path, device: str, light: bool = False) -> Any:
         raise CyclekitError(f"cannot load ONNX model {path}: {first}") from None
 
 
-class OnnxBackend:
+class OnnxBackend(Backend):
     """One exported direction (e.g. G_AtoB) in an onnxruntime session.
 
     ``meta`` holds the cyclekit metadata written at export: domains, channels, normalisation.

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from cyclekit.device import resolve_device
 from cyclekit.errors import CyclekitError
+from cyclekit.inference.backend import Backend
 from cyclekit.inference.bundle import load_network, read_bundle
 from cyclekit.inference.tiling import translate_tiled
 
@@ -20,8 +21,11 @@ from cyclekit.inference.tiling import translate_tiled
 DROPOUT_SEED = 0
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """The networks of a bundle that translates, loaded on first use."""
+
+    tiles = True
+    tensors = True
 
     def __init__(self, folder: Path, device: str = "auto"):
         self.folder = Path(folder)
@@ -36,17 +40,18 @@ class TorchBackend:
     def directions(self) -> list[str]:
         return list(self.bundle.translates)
 
-    def prepare(self, direction: str, dropout: bool | None = None) -> nn.Module:
+    def prepare(self, direction: str, dropout: bool | None = None) -> None:
         """Load the network of ``direction`` (``dropout`` overrides the bundle's test-time dropout)."""
         if dropout is not None:
             self._dropout = dropout
+        self.network(direction)
+
+    def network(self, direction: str) -> nn.Module:
+        """The network of ``direction``, loaded on first use."""
         if direction not in self._nets:
             key = self.bundle.network_for(direction)
             self._nets[direction] = load_network(self.folder, self.bundle, key, self.device, dropout=self._dropout)
         return self._nets[direction]
-
-    def network(self, direction: str) -> nn.Module:
-        return self.prepare(direction)
 
     def run(self, direction: str, x: np.ndarray) -> np.ndarray:
         """Translate a float32 NCHW numpy batch in [-1, 1] (sides multiples of size_multiple)."""

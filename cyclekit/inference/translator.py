@@ -23,6 +23,7 @@ from PIL import Image
 from cyclekit.choices import DIRECTION_TO
 from cyclekit.data.images import LUMA, from_model_array, split_alpha, to_model_array, whiten_transparent
 from cyclekit.errors import CyclekitError
+from cyclekit.inference.backend import Backend
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +69,7 @@ class Translator:
 
     def __init__(
         self,
-        backend: Any,
+        backend: Backend,
         *,
         name: str,
         domains: dict[str, str],
@@ -137,9 +138,7 @@ class Translator:
         """Load the network for target ``to`` now (so a missing or damaged weight file is one
         error before any image); ``dropout`` overrides a bundle's test-time dropout."""
         direction = DIRECTION_TO[self.target(to)]
-        prepare = getattr(self.backend, "prepare", None)
-        if prepare is not None:
-            prepare(direction, dropout=dropout)
+        self.backend.prepare(direction, dropout=dropout)
 
     # -- targets ----------------------------------------------------------------------------
 
@@ -240,7 +239,7 @@ class Translator:
     def check_tiling(self, tile: int, overlap: int) -> None:
         """Raise CyclekitError unless this model can translate in tiles of ``tile`` px with ``overlap``."""
         m = self.size_multiple
-        if not hasattr(self.backend, "run_tiled"):
+        if not self.backend.tiles:
             raise CyclekitError(
                 "tiling needs the PyTorch backend (a run or bundle dir): an ONNX graph computes its "
                 "instance-norm statistics per tile, which gives visible seams"
@@ -332,7 +331,7 @@ class Translator:
             self.check_tiling(tile, overlap)
             tiled = [self._run_tiled(direction, xi.cpu().numpy(), tile, overlap, stats_size) for xi in x]
             y = torch.from_numpy(np.stack(tiled)).to(t.device)
-        elif hasattr(self.backend, "run_tensor"):
+        elif self.backend.tensors:
             y = self.backend.run_tensor(direction, _reflect_pad_tensor(x, self.size_multiple, self.min_size))[
                 :, :, :h, :w
             ]

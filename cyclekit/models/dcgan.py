@@ -1,4 +1,4 @@
-"""DCGAN generator and discriminator (Radford et al. 2016) for 28, 32 and 64 px images."""
+"""DCGAN generator and discriminator (Radford et al. 2016) for 16, 28, 32 and 64 px images."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from torch import Tensor, nn
 from cyclekit.models._checks import positive
 from cyclekit.nn.layers import NormKind, conv_bias, conv_norm_act, norm_layer
 
-ImageSize = Literal[28, 32, 64]
+ImageSize = Literal[16, 28, 32, 64]
 
 # image size -> (side of the first/last feature map, number of x2 stages).
 # 32 and 64 start from 4x4 as in Radford et al. 2016, Fig. 1; 28 (MNIST) starts from 7x7 so that
 # two stride-2 stages land exactly on 28 without cropping.
-_LAYOUT: dict[int, tuple[int, int]] = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
+# 16 (the scikit-learn digits, upscaled) starts from 4x4 with one stage fewer than 32.
+_LAYOUT: dict[int, tuple[int, int]] = {16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4)}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Training recipes: an explicit registry of name -> recipe class, and config loading bound to it.
 
-A recipe is one file: a class with its own options dataclass (the config section named after
-the recipe), the data kinds it reads, its defaults, a `check` run when the config loads, and the
-loop protocol (`cyclekit.train.loop.Recipe`). Adding one means adding its file and one line to
-`RECIPES`; the loop, config core, inference and export stay as they are.
+A recipe is one file: a subclass of `cyclekit.recipe.Recipe` (the one contract: its options
+dataclass, the batch keys it needs, its defaults, a `check` run when the config loads, and what
+the loop, the run, bench and evaluation call). Adding one means adding its file and one line to
+`RECIPES`; the loop, config core, data sources, inference and export stay as they are.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from cyclekit.config import Config, load_config_with, parse_config
+from cyclekit.data.sources import SOURCES
 from cyclekit.errors import ConfigError, CyclekitError, did_you_mean
+from cyclekit.recipe import Recipe
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
 
-RECIPES: dict[str, Any] = {
+RECIPES: dict[str, type[Recipe]] = {
     "cyclegan": CycleGanRecipe,
     "gan": GanRecipe,
     "pix2pix": Pix2PixRecipe,
 }
 
 
-def get_recipe(name: str) -> Any:
+def get_recipe(name: str) -> type[Recipe]:
     """The recipe class registered as ``name``; ConfigError listing the known ones otherwise."""
     if name not in RECIPES:
         raise ConfigError(
@@ -35,11 +37,11 @@ def get_recipe(name: str) -> Any:
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> Config:
     """Load a preset name or YAML path, apply `--set` overrides and validate for its recipe."""
-    return check_config(load_config_with(name_or_path, overrides, RECIPES))
+    return check_config(load_config_with(name_or_path, overrides, RECIPES, SOURCES))
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return check_config(parse_config(data, RECIPES))
+    return check_config(parse_config(data, RECIPES, SOURCES))
 
 
 def check_config(config: Config) -> Config:
@@ -52,7 +54,7 @@ def check_config(config: Config) -> Config:
     except CyclekitError as exc:
         raise ConfigError(f"train.device: {exc}") from None
     data = config.data
-    if data.preprocess in ("none", "scale_width") and data.batch_size > 1 and "preprocess" in data.used_keys():
+    if data.has("preprocess") and data.preprocess in ("none", "scale_width") and data.batch_size > 1:
         raise ConfigError(
             f"data.batch_size: {data.batch_size} with data.preprocess {data.preprocess}, which keeps each image's "
             "size: images of different sizes cannot share a batch; use batch_size 1 or a cropping preprocess"

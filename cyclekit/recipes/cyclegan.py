@@ -27,21 +27,21 @@ from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.gan.pool import ImagePool
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
-from cyclekit.inference.bundle import Bundle, NetworkEntry, write_bundle
+from cyclekit.inference.bundle import Bundle, NetworkEntry
 from cyclekit.models import build_model, init_weights
+from cyclekit.recipe import Recipe
 from cyclekit.recipes.common import (
     N_FIXED,
-    adam_with_schedule,
     check_crop_for_generator,
     check_image_discriminator,
-    n_batches,
     net_size_needs,
     net_spec,
-    plan_batches,
+    optimizer_with_schedule,
     run_eval,
     save_rows,
     schedule_steps,
 )
+from cyclekit.train.batches import n_batches, plan_batches
 from cyclekit.train.state import TrainingState
 
 
@@ -78,11 +78,13 @@ CONFIG_KEYS = {
 }
 
 
-class CycleGanRecipe:
+class CycleGanRecipe(Recipe):
     name = "cyclegan"
     description = "unpaired translation: two generators, two PatchGANs, cycle + identity losses (Zhu et al. 2017)"
     Options = CycleGanOptions
-    data_kinds = ("unpaired", "demo")
+    translates = True
+    default_kind = "unpaired"
+    needs = (("A", "B"),)
     defaults: dict[str, Any] = {
         "loss": {"gan_mode": "lsgan"},  # LSGAN: Zhu et al. 2017, Sec. 4 (Mao et al. 2017)
         "model": {"generator": {"name": "resnet"}, "discriminator": {"name": "patchgan"}},
@@ -101,19 +103,16 @@ class CycleGanRecipe:
         check_image_discriminator(config, d_arch, d_opts)
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        from cyclekit.data.folders import UnpairedFolders
-        from cyclekit.data.transforms import build_eval_transform, build_transform
+        from cyclekit.data.sources import build_dataset, locate_data
+        from cyclekit.data.transforms import build_eval_transform
 
         self.config = cfg = config
         self.options: CycleGanOptions = config.options or CycleGanOptions()
         data = cfg.data
         self.device = resolve_device(cfg.train.device)
         (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
-        self.root = find_data_root(config, data_root, cache_dir)
-        transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
-        self.dataset = UnpairedFolders(
-            self.root, "train", transform, channels=data.channels, strict=data.strict, seed=cfg.seed
-        )
+        self.root = locate_data(data, data_root, cache_dir, cfg.seed)
+        self.dataset = build_dataset(data, self.root, "train", cfg.seed)
         self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
         self.fixed_a, self.fixed_b = self._fixed_images()
 
@@ -123,14 +122,14 @@ class CycleGanRecipe:
             init_weights(net, cfg.model.init, cfg.model.init_gain)
         constant, decay = schedule_steps(cfg, self.steps_per_epoch())
         # One Adam for both generators and one for both discriminators, as the reference does.
-        self.opt_g, sched_g = adam_with_schedule(
+        self.opt_g, sched_g = optimizer_with_schedule(
             itertools.chain(self.G_AtoB.parameters(), self.G_BtoA.parameters()),
             cfg.optim.lr,
             cfg.optim,
             constant,
             decay,
         )
-        self.opt_d, sched_d = adam_with_schedule(
+        self.opt_d, sched_d = optimizer_with_schedule(
             itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
             cfg.optim.lr_d or cfg.optim.lr,
             cfg.optim,
@@ -300,32 +299,6 @@ class CycleGanRecipe:
         )
         return bundle, {"G_AtoB": nets["G_AtoB"], "G_BtoA": nets["G_BtoA"]}
 
-    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
-
 
 def _has_batch_norm(net: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
-def find_data_root(config: Config, data_root: Path | None, cache_dir: Path | None) -> Path:
-    """--data-root, then data.root, then (demo) the generated demo set or (catalogue) the cache /
-    a download."""
-    data = config.data
-    if data.kind == "demo":
-        from cyclekit.data.catalogue import default_cache_dir
-        from cyclekit.data.demo import demo_dir_name, generate_demo
-
-        if data_root is not None:
-            return data_root
-        cache = cache_dir or default_cache_dir()
-        name = demo_dir_name(data.demo_train, data.demo_test, data.demo_size, config.seed)
-        return generate_demo(cache / name, data.demo_train, data.demo_test, data.demo_size, config.seed)
-    root = data_root or (Path(data.root) if data.root else None)
-    if data.dataset:
-        from cyclekit.data.catalogue import find_dataset
-
-        return find_dataset(data.dataset, root, cache_dir)
-    if root is None:
-        raise DataError("no dataset given: pass --data-root DIR (or set data.dataset)")
-    return root

@@ -16,15 +16,18 @@ from torch import Tensor
 
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
-from cyclekit.data.ring import sample_ring, save_samples, score_ring
+from cyclekit.data.ring import save_samples, score_ring
+from cyclekit.data.sources import build_dataset, locate_data
 from cyclekit.device import resolve_device
-from cyclekit.errors import ConfigError, DataError
+from cyclekit.errors import ConfigError
 from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
-from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
+from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling
 from cyclekit.models import build_model
-from cyclekit.recipes.common import generator_and_discriminator, n_batches, net_spec, plan_batches
+from cyclekit.recipe import Recipe
+from cyclekit.recipes.common import generator_and_discriminator, net_spec
 from cyclekit.train import distributed
+from cyclekit.train.batches import n_batches, plan_batches
 
 N_SAMPLES = 64  # images in a sample grid
 N_RING_SAMPLES = 2000  # points in a ring scatter / score
@@ -49,21 +52,19 @@ class GanOptions:
 
 def _image_shape(config: Config) -> tuple[int, int, int] | None:
     """(C, H, W) of the samples: None for 2-D points (ring)."""
-    data = config.data
-    if data.kind == "ring":
-        return None
-    if data.kind == "mnist":
-        return (1, 28, 28)
-    return (data.channels, data.crop_size, data.crop_size)
+    from cyclekit.data.sources import SOURCES
+
+    return SOURCES[config.data.kind].image_shape(config.data)
 
 
-class GanRecipe:
-    """Vanilla GAN / DCGAN on the 2-D ring, an image folder, or MNIST."""
+class GanRecipe(Recipe):
+    """Vanilla GAN / DCGAN on the 2-D ring or any source of images (a folder, MNIST, the digits)."""
 
     name = "gan"
     description = "unconditional GANs: MLP GAN (Goodfellow et al. 2014), DCGAN (Radford et al. 2016), PacGAN packing"
     Options = GanOptions
-    data_kinds = ("ring", "folder", "mnist")
+    default_kind = "ring"
+    needs = (("image",), ("points",))
     defaults: dict[str, Any] = {
         "loss": {"gan_mode": "vanilla"},
         "model": {"generator": {"name": "mlp_g"}, "discriminator": {"name": "mlp_d"}},
@@ -78,8 +79,6 @@ class GanRecipe:
     @classmethod
     def check(cls, config: Config) -> None:
         opts = config.options
-        if config.data.kind == "mnist" and config.data.channels != 1:
-            raise ConfigError("data.channels: MNIST is greyscale; set 1")
         if config.data.batch_size % opts.pack:
             raise ConfigError(
                 f"gan.pack: data.batch_size {config.data.batch_size} is not divisible by pack {opts.pack}"
@@ -99,15 +98,10 @@ class GanRecipe:
         self.image_shape = _image_shape(config)
         self.g_arch, self.g_opts = _net_spec(config, "generator", self.image_shape)
         self.d_arch, self.d_opts = _net_spec(config, "discriminator", self.image_shape)
-        if data.kind == "ring":
-            self.dataset = None
-            self.n_items = data.epoch_size
-        elif data.kind == "folder":
-            self.dataset = _image_folder(config, data_root)
-            self.n_items = len(self.dataset)
-        else:  # mnist
-            self.dataset = _mnist(config, cache_dir)
-            self.n_items = len(self.dataset)
+        self.key = "image" if self.image_shape is not None else "points"  # the batch key a step reads
+        self.root = locate_data(data, data_root, cache_dir, config.seed)
+        self.dataset = build_dataset(data, self.root, "train", config.seed)
+        self.n_items = len(self.dataset)
         world = distributed.current().world
         if self.n_items < data.batch_size * world:
             per = f" per process x {world} processes" if world > 1 else ""
@@ -128,29 +122,19 @@ class GanRecipe:
     # -- loop protocol --------------------------------------------------------------------------
 
     def data_summary(self) -> str:
-        kind = self.config.data.kind
-        if kind == "ring":
-            return f"the ring of 8 Gaussians, {self.n_items:,} fresh points per epoch"
-        if kind == "mnist":
-            return f"MNIST, {self.n_items:,} training images"
-        return f"{self.dataset.folder}: {self.n_items:,} images"
+        return self.dataset.summary()
 
     def steps_per_epoch(self) -> int:
         return n_batches(self.n_items, self.config.data.batch_size, drop_last=True)
 
     def batches(self, epoch: int, start: int) -> Iterator[torch.Tensor]:
-        data, seed = self.config.data, self.config.seed
-        if self.dataset is None:
-            ctx = distributed.current()
-            for i in range(start, self.steps_per_epoch()):
-                # Batch k of rank r is batch k * world + r of the job's stream (one process: batch k).
-                gen = torch.Generator().manual_seed(derive_seed(seed, epoch, i * ctx.world + ctx.rank))
-                yield sample_ring(data.batch_size, gen)
-            return
+        data = self.config.data
         plan = self.dataset.epoch_plan(epoch)
-        yield from plan_batches(
-            self.dataset, plan, data.batch_size, start, data.workers, drop_last=True, device=self.device, epoch=epoch
-        )
+        workers = data.workers if data.has("workers") else 0
+        for batch in plan_batches(
+            self.dataset, plan, data.batch_size, start, workers, drop_last=True, device=self.device, epoch=epoch
+        ):
+            yield batch[self.key]
 
     def train_step(self, real: torch.Tensor, step: int) -> dict[str, Tensor]:
         cfg, opts = self.config, self.options
@@ -223,9 +207,6 @@ class GanRecipe:
         )
         return bundle, {"G": nets["G"]}
 
-    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
-
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """Ring: mode coverage / sample quality of the fixed-noise samples (the run's results.json)."""
         if self.image_shape is not None:
@@ -259,41 +240,3 @@ def _net_spec(config: Config, part: str, image_shape: tuple[int, int, int] | Non
     elif arch == "mlp_d":
         fill["in_features"] = 2 * m
     return net_spec(config, part, **fill)
-
-
-def _image_folder(config: Config, data_root: Path | None) -> Any:
-    from cyclekit.data.folders import ImageFolder
-    from cyclekit.data.transforms import build_transform
-
-    root = data_root or (Path(config.data.root) if config.data.root else None)
-    if root is None:
-        raise DataError("this preset trains on an image folder: pass --data-root DIR (or set data.root)")
-    data = config.data
-    transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
-    return ImageFolder(
-        root, transform, channels=data.channels, strict=data.strict, recursive=data.recursive, seed=config.seed
-    )
-
-
-class _MnistDataset(torch.utils.data.Dataset):
-    def __init__(self, images: Any, seed: int) -> None:
-        self.images = torch.as_tensor(images)
-        self.seed = seed
-
-    def epoch_plan(self, epoch: int) -> list[tuple[int, int]]:
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-        return [(i, 0) for i in torch.randperm(len(self.images), generator=gen).tolist()]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, item: tuple[int, int]) -> torch.Tensor:
-        index = item[0] if isinstance(item, tuple) else item
-        return self.images[index].float().div(127.5).sub(1.0).unsqueeze(0)
-
-
-def _mnist(config: Config, cache_dir: Path | None) -> _MnistDataset:
-    from cyclekit.data.catalogue import load_mnist
-
-    images, _ = load_mnist(cache_dir, split="train")
-    return _MnistDataset(images, config.seed)

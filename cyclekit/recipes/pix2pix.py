@@ -27,21 +27,20 @@ from cyclekit.config import Config
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
-from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
+from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime
 from cyclekit.models import build_model
+from cyclekit.recipe import Recipe
 from cyclekit.recipes.common import (
     N_FIXED,
     check_crop_for_generator,
     check_image_discriminator,
     generator_and_discriminator,
-    n_batches,
     net_size_needs,
     net_spec,
-    plan_batches,
     run_eval,
     save_rows,
 )
-from cyclekit.recipes.cyclegan import find_data_root
+from cyclekit.train.batches import n_batches, plan_batches
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,13 @@ def _net_specs(config: Config) -> tuple[tuple[str, dict], tuple[str, dict]]:
     return g, d
 
 
-class Pix2PixRecipe:
+class Pix2PixRecipe(Recipe):
     name = "pix2pix"
     description = "paired translation: U-Net generator, conditional PatchGAN, GAN + L1 loss (Isola et al. 2017)"
     Options = Pix2PixOptions
-    data_kinds = ("paired",)
+    translates = True
+    default_kind = "paired"
+    needs = (("A", "B", "aligned"),)
     defaults: dict[str, Any] = {
         "loss": {"gan_mode": "vanilla"},  # the paper's cGAN objective (Eq. 1)
         "model": {
@@ -105,17 +106,17 @@ class Pix2PixRecipe:
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
         from cyclekit.data.paired import PairedImages, paired_test_split
-        from cyclekit.data.transforms import build_eval_transform, build_transform
+        from cyclekit.data.sources import build_dataset, locate_data
+        from cyclekit.data.transforms import build_eval_transform
 
         self.config = cfg = config
         self.options: Pix2PixOptions = config.options or Pix2PixOptions()
         data = cfg.data
         self.device = resolve_device(cfg.train.device)
         (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
-        self.root = find_data_root(config, data_root, cache_dir)
-        transform = build_transform(data.preprocess, data.load_size, data.crop_size, data.flip, data.channels)
+        self.root = locate_data(data, data_root, cache_dir, cfg.seed)
+        self.dataset = build_dataset(data, self.root, "train", cfg.seed)
         common = {"channels": data.channels, "layout": data.layout, "suffixes": data.pair_suffixes}
-        self.dataset = PairedImages(self.root, "train", transform, strict=data.strict, seed=cfg.seed, **common)
         self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
         split = paired_test_split(self.root, data.layout)
         self.test = PairedImages(self.root, split, **common) if split else None
@@ -258,6 +259,3 @@ class Pix2PixRecipe:
             run=config.name,
         )
         return bundle, {"G": g}
-
-    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))

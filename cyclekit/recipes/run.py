@@ -11,11 +11,12 @@ from typing import Any
 
 from cyclekit.config import Config, dump_config
 from cyclekit.errors import ConfigError, CyclekitError
+from cyclekit.recipe import Recipe
 from cyclekit.recipes import RECIPES, config_from_dict, get_recipe
 from cyclekit.recipes.common import seed_everything
 from cyclekit.train.loop import CHECKPOINT_NAME, FitResult, checkpoint_path, fit
 
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3  # 3: data as the source reads it (data.<kind>: sections); 2: flat data keys
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunReport:
     evaluation: dict[str, Any]
 
 
-def build_recipe(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> Any:
+def build_recipe(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> Recipe:
     return get_recipe(config.recipe)(config, data_root=data_root, cache_dir=cache_dir)
 
 
@@ -37,7 +38,7 @@ def fingerprint(config: Config) -> dict[str, Any]:
         "recipe": d["recipe"],
         "seed": d["seed"],
         "model": d["model"],
-        "data": {k: v for k, v in d["data"].items() if k not in ("root", "workers", "strict")},
+        "data": {k: v for k, v in config.data.flat().items() if k not in ("root", "workers", "strict")},
         "loss": d["loss"],
         "optim": d["optim"],
         "train": {k: d["train"][k] for k in ("epochs", "decay_epochs")},
@@ -46,12 +47,16 @@ def fingerprint(config: Config) -> dict[str, Any]:
 
 
 def upgrade_fingerprint(stored: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint of cyclekit 0.1 stored its config sections before recipe sections existed:
-    rebuild that config in today's layout and fingerprint it, so such a run still resumes."""
+    """A checkpoint of an earlier cyclekit stored its settings in an earlier layout (0.1: before
+    recipe sections existed; version 2: before data sources had their own options): rebuild that
+    config in today's layout and fingerprint it, so such a run still resumes."""
     if stored.get("version") == FINGERPRINT_VERSION:
         return stored
+    raw = {k: v for k, v in stored.items() if k not in ("version", "options")}
+    if stored.get("version") == 2 and isinstance(stored.get("recipe"), str):
+        raw[stored["recipe"]] = stored.get("options") or {}
     try:
-        return fingerprint(config_from_dict({k: v for k, v in stored.items() if k != "version"}))
+        return fingerprint(config_from_dict(raw))
     except (ConfigError, TypeError, AttributeError):
         return stored  # compared as it is: reported as a different config
 
@@ -191,13 +196,11 @@ def train_run(
             if resume_path is None:
                 _clear_run(run_dir)  # cyclekit's files of an earlier run (--overwrite), never anyone else's
             dumped = config
-            root = getattr(recipe, "root", None)
+            root = recipe.root
             if root is not None and config.data.kind != "demo":
                 # Record the data folder the run trains on (--data-root, data.root, or the cache), so a
                 # resume by name, `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` use exactly it.
-                dumped = dataclasses.replace(
-                    config, data=dataclasses.replace(config.data, root=str(Path(root).resolve()))
-                )
+                dumped = dataclasses.replace(config, data=config.data.with_root(str(Path(root).resolve())))
             if not _same_file(config_source, run_dir / "config.yaml"):
                 dump_config(dumped, run_dir / "config.yaml")
             if epoch_end is not None:
@@ -212,6 +215,7 @@ def train_run(
             upgrade_fingerprint=upgrade_fingerprint,
             before_start=start,
             after_epoch=epoch_end,
+            plot_losses=_plot_losses,
             announce=None
             if on_start is None
             else lambda schedule: on_start(_start_lines(config, recipe, run_dir, schedule)),
@@ -237,7 +241,7 @@ def train_run(
             distributed.teardown(wait_s=60 if agreed else 0)
 
 
-def _score_run(config: Config, recipe: Any, run_dir: Path) -> dict[str, Any]:
+def _score_run(config: Config, recipe: Recipe, run_dir: Path) -> dict[str, Any]:
     """The end-of-training scores, as the run's one score record, results.json (what `cyclekit eval`
     writes too): a translating bundle scored on the run's test split by `cyclekit eval`'s code (FID
     when the Inception weights are already cached), a sampling recipe by its own measures. {} when
@@ -245,9 +249,9 @@ def _score_run(config: Config, recipe: Any, run_dir: Path) -> dict[str, Any]:
     from cyclekit.errors import DataError
     from cyclekit.evaluation.evaluate import EvalData, cached_fid_network, evaluate, has_scores, write_results
 
-    root = getattr(recipe, "root", None)
-    if root is None:
-        scores = recipe.evaluate(run_dir) if hasattr(recipe, "evaluate") else {}
+    root = recipe.root
+    if not recipe.translates or root is None:
+        scores = recipe.evaluate(run_dir)
         if not scores:
             return {}
         results = {"step": recipe_step(run_dir), "bundle": str(run_dir / "bundle"), "sampling": scores}
@@ -267,6 +271,33 @@ def _score_run(config: Config, recipe: Any, run_dir: Path) -> dict[str, Any]:
     return results
 
 
+def _plot_losses(rows: list[dict[str, Any]], path: Path) -> Any:
+    from cyclekit.report.plots import plot_losses
+
+    return plot_losses(rows, path)
+
+
+def score_sampling_run(run_dir: Path, device: str = "auto") -> dict[str, Any]:
+    """`cyclekit eval RUN` for a recipe that samples: its bundle's generator scored by the recipe's
+    own measures (the classifier yardstick), written to the run's results.json."""
+    from cyclekit.evaluation.evaluate import write_results
+    from cyclekit.inference.bundle import load_network, read_bundle
+
+    config = load_run_config(run_dir, [f"train.device={device}"])
+    recipe = build_recipe(config)
+    bundle = read_bundle(run_dir / "bundle")
+    if bundle.samples is None:
+        raise CyclekitError(f"{run_dir / 'bundle'} translates; score it with `cyclekit eval` on its test split")
+    generator = load_network(run_dir / "bundle", bundle, bundle.samples.network, recipe.device)
+    recipe.state.nets[bundle.samples.network].load_state_dict(generator.state_dict())
+    scores = recipe.evaluate(run_dir)
+    if not scores:
+        raise CyclekitError(f"the {config.recipe} recipe has no scores for {run_dir} (its data has no test split)")
+    results = {"step": bundle.step, "epoch": bundle.epoch, "bundle": str(run_dir / "bundle"), "sampling": scores}
+    write_results(results, run_dir / "results.json")
+    return results
+
+
 def recipe_step(run_dir: Path) -> int | None:
     from cyclekit.inference.bundle import read_bundle
 
@@ -276,7 +307,7 @@ def recipe_step(run_dir: Path) -> int | None:
         return None
 
 
-def _start_lines(config: Config, recipe: Any, run_dir: Path, schedule: str) -> str:
+def _start_lines(config: Config, recipe: Recipe, run_dir: Path, schedule: str) -> str:
     return (
         f"training {config.name} ({config.recipe}) into {run_dir}\n"
         f"  data: {recipe.data_summary()}\n"
@@ -337,20 +368,23 @@ def _check_own_config(config: Config, path: Path) -> None:
         )
 
 
-def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> Any:
+def _epoch_end(config: Config, recipe: Recipe, run_dir: Path, resuming: bool) -> Any:
     """Rank 0's epoch-end work (evaluation, best bundle, timing, report); see cyclekit.evaluation.tracking."""
     from cyclekit.evaluation.evaluate import EvalData
     from cyclekit.evaluation.tracking import EpochEnd
 
     t = config.train
     data = None
-    if t.eval_every:
-        root = getattr(recipe, "root", None)
-        if root is None:
-            raise ConfigError(
-                f"train.eval_every: the {config.recipe} recipe samples images; evaluation scores translations"
-            )
-        data = EvalData.of(config.data, root)
+    sampler_scores = None
+    if t.eval_every and recipe.translates:
+        if recipe.root is None:
+            raise ConfigError(f"train.eval_every: the {config.recipe} run has no data folder with a test split")
+        data = EvalData.of(config.data, recipe.root)
+    elif t.eval_every:
+
+        def sampler_scores() -> dict[str, Any]:
+            return recipe.evaluate(run_dir)
+
     return EpochEnd(
         run_dir,
         data,
@@ -359,6 +393,7 @@ def _epoch_end(config: Config, recipe: Any, run_dir: Path, resuming: bool) -> An
         str(recipe.device),
         0 if resuming else None,
         checkpoint=checkpoint_path(run_dir),
+        sampler_scores=sampler_scores,
     )
 
 
@@ -402,7 +437,7 @@ def adopt_run_settings(config: Config, run_dir: Path, source: Path | None = None
             f"continue it as it was with `cyclekit train --resume {run_dir}`, or start a new run (--name)"
         )
     if config.data.root is None and stored.data.root is not None:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, root=stored.data.root))
+        config = dataclasses.replace(config, data=config.data.with_root(stored.data.root))
     return config
 
 

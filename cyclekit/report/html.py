@@ -29,9 +29,8 @@ from PIL import Image
 from cyclekit import __version__, choices
 from cyclekit.atomic import atomic_write
 from cyclekit.errors import CyclekitError
-from cyclekit.records import load_optional_object, scores_by_direction
+from cyclekit.records import load_optional_object, read_metrics, scores_by_direction
 from cyclekit.report.plots import MatplotlibMissing, plot_evals, plot_losses
-from cyclekit.train.metrics import read_metrics
 
 MAX_SAMPLES = 40
 SAMPLE_NAME = re.compile(r"step_(\d+)\.png")

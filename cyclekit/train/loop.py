@@ -1,6 +1,6 @@
 """The generic training loop. It knows steps, epochs, checkpoints and logs, not architectures.
 
-A recipe (see `Recipe`) owns the networks and the data and says how one step goes; this loop
+A recipe (the contract: `cyclekit.recipe.Recipe`) owns the networks and the data and says how one step goes; this loop
 decides when to log, sample and checkpoint, and how to come back after a kill.
 """
 
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,39 +25,17 @@ from torch import Tensor
 from cyclekit.atomic import atomic_write, clean_stale_temps, recover_folder
 from cyclekit.config import TrainConfig
 from cyclekit.errors import CyclekitError, ReportedElsewhere, TrainingInterrupted
+from cyclekit.recipe import Recipe
+from cyclekit.records import MetricsLog, read_metrics
 from cyclekit.train import distributed
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cyclekit.train.metrics import MetricsLog, plot_losses, read_metrics
 from cyclekit.train.precision import resolve_precision
 from cyclekit.train.state import TrainingState
 
 CHECKPOINT_NAME = "last.pt"
+PLOT_EVERY_S = 20.0  # at most one loss.png redraw per this many seconds (plus the last)
 OUTPUTS_NAME = "outputs.json"
 logger = logging.getLogger(__name__)
-
-
-class Recipe(Protocol):
-    """What the loop needs from a recipe (see `cyclekit.recipes`)."""
-
-    state: TrainingState  # nets, optimizers, schedulers, pools: saved in every checkpoint
-    device: torch.device
-
-    def steps_per_epoch(self) -> int: ...
-
-    def batches(self, epoch: int, start: int) -> Iterable[Any]:
-        """The batches of `epoch` from batch index `start` on, in a fixed order for the seed."""
-
-    def train_step(self, batch: Any, step: int) -> Mapping[str, Tensor | float]:
-        """One optimisation step; returns the losses to log, as tensors (no device sync)."""
-
-    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
-        """Sample grids of ``step`` into ``folder``, named ``step_{step:07d}*.png``."""
-
-    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
-        """The inference bundle of the current weights, replacing ``folder`` as a whole."""
-
-    def data_summary(self) -> str:
-        """Where the training data is and how much of it, for the start line."""
 
 
 @dataclass
@@ -97,6 +75,7 @@ def fit(
     before_start: Callable[[int | None], None] | None = None,
     after_epoch: Callable[[int, int, bool], None] | None = None,
     announce: Callable[[str], None] | None = None,
+    plot_losses: Callable[[list[dict[str, Any]], Path], Any] | None = None,
 ) -> FitResult:
     """Train `recipe` to the configured number of epochs (or `cfg.max_steps`), resuming from
     `resume` if given. Writes checkpoints/last.pt, metrics.jsonl, samples/ and bundle/.
@@ -104,6 +83,9 @@ def fit(
     `fingerprint` is stored in the checkpoint and compared on resume, so that a checkpoint is
     not silently continued with a different model or data setup; `upgrade_fingerprint` turns a
     stored fingerprint of an older layout into the current one first.
+
+    `plot_losses(rows, path)` draws the loss curves into loss.png at each checkpoint (the run passes
+    `cyclekit.report.plots.plot_losses`; the loop itself knows no plotting).
 
     `announce(line)` gets the schedule (steps per epoch, epochs, total steps, device, precision,
     processes) once, on rank 0, before the first step.
@@ -220,10 +202,18 @@ def fit(
                 raise
             raise ReportedElsewhere(str(exc)) from None
 
-    def outputs(kind: str) -> None:
-        """Samples and the loss plot: rank 0 only, never moving an RNG, never syncing batch norm."""
+    plotted = [-math.inf]  # when loss.png was last drawn (time.monotonic)
+
+    def outputs(kind: str, force: bool = False) -> None:
+        """Samples and the loss plot: rank 0 only, never moving an RNG, never syncing batch norm.
+        The plot is redrawn at most every PLOT_EVERY_S seconds (drawing takes ~1 s, an epoch of a
+        small data set less), and always at the end of the run (``force``)."""
         if not ctx.is_main:
             return
+        if kind == "plot":
+            if not force and step < total and time.monotonic() - plotted[0] < PLOT_EVERY_S:
+                return
+            plotted[0] = time.monotonic()
         with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
             if kind == "samples":
                 paths = recipe.write_samples(run_dir / "samples", step, epoch)
@@ -232,7 +222,7 @@ def fit(
             elif kind in ("epoch", "last"):
                 if after_epoch is not None:
                     after_epoch(step, epoch, kind == "epoch")
-            else:
+            elif plot_losses is not None:
                 plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
 
     def mark_outputs() -> None:
@@ -312,7 +302,7 @@ def fit(
             progress.close()
         if board is not None:
             board.close()
-    outputs("plot")
+    outputs("plot", force=True)
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
 
 
@@ -354,7 +344,7 @@ def _catch_up_outputs(
     if sample_step and step > 0 and not any((run_dir / "samples").glob(f"step_{step:07d}*.png")):
         outputs("samples")
     if (pos == 0 or last) and step > 0:
-        outputs("plot")
+        outputs("plot", True)
         outputs("epoch" if pos == 0 else "last")
     atomic_write(marker, json.dumps({"step": step}) + "\n")
 

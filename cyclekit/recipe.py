@@ -1,0 +1,105 @@
+"""The recipe contract, in one place: every member that config loading, the training loop, the
+run, bench and evaluation use. A recipe subclasses `Recipe`, fills in the class attributes and
+implements the abstract methods; `cyclekit.recipes.RECIPES` maps names to such classes.
+
+Class side (read when a config loads, before any data): ``name``, ``description``, ``Options``
+(the frozen dataclass of the recipe's own config section), ``default_kind`` and ``needs`` (the
+batch keys a step reads, as alternatives; a data source must give one of them), ``defaults``
+(raw config values the recipe starts from), ``moved_keys`` (old key -> option name),
+``translates`` (the bundle translates images, or samples) and `check`.
+`build_networks` and `make_bundle` work from a config alone (rebuilding a bundle from a
+checkpoint needs no data).
+
+Instance side (one training process): ``config``, ``device``, ``state`` (everything a checkpoint
+holds), ``root`` (the data folder read, or None), and the loop's methods: `steps_per_epoch`,
+`batches`, `train_step`, `write_samples`, `write_bundle`, `data_summary`; `evaluate` scores the
+trained run (the run's results.json), empty by default.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from cyclekit.config import Config
+from cyclekit.train.state import TrainingState
+
+if TYPE_CHECKING:
+    from cyclekit.inference.bundle import Bundle
+
+
+class Recipe(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Options: ClassVar[type]
+    default_kind: ClassVar[str]
+    needs: ClassVar[tuple[tuple[str, ...], ...]]
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    moved_keys: ClassVar[Mapping[str, str]] = {}
+    # True: the bundle translates images, scored on the data's test split (`cyclekit eval`);
+    # False: it samples, scored by `evaluate`.
+    translates: ClassVar[bool] = False
+
+    config: Config
+    device: torch.device
+    state: TrainingState
+    root: Path | None = None
+
+    # -- class side ------------------------------------------------------------------------------
+
+    @classmethod
+    def check(cls, config: Config) -> None:
+        """Validate the model options against the data (run when the config loads); none by default."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
+        """The untrained networks, on the CPU, under the names a checkpoint stores them."""
+
+    @classmethod
+    @abstractmethod
+    def make_bundle(
+        cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
+    ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
+        """The inference bundle of ``nets`` and the networks it holds."""
+
+    # -- instance side ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+        """Find and open the data, build the networks, optimizers and schedules."""
+
+    @abstractmethod
+    def steps_per_epoch(self) -> int: ...
+
+    @abstractmethod
+    def batches(self, epoch: int, start: int) -> Iterable[Any]:
+        """The batches of ``epoch`` from batch index ``start`` on, in a fixed order for the seed."""
+
+    @abstractmethod
+    def train_step(self, batch: Any, step: int) -> Mapping[str, Tensor | float]:
+        """One optimisation step; returns the losses to log, as tensors (no device sync)."""
+
+    @abstractmethod
+    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
+        """Sample grids of ``step`` into ``folder``, named ``step_{step:07d}*.png``."""
+
+    @abstractmethod
+    def data_summary(self) -> str:
+        """Where the training data is and how much of it, for the start line."""
+
+    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
+        """The inference bundle of the current weights, replacing ``folder`` as a whole."""
+        from cyclekit.inference.bundle import write_bundle
+
+        write_bundle(folder, *self.make_bundle(self.config, self.state.nets, step, epoch))
+
+    def evaluate(self, run_dir: Path) -> dict[str, Any]:
+        """Scores of the trained run beyond the translation metrics (results.json); none by default."""
+        return {}

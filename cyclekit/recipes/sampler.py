@@ -1,0 +1,243 @@
+"""What every recipe that samples labelled images shares (cGAN, ACGAN, SGAN, WGAN on the digits or
+MNIST): the data from a labelled source, fixed noise (and labels) for the sample grids, a sampling
+bundle that names its condition, and the honest yardstick of `cyclekit.evaluation.classifier` as
+the run's scores. A recipe subclasses `ImageSampler`, says whether its generator is conditioned
+on the class (``conditional``) and writes `train_step`, `build_networks` and its options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from cyclekit.config import Config
+from cyclekit.data.folders import derive_seed
+from cyclekit.data.sources import SOURCES, build_dataset, locate_data
+from cyclekit.device import resolve_device
+from cyclekit.errors import ConfigError
+from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling
+from cyclekit.recipe import Recipe
+from cyclekit.recipes.common import net_spec
+from cyclekit.train import distributed
+from cyclekit.train.batches import n_batches, plan_batches
+
+PER_CLASS = 10  # samples per class in a sample grid (one row per class)
+N_SAMPLES = 64  # samples in an unconditional grid
+EVAL_PER_CLASS = 200  # samples per class the yardstick scores
+YARDSTICK_SEED = 0  # one classifier per data set, whatever the run's seed
+
+
+def image_shape(config: Config) -> tuple[int, int, int]:
+    shape = SOURCES[config.data.kind].image_shape(config.data)
+    if shape is None:
+        raise ConfigError(
+            f"data.kind: recipe {config.recipe} samples images; the {config.data.kind} source gives points"
+        )
+    return shape
+
+
+def n_classes(config: Config) -> int:
+    """The number of classes, known before reading any data: the generator's ``n_classes`` when
+    given, else the source's (10 for the digits and MNIST)."""
+    given = config.model.generator.get("n_classes")
+    if isinstance(given, int):
+        return given
+    if config.data.kind in ("digits", "mnist"):
+        return 10
+    raise ConfigError(f"model.generator.n_classes: required with data.kind {config.data.kind} (its class folders)")
+
+
+class ImageSampler(Recipe):
+    """The shared half of a labelled-image sampling recipe (see the module docstring)."""
+
+    conditional: ClassVar[bool] = True  # the generator takes a class: G(z, y)
+    semi_supervised: ClassVar[bool] = False  # trains on unlabelled items too (data.labels_per_class)
+    needs = (("image", "label"),)
+    default_kind = "digits"
+
+    @classmethod
+    def check(cls, config: Config) -> None:
+        if getattr(config.data.source, "labels_per_class", None) is not None and not cls.semi_supervised:
+            raise ConfigError(
+                f"data.labels_per_class: recipe {cls.name} trains on labelled images only; "
+                "keeping some labels is for the semi-supervised GAN (recipe sgan)"
+            )
+
+    @classmethod
+    def net_spec(cls, config: Config, part: str) -> tuple[str, dict[str, Any]]:
+        """The network's name and options, with the sizes the data fixes filled in unless given."""
+        c, size, _ = image_shape(config)
+        arch = getattr(config.model, part)["name"]
+        fill: dict[str, Any] = {"channels": c, "image_size": size}
+        if part == "generator":
+            fill["latent_dim"] = config.options.latent_dim
+        if arch.startswith("cond_"):
+            fill["n_classes"] = n_classes(config)
+        return net_spec(config, part, **fill)
+
+    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+        self.config = config
+        self.options = config.options
+        self.device = resolve_device(config.train.device)
+        self.root = locate_data(config.data, data_root, cache_dir, config.seed)
+        self.dataset = build_dataset(config.data, self.root, "train", config.seed)
+        self.class_names: list[str] = list(self.dataset.class_names)
+        world = distributed.current().world
+        if len(self.dataset) < config.data.batch_size * world:
+            raise ConfigError(
+                f"data.batch_size: {config.data.batch_size} is larger than the dataset ({len(self.dataset)} images)"
+            )
+        self.state = self.training_state(config, self.build_networks(config))
+        # Fixed noise and labels for the sample grids, from their own generator (never the training RNG).
+        gen = torch.Generator().manual_seed(derive_seed(config.seed, 7))
+        k = len(self.class_names)
+        self.fixed_y = torch.arange(k).repeat_interleave(PER_CLASS) if self.conditional else None
+        n = k * PER_CLASS if self.conditional else N_SAMPLES
+        self.fixed_z = torch.randn(n, config.options.latent_dim, generator=gen)
+
+    def training_state(self, config: Config, nets: dict[str, torch.nn.Module]) -> Any:
+        from cyclekit.recipes.common import generator_and_discriminator
+
+        return generator_and_discriminator(config, nets, self.device, self.steps_per_epoch())
+
+    # -- loop protocol --------------------------------------------------------------------------
+
+    def data_summary(self) -> str:
+        return self.dataset.summary()
+
+    def steps_per_epoch(self) -> int:
+        return n_batches(len(self.dataset), self.config.data.batch_size, drop_last=True)
+
+    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Tensor]]:
+        data = self.config.data
+        plan = self.dataset.epoch_plan(epoch)
+        yield from plan_batches(
+            self.dataset, plan, data.batch_size, start, data.workers, drop_last=True, device=self.device, epoch=epoch
+        )
+
+    def noise(self, n: int) -> Tensor:
+        """Latent noise for ``n`` generated samples (from the training RNG)."""
+        return torch.randn(n, self.config.options.latent_dim, device=self.device)
+
+    def random_labels(self, n: int) -> Tensor:
+        """Labels for generated samples, uniform over the classes (from the training RNG)."""
+        return torch.randint(len(self.class_names), (n,), device=self.device)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        G = self.state.nets["G"]
+        was_training = G.training
+        G.eval()
+        try:
+            z = z.to(self.device)
+            out = [
+                (G(zc, yc.to(self.device)) if y is not None else G(zc)).cpu()
+                for zc, yc in zip(z.split(256), (y if y is not None else z).split(256), strict=True)
+            ]
+            return torch.cat(out)
+        finally:
+            G.train(was_training)
+
+    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
+        from cyclekit.data.images import save_grid
+
+        path = folder / f"step_{step:07d}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        samples = self.generate(self.fixed_z, self.fixed_y)
+        if self.conditional:
+            save_grid(samples, path, nrow=PER_CLASS, row_labels=self.class_names)
+        else:
+            save_grid(samples, path, nrow=8)
+        return [path]
+
+    # -- bundle ---------------------------------------------------------------------------------
+
+    @classmethod
+    def make_bundle(
+        cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
+    ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
+        """A sampling bundle of ``nets["G"]``, naming its classes when it is conditioned on them."""
+        shape = image_shape(config)
+        classes = tuple(str(i) for i in range(n_classes(config))) if cls.conditional else ()
+        bundle = Bundle(
+            recipe=cls.name,
+            networks={"G": NetworkEntry(*cls.net_spec(config, "generator"))},
+            samples=Sampling("G", config.options.latent_dim, "image", classes=classes),
+            channels=shape[0],
+            train_size=shape[1],
+            step=step,
+            epoch=epoch,
+            run=config.name,
+        )
+        return bundle, {"G": nets["G"]}
+
+    # -- scores ---------------------------------------------------------------------------------
+
+    def yardstick(self) -> Any:
+        """The classifier yardstick of this run's data (every label kept): trained once per data
+        set, with a fixed seed, and kept in the cache (``yardsticks/<kind>-<content hash>.pt``),
+        so every run on the same data is measured with the same classifier. None without a test split."""
+        import hashlib
+
+        from cyclekit.data.catalogue import default_cache_dir
+        from cyclekit.errors import CyclekitError
+        from cyclekit.evaluation import classifier
+        from cyclekit.evaluation.classifier import Yardstick
+
+        data = self.config.data
+        all_labels = dataclasses.replace(data, source=dataclasses.replace(data.source, labels_per_class=None))
+        train = build_dataset(all_labels, self.root, "train", self.config.seed)
+        test = build_dataset(all_labels, self.root, "test", self.config.seed)
+        if test is None:
+            return None
+        (x, y), (xt, yt) = train.tensors(), test.tensors()
+        c = classifier  # its training settings are part of the key: other settings, another classifier
+        settings = (c.STATE_VERSION, c.STEPS, c.BATCH_SIZE, c.LR, c.DROPOUT, c.SHIFT, YARDSTICK_SEED)
+        digest = hashlib.sha256(f"{settings} {self.class_names}".encode())
+        for t in (train.images, train.labels, test.images, test.labels):
+            digest.update(t.contiguous().numpy().tobytes())
+        path = default_cache_dir() / "yardsticks" / f"{data.kind}-{digest.hexdigest()[:16]}.pt"
+        if path.is_file():
+            try:
+                return Yardstick.load(path)
+            except CyclekitError:
+                path.unlink()  # damaged: cyclekit's own file, rebuilt below
+        stick = Yardstick.fit(x, y, xt, yt, len(self.class_names), YARDSTICK_SEED, self.class_names)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stick.save(path)
+        return stick
+
+    def evaluate(self, run_dir: Path) -> dict[str, Any]:
+        """The yardstick's scores of samples from fixed noise: conditional accuracy (a conditional
+        generator, EVAL_PER_CLASS samples of each class), classes covered and the Frechet distance
+        in the classifier's feature space, next to the classifier's own test accuracy."""
+        stick = self.yardstick()
+        if stick is None:
+            return {}
+        k = len(self.class_names)
+        gen = torch.Generator().manual_seed(derive_seed(self.config.seed, 11))
+        z = torch.randn(k * EVAL_PER_CLASS, self.config.options.latent_dim, generator=gen)
+        y = torch.arange(k).repeat_interleave(EVAL_PER_CLASS) if self.conditional else None
+        scores = stick.score(self.generate(z, y), y)
+        out: dict[str, Any] = {}
+        if "conditional_accuracy" in scores:
+            out["conditional_accuracy"] = round(scores["conditional_accuracy"], 4)
+        out |= {
+            "classifier_test_accuracy": round(scores["ceiling"], 4),
+            "classes_covered": scores["classes_covered"],
+            "of_classes": k,
+            "frechet_classifier": round(scores["frechet"], 4),
+            "class_histogram": scores["class_histogram"],
+            "samples_scored": len(z),
+            "note": scores["note"],
+        }
+        return out | self.extra_scores(run_dir)
+
+    def extra_scores(self, run_dir: Path) -> dict[str, Any]:
+        """A recipe's own scores beside the yardstick's (SGAN: its discriminator as a classifier)."""
+        return {}

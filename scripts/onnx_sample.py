@@ -1,0 +1,106 @@
+"""Sample images from a cyclekit ONNX sampler (`cyclekit export` of a GAN run), using only
+onnxruntime, numpy and pillow.
+
+    python scripts/onnx_sample.py G.onnx digits.png               # a conditional GAN: one row per class
+    python scripts/onnx_sample.py G.onnx sevens.png --class 7 -n 16
+    python scripts/onnx_sample.py G.onnx faces.png -n 64 --seed 3  # an unconditional GAN
+
+The noise size, the class names and the output range come from the model's metadata_props.
+Deliberately imports neither cyclekit nor torch. Bad input ends with one `error:` line, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+
+def fail(message: str) -> None:
+    sys.exit(f"error: {message}")  # printed to stderr, exit code 1
+
+
+def load_sampler(path: str) -> tuple[ort.InferenceSession, int, list[str]]:
+    try:
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own types, for a missing, empty or garbage file
+        fail(f"{path}: not a loadable ONNX model ({' '.join(str(exc).split())[:200]})")
+    raw = dict(session.get_modelmeta().custom_metadata_map)
+    if raw.get("kind") != "sampler":
+        fail(f"{path}: not a cyclekit sampler (export a GAN run with `cyclekit export`)")
+    try:
+        latent = int(raw["latent_dim"])
+        classes = json.loads(raw["classes"])
+    except (KeyError, ValueError, TypeError, RecursionError):
+        fail(f"{path}: its cyclekit metadata lacks a usable latent_dim or classes; re-export it")
+    if latent < 1 or not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        fail(f"{path}: latent_dim must be >= 1 and classes a list of names")
+    names = [i.name for i in session.get_inputs()]
+    if names != (["z", "label"] if classes else ["z"]):
+        fail(f"{path}: inputs {names} do not match its metadata (classes: {len(classes)})")
+    return session, latent, classes
+
+
+def labels_for(classes: list[str], choice: str | None, n: int) -> tuple[np.ndarray | None, int]:
+    """The label of each sample and the samples per grid row."""
+    if not classes:
+        if choice is not None:
+            fail("--class: this sampler is not conditioned on a class")
+        return None, max(1, int(math.sqrt(n)))
+    if choice in (None, "all"):
+        return np.repeat(np.arange(len(classes), dtype=np.int64), n), n
+    if choice in classes:
+        k = classes.index(choice)
+    elif choice.isdigit() and int(choice) < len(classes):
+        k = int(choice)
+    else:
+        fail(f"--class {choice}: not one of {', '.join(classes)} or all")
+    return np.full(n, k, dtype=np.int64), max(1, int(math.sqrt(n)))
+
+
+def grid(images: np.ndarray, per_row: int) -> Image.Image:
+    """(N, C, H, W) in [-1, 1] -> one image, ``per_row`` samples a row, 2 px apart."""
+    n, c, h, w = images.shape
+    rows = math.ceil(n / per_row)
+    canvas = np.zeros((rows * (h + 2) + 2, per_row * (w + 2) + 2, c), dtype=np.uint8)
+    pixels = np.clip(np.rint((images + 1) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    for i, img in enumerate(pixels):
+        r, col = divmod(i, per_row)
+        canvas[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + col * (w + 2) : 2 + col * (w + 2) + w] = img
+    return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("output", help="a .png file to write")
+    parser.add_argument("-n", type=int, default=None, help="samples (per class with all; default 10 / 64)")
+    parser.add_argument("--class", dest="choice", default=None, help="a class index or name, or all")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        fail(f"{out}: the output must be a .png file")
+    if not out.parent.is_dir():
+        fail(f"{out.parent}: no such folder")
+    session, latent, classes = load_sampler(args.model)
+    n = args.n if args.n is not None else (10 if classes and args.choice in (None, "all") else 64)
+    if n < 1:
+        fail(f"-n: must be >= 1, got {n}")
+    labels, per_row = labels_for(classes, args.choice, n)
+    count = len(labels) if labels is not None else n
+    z = np.random.default_rng(args.seed).standard_normal((count, latent)).astype(np.float32)
+    feed = {"z": z} if labels is None else {"z": z, "label": labels}
+    images = session.run(None, feed)[0]
+    grid(images, per_row).save(out)
+    print(f"wrote {count} samples to {out}")
+
+
+if __name__ == "__main__":
+    main()
