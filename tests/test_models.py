@@ -31,6 +31,9 @@ TINY: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...]]] = {
     "mlp_g": ({"latent_dim": 3, "hidden": [8, 8]}, (4, 3), (4, 2)),
     "mlp_d": ({"hidden": [8]}, (4, 2), (4,)),
     "unet": ({"n_downs": 5, "ngf": 4, "dropout": 0.5}, (2, 3, 32, 32), (2, 3, 32, 32)),
+    # Conditional: the second input is the class label of each sample.
+    "cond_g": ({"image_size": 16, "channels": 1, "ngf": 4, "latent_dim": 8, "n_classes": 3}, (2, 8), (2, 1, 16, 16)),
+    "cond_d": ({"image_size": 16, "channels": 1, "ndf": 4, "n_classes": 3}, (2, 1, 16, 16), (2,)),
 }
 
 
@@ -44,8 +47,8 @@ def _randn(*shape: int) -> torch.Tensor:
 
 def test_every_registered_model_has_tiny_options() -> None:
     assert sorted(TINY) == list_models() == sorted(MODELS)
-    assert list_models("generator") == ["dcgan_g", "mlp_g", "resnet", "unet"]
-    assert list_models("discriminator") == ["dcgan_d", "mlp_d", "patchgan"]
+    assert list_models("generator") == ["cond_g", "dcgan_g", "mlp_g", "resnet", "unet"]
+    assert list_models("discriminator") == ["cond_d", "dcgan_d", "mlp_d", "patchgan"]
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

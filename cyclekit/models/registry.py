@@ -16,6 +16,12 @@ from torch import nn
 
 from cyclekit.config import coerce
 from cyclekit.errors import ConfigError, did_you_mean
+from cyclekit.models.conditional import (
+    CondDiscriminatorOptions,
+    CondGeneratorOptions,
+    ConditionalDiscriminator,
+    ConditionalGenerator,
+)
 from cyclekit.models.dcgan import (
     DCGANDiscriminator,
     DCGANDiscriminatorOptions,
@@ -44,6 +50,8 @@ MODELS: dict[str, ModelEntry] = {
     "dcgan_d": ModelEntry(DCGANDiscriminatorOptions, DCGANDiscriminator, "discriminator"),
     "mlp_g": ModelEntry(MLPGeneratorOptions, MLPGenerator, "generator"),
     "mlp_d": ModelEntry(MLPDiscriminatorOptions, MLPDiscriminator, "discriminator"),
+    "cond_g": ModelEntry(CondGeneratorOptions, ConditionalGenerator, "generator"),
+    "cond_d": ModelEntry(CondDiscriminatorOptions, ConditionalDiscriminator, "discriminator"),
 }
 
 

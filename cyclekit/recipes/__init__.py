@@ -15,6 +15,7 @@ from cyclekit.config import Config, load_config_with, parse_config
 from cyclekit.data.sources import SOURCES
 from cyclekit.errors import ConfigError, CyclekitError, did_you_mean
 from cyclekit.recipe import Recipe
+from cyclekit.recipes.cgan import CganRecipe
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
@@ -23,6 +24,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "cyclegan": CycleGanRecipe,
     "gan": GanRecipe,
     "pix2pix": Pix2PixRecipe,
+    "cgan": CganRecipe,
 }
 
 
