@@ -28,6 +28,7 @@ TINY_NETS = {
     "demo": ["data.demo_train=4", "data.demo_test=2", "data.demo_size=32", "data.load_size=32", "data.crop_size=32",
              "model.generator.ngf=4", "model.generator.n_blocks=1", "model.discriminator.ndf=4"],
     "digits-cgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
+    "digits-acgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
     "facades": ["data.load_size=36", "data.crop_size=32", "model.generator.n_downs=5", "model.generator.ngf=4",
                 "model.discriminator.ndf=4", "data.workers=0"],
 }  # fmt: skip

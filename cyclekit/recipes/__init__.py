@@ -15,6 +15,7 @@ from cyclekit.config import Config, load_config_with, parse_config
 from cyclekit.data.sources import SOURCES
 from cyclekit.errors import ConfigError, CyclekitError, did_you_mean
 from cyclekit.recipe import Recipe
+from cyclekit.recipes.acgan import AcganRecipe
 from cyclekit.recipes.cgan import CganRecipe
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
@@ -25,6 +26,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "gan": GanRecipe,
     "pix2pix": Pix2PixRecipe,
     "cgan": CganRecipe,
+    "acgan": AcganRecipe,
 }
 
 
