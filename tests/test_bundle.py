@@ -29,6 +29,7 @@ TINY_NETS = {
              "model.generator.ngf=4", "model.generator.n_blocks=1", "model.discriminator.ndf=4"],
     "digits-cgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
     "digits-acgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
+    "digits-sgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
     "facades": ["data.load_size=36", "data.crop_size=32", "model.generator.n_downs=5", "model.generator.ngf=4",
                 "model.discriminator.ndf=4", "data.workers=0"],
 }  # fmt: skip

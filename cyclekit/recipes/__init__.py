@@ -20,6 +20,7 @@ from cyclekit.recipes.cgan import CganRecipe
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
+from cyclekit.recipes.sgan import SganRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
     "cyclegan": CycleGanRecipe,
@@ -27,6 +28,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "pix2pix": Pix2PixRecipe,
     "cgan": CganRecipe,
     "acgan": AcganRecipe,
+    "sgan": SganRecipe,
 }
 
 

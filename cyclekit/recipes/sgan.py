@@ -1,0 +1,169 @@
+"""Semi-supervised GAN (Odena 2016; Salimans et al. 2016, Sec. 5): D is a K-class classifier whose
+"fake" class is implicit, trained on a few labelled images, many unlabelled ones and G's samples.
+
+D outputs K logits l_1..l_K and no fake logit (Salimans et al.: fixing the fake class's logit at 0
+loses nothing), so D(real | x) = Z(x) / (Z(x) + 1) with Z(x) = sum_k exp(l_k(x)): the real/fake
+logit is logsumexp_k l_k(x). Its loss is
+
+    L_D = CE(l(x_lab), y)  +  [ -log D(real | x_unl) - log(1 - D(real | G(z))) ]
+
+with a labelled mini-batch drawn for every step from the `data.labels_per_class` subset (seeded by
+the step, so a resumed run draws the same ones) and the whole training set as unlabelled data. G
+matches the mean of D's intermediate features on real and generated batches (feature matching,
+Salimans et al. Sec. 3.1, which they found best for semi-supervised learning); `sgan.generator_loss:
+adversarial` uses the non-saturating loss instead. The trained D is the classifier: its test
+accuracy is reported next to the yardstick classifier trained on the same few labels alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cyclekit.config import Config
+from cyclekit.data.folders import derive_seed
+from cyclekit.errors import ConfigError
+from cyclekit.gan.steps import frozen, optimizer_step
+from cyclekit.models import build_model
+from cyclekit.recipes.sampler import ImageSampler
+
+
+@dataclass(frozen=True)
+class SganOptions:
+    """The `sgan:` section."""
+
+    latent_dim: int = 100  # z in R^100 (Salimans et al. 2016 use 100-d uniform noise)
+    labelled_batch: int = 64  # labelled images per step, drawn from the labels_per_class subset
+    # feature_matching: Salimans et al. 2016, Sec. 3.1; adversarial: the non-saturating GAN loss
+    generator_loss: Literal["feature_matching", "adversarial"] = "feature_matching"
+    lambda_supervised: float = 1.0  # weight of the supervised cross-entropy in D's loss
+    # Real images (labelled and unlabelled) shifted by up to this many px, as the yardstick's
+    # classifier is trained: with 10 labels per class D overfits without it. 0: off.
+    shift: int = 2
+
+    def __post_init__(self) -> None:
+        if self.shift < 0:
+            raise ConfigError(f"shift: must be >= 0, got {self.shift}")
+        for name in ("latent_dim", "labelled_batch"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.lambda_supervised < 0:
+            raise ConfigError(f"lambda_supervised: must be >= 0, got {self.lambda_supervised}")
+
+
+class SganRecipe(ImageSampler):
+    name = "sgan"
+    description = "semi-supervised GAN: D classifies K classes, fake implicit; few labels (Salimans et al. 2016)"
+    Options = SganOptions
+    conditional = False  # G(z): the classes live in D
+    semi_supervised = True
+    defaults: dict[str, Any] = {
+        "loss": {"gan_mode": "vanilla"},
+        "model": {"generator": {"name": "dcgan_g"}, "discriminator": {"name": "cond_d", "head": "classes"}},
+    }
+
+    @classmethod
+    def check(cls, config: Config) -> None:
+        super().check(config)
+        if config.loss.gan_mode != "vanilla":
+            raise ConfigError("loss.gan_mode: sgan's D(real | x) = Z / (Z + 1) is the vanilla GAN's; set vanilla")
+        _, d_opts = cls.net_spec(config, "discriminator")
+        if config.model.discriminator["name"] != "cond_d" or d_opts.get("head") != "classes":
+            raise ConfigError("model.discriminator: sgan needs D(x) -> K class logits: cond_d with head classes")
+        cls.net_spec(config, "generator")
+
+    @classmethod
+    def build_networks(cls, config: Config) -> dict[str, nn.Module]:
+        return {
+            "G": build_model(*cls.net_spec(config, "generator"), key="model.generator"),
+            "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
+        }
+
+    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+        super().__init__(config, data_root, cache_dir)
+        images, labels = self.dataset.tensors()
+        keep = labels >= 0
+        if not keep.any():
+            raise ConfigError("data: sgan needs some labelled images (data.labels_per_class, or a labelled source)")
+        self.labelled_images, self.labelled_labels = images[keep], labels[keep]
+
+    def labelled_batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """The step's labelled mini-batch: drawn from (seed, step) alone, so a resume sees the same."""
+        gen = torch.Generator().manual_seed(derive_seed(self.config.seed, 13, step))
+        pick = torch.randint(len(self.labelled_labels), (self.config.options.labelled_batch,), generator=gen)
+        images = _shift(self.labelled_images[pick], self.config.options.shift, gen)
+        return images.to(self.device), self.labelled_labels[pick].to(self.device)
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        opts = self.config.options
+        shifts = torch.Generator().manual_seed(derive_seed(self.config.seed, 17, step))
+        real = _shift(batch["image"], opts.shift, shifts).to(self.device, non_blocking=True)
+        x_lab, y_lab = self.labelled_batch(step)
+        n = real.shape[0]
+        fwd = self.state.forward
+        fake = fwd["G"](self.noise(n))
+        supervised = F.cross_entropy(fwd["D"](x_lab), y_lab)
+        real_logit = torch.logsumexp(fwd["D"](real), dim=1)
+        fake_logit = torch.logsumexp(fwd["D"](fake.detach()), dim=1)
+        # -log D(real|x) = softplus(-lse), -log(1 - D(real|G(z))) = softplus(lse)
+        unsupervised = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+        loss_d = opts.lambda_supervised * supervised + unsupervised
+        optimizer_step(self.state.optimizers["opt_d"], loss_d, self.state.scaler)
+        D = self.state.nets["D"]
+        with frozen(D):
+            if opts.generator_loss == "feature_matching":
+                loss_g = (D.features(real).mean(0) - D.features(fake).mean(0)).pow(2).mean()
+            else:
+                loss_g = F.softplus(-torch.logsumexp(fwd["D"](fake), dim=1)).mean()
+        optimizer_step(self.state.optimizers["opt_g"], loss_g, self.state.scaler)
+        self.state.step_schedulers()
+        return {
+            "loss_D": loss_d.detach(),
+            "loss_G": loss_g.detach(),
+            "loss_D_supervised": supervised.detach(),
+            "loss_D_unsupervised": unsupervised.detach(),
+            "D_real": real_logit.detach().mean(),
+            "D_fake": fake_logit.detach().mean(),
+        }
+
+    def extra_scores(self, run_dir: Path) -> dict[str, Any]:
+        """D as a classifier on the test split, next to the yardstick classifier trained on only
+        the same labelled images (the bar semi-supervised learning must clear)."""
+        from cyclekit.data.sources import build_dataset
+        from cyclekit.evaluation.classifier import supervised_baseline
+
+        test = build_dataset(self.config.data, self.root, "test", self.config.seed)
+        if test is None:
+            return {}
+        x_test, y_test = test.tensors()
+        D = self.state.nets["D"]
+        was_training = D.training
+        D.eval()
+        with torch.no_grad():
+            predicted = torch.cat([D(chunk.to(self.device)).argmax(1).cpu() for chunk in x_test.split(512)])
+        D.train(was_training)
+        images, labels = self.dataset.tensors()
+        baseline = supervised_baseline(images, labels, x_test, y_test, len(self.class_names), self.config.seed)
+        return {
+            "discriminator_test_accuracy": round(float((predicted == y_test).double().mean()), 4),
+            "supervised_only_test_accuracy": round(baseline, 4),  # the yardstick's classifier on the same labels
+            "labelled_images": len(self.labelled_labels),
+        }
+
+
+def _shift(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """Each image moved by its own random offset in -k..k px (edges replicated), on the CPU."""
+    if k == 0:
+        return x
+    x = x.cpu()
+    n, c, h, w = x.shape
+    padded = F.pad(x, (k,) * 4, mode="replicate")
+    dy, dx = torch.randint(0, 2 * k + 1, (2, n, 1), generator=generator)
+    rows = (dy + torch.arange(h))[:, None, :, None]
+    cols = (dx + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
