@@ -30,6 +30,7 @@ TINY_NETS = {
     "digits-cgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
     "digits-acgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
     "digits-sgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
+    "digits-wgan": ["model.generator.ngf=4", "model.discriminator.ndf=4"],
     "facades": ["data.load_size=36", "data.crop_size=32", "model.generator.n_downs=5", "model.generator.ngf=4",
                 "model.discriminator.ndf=4", "data.workers=0"],
 }  # fmt: skip

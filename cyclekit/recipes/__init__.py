@@ -21,6 +21,7 @@ from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
 from cyclekit.recipes.sgan import SganRecipe
+from cyclekit.recipes.wgan import WganRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
     "cyclegan": CycleGanRecipe,
@@ -29,6 +30,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "cgan": CganRecipe,
     "acgan": AcganRecipe,
     "sgan": SganRecipe,
+    "wgan": WganRecipe,
 }
 
 

@@ -1,0 +1,114 @@
+"""Wasserstein GAN (Arjovsky et al. 2017): a critic without sigmoid, kept Lipschitz by clipping its
+weights to [-c, c], trained n_critic times per generator update with RMSprop (Algorithm 1:
+c = 0.01, lr 5e-5, n_critic = 5, batch 64). WGAN-GP (Gulrajani et al. 2017) replaces the clipping
+with a gradient penalty (`wgan.constraint: gp`, with Adam at lr 1e-4, betas (0, 0.9): their
+Algorithm 1).
+
+One loop step is one critic iteration on a fresh real batch (as in Algorithm 1); every
+n_critic-th step also updates the generator. The critic's loss is E[f(G(z))] - E[f(x)], so its
+negative, E[f(x)] - E[f(G(z))], estimates the Wasserstein-1 distance (up to the Lipschitz
+constant): it is logged as ``wasserstein`` and falls as the generator learns (Sec. 4.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from cyclekit.config import Config
+from cyclekit.errors import ConfigError
+from cyclekit.gan.losses import gradient_penalty
+from cyclekit.gan.steps import frozen, optimizer_step
+from cyclekit.models import build_model
+from cyclekit.recipes.sampler import ImageSampler
+
+
+@dataclass(frozen=True)
+class WganOptions:
+    """The `wgan:` section."""
+
+    latent_dim: int = 100  # z in R^100 (the DCGAN generator of Arjovsky et al. 2017)
+    n_critic: int = 5  # critic iterations per generator update (Algorithm 1)
+    # clip: weights clipped to [-clip, clip] (Arjovsky et al. 2017); gp: gradient penalty (Gulrajani et al. 2017)
+    constraint: Literal["clip", "gp"] = "clip"
+    clip: float = 0.01  # c (Algorithm 1)
+    gp_weight: float = 10.0  # lambda of the gradient penalty (Gulrajani et al. 2017, Algorithm 1)
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "n_critic"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.clip <= 0:
+            raise ConfigError(f"clip: must be > 0, got {self.clip}")
+        if self.gp_weight < 0:
+            raise ConfigError(f"gp_weight: must be >= 0, got {self.gp_weight}")
+
+
+class WganRecipe(ImageSampler):
+    name = "wgan"
+    description = "Wasserstein GAN: critic with clipped weights, RMSprop, 5 critic steps (Arjovsky et al. 2017)"
+    Options = WganOptions
+    conditional = False
+    needs = (("image",),)
+    defaults: dict[str, Any] = {
+        "optim": {"kind": "rmsprop", "lr": 5e-5},
+        "model": {"generator": {"name": "dcgan_g"}, "discriminator": {"name": "dcgan_d"}},
+    }
+
+    @classmethod
+    def check(cls, config: Config) -> None:
+        super().check(config)
+        if config.train.log_every % config.options.n_critic:
+            raise ConfigError(
+                f"train.log_every: {config.train.log_every} is not a multiple of wgan.n_critic "
+                f"{config.options.n_critic}: the generator's loss is logged on its own steps"
+            )
+        _, d_opts = cls.net_spec(config, "discriminator")
+        if config.options.constraint == "gp" and d_opts.get("norm", "batch") == "batch":
+            # The penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
+            raise ConfigError("model.discriminator.norm: wgan with constraint gp needs a critic without batch norm")
+        cls.net_spec(config, "generator")
+
+    @classmethod
+    def build_networks(cls, config: Config) -> dict[str, nn.Module]:
+        return {
+            "G": build_model(*cls.net_spec(config, "generator"), key="model.generator"),
+            "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
+        }
+
+    def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        opts = self.config.options
+        real = batch["image"].to(self.device, non_blocking=True)
+        n = real.shape[0]
+        fwd = self.state.forward
+        critic = self.state.nets["D"]
+        with torch.no_grad():
+            fake = self.state.nets["G"](self.noise(n))
+        estimate = fwd["D"](real).mean() - fwd["D"](fake).mean()
+        loss_d = -estimate
+        out = {"wasserstein": estimate.detach()}
+        if opts.constraint == "gp":
+            gp = gradient_penalty(fwd["D"], real, fake)
+            loss_d = loss_d + opts.gp_weight * gp
+            out["gp"] = gp.detach()
+        optimizer_step(self.state.optimizers["opt_d"], loss_d, self.state.scaler)
+        if opts.constraint == "clip":
+            with torch.no_grad():
+                for p in critic.parameters():
+                    p.clamp_(-opts.clip, opts.clip)
+        out["loss_D"] = loss_d.detach()
+        if (step + 1) % opts.n_critic == 0:  # after every n_critic critic steps (``step`` counts from 0)
+            with frozen(critic):
+                loss_g = -fwd["D"](fwd["G"](self.noise(n))).mean()
+            optimizer_step(self.state.optimizers["opt_g"], loss_g, self.state.scaler)
+            out["loss_G"] = loss_g.detach()  # only on generator steps (log every multiple of n_critic)
+            # G's schedule counts loop steps too: advance it by the n_critic steps since its last update.
+            for _ in range(opts.n_critic):
+                self.state.schedulers["sched_g"].step()
+        if self.state.scaler is not None:
+            self.state.scaler.update()
+        self.state.schedulers["sched_d"].step()
+        return out
