@@ -177,6 +177,8 @@ def test_thread_count_is_stored_and_a_different_one_warned_about(tmp_path: Path)
     assert code == 0 and "warning: checkpoint written with" in err and "same thread count" in err
 
 
+# Slow: the aimed-kill test of tests/test_lost_work.py kills exactly at each rename of the last save.
+@pytest.mark.slow
 def test_sigkill_while_a_checkpoint_or_bundle_is_being_written(tmp_path: Path):
     """Watch for our temp files and kill the process the moment one exists: the checkpoint on disk
     is still whole, the resume is bit-exact, and no temp file is left."""

@@ -67,7 +67,7 @@ def test_gradient_penalty_variant_needs_a_critic_without_batch_norm(tmp_path: Pa
     assert all("gp" in r for r in rows)
 
 
-@pytest.mark.parametrize("setting", ["wgan.n_critic=0", "wgan.clip=0"])
+@pytest.mark.parametrize("setting", ["wgan.n_critic=0", "wgan.clip=0", "train.log_every=7", "loss.gan_mode=hinge"])
 def test_bad_wgan_settings_are_one_line(tmp_path: Path, setting: str):
     code, _, err = cli(*args(tmp_path, setting))
-    assert code == 1 and one_error(err).startswith("error: wgan.")
+    assert code == 1 and one_error(err).startswith(f"error: {setting.split('.')[0]}"), err

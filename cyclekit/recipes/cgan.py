@@ -47,6 +47,10 @@ class CganRecipe(ImageSampler):
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
+        if config.loss.gan_mode == "wgan-gp":
+            raise ConfigError(
+                f"loss.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
+            )
         _, d_opts = cls.net_spec(config, "discriminator")
         if config.model.discriminator["name"] != "cond_d" or d_opts.get("head", "concat") != "concat":
             raise ConfigError("model.discriminator: cgan needs D(x, y): name cond_d with head concat")

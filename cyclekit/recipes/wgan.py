@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from cyclekit.config import Config
+from cyclekit.config import Config, LossConfig
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import gradient_penalty
 from cyclekit.gan.steps import frozen, optimizer_step
@@ -61,6 +61,12 @@ class WganRecipe(ImageSampler):
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
+        if config.loss != LossConfig():
+            # The objective is the Wasserstein estimate: loss.gan_mode / loss.gp_weight would do nothing.
+            raise ConfigError(
+                "loss: recipe wgan reads no loss.* key (its objective is the Wasserstein estimate); "
+                "for WGAN-GP set wgan.constraint: gp and wgan.gp_weight"
+            )
         if config.train.log_every % config.options.n_critic:
             raise ConfigError(
                 f"train.log_every: {config.train.log_every} is not a multiple of wgan.n_critic "
