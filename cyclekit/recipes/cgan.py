@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import d_loss, g_loss
 from cyclekit.gan.steps import frozen, optimizer_step
-from cyclekit.models import build_model
 from cyclekit.recipes.sampler import ImageSampler
 
 
@@ -57,13 +56,6 @@ class CganRecipe(ImageSampler):
         if config.model.generator["name"] != "cond_g":
             raise ConfigError("model.generator: cgan needs G(z, y): name cond_g")
         cls.net_spec(config, "generator")
-
-    @classmethod
-    def build_networks(cls, config: Config) -> dict[str, nn.Module]:
-        return {
-            "G": build_model(*cls.net_spec(config, "generator"), key="model.generator"),
-            "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
-        }
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         mode = self.config.loss.gan_mode

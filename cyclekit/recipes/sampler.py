@@ -21,6 +21,7 @@ from cyclekit.data.sources import SOURCES, build_dataset, locate_data
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling
+from cyclekit.models import build_model
 from cyclekit.recipe import Recipe
 from cyclekit.recipes.common import net_spec
 from cyclekit.train import distributed
@@ -79,6 +80,14 @@ class ImageSampler(Recipe):
         if arch.startswith("cond_"):
             fill["n_classes"] = n_classes(config)
         return net_spec(config, part, **fill)
+
+    @classmethod
+    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
+        """G and D (untrained, on the CPU) from model.generator and model.discriminator, sized by the data."""
+        return {
+            "G": build_model(*cls.net_spec(config, "generator"), key="model.generator"),
+            "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
+        }
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
         self.config = config

@@ -23,13 +23,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import frozen, optimizer_step
-from cyclekit.models import build_model
 from cyclekit.recipes.sampler import ImageSampler
 
 
@@ -76,13 +75,6 @@ class SganRecipe(ImageSampler):
         if config.model.discriminator["name"] != "cond_d" or d_opts.get("head") != "classes":
             raise ConfigError("model.discriminator: sgan needs D(x) -> K class logits: cond_d with head classes")
         cls.net_spec(config, "generator")
-
-    @classmethod
-    def build_networks(cls, config: Config) -> dict[str, nn.Module]:
-        return {
-            "G": build_model(*cls.net_spec(config, "generator"), key="model.generator"),
-            "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
-        }
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
         super().__init__(config, data_root, cache_dir)

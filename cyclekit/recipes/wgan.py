@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cyclekit.config import Config, LossConfig
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import gradient_penalty
 from cyclekit.gan.steps import frozen, optimizer_step
-from cyclekit.models import build_model
 from cyclekit.recipes.sampler import ImageSampler
 
 
@@ -77,13 +76,6 @@ class WganRecipe(ImageSampler):
             # The penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
             raise ConfigError("model.discriminator.norm: wgan with constraint gp needs a critic without batch norm")
         cls.net_spec(config, "generator")
-
-    @classmethod
-    def build_networks(cls, config: Config) -> dict[str, nn.Module]:
-        return {
-            "G": build_model(*cls.net_spec(config, "generator"), key="model.generator"),
-            "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
-        }
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         opts = self.config.options
