@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 
 import yaml
 
 from cyclekit.atomic import atomic_write
 from cyclekit.choices import DIRECTIONS, EVAL_METRICS, GanMode, InitKind, Logger
 from cyclekit.errors import ConfigError, did_you_mean
+from cyclekit.typed import coerce, describe, from_dict, plain, positive
 
 if TYPE_CHECKING:
     from cyclekit.recipe import Recipe
@@ -61,7 +59,7 @@ class DataConfig:
     source: Any = None  # the source's options dataclass, built by parse_config
 
     def __post_init__(self) -> None:
-        _positive(self, "data", "channels", "batch_size")
+        positive(self, "data", "channels", "batch_size")
         if self.channels not in (1, 3):
             raise ConfigError(f"data.channels: must be 1 or 3, got {self.channels}")
         if self.workers < 0:
@@ -95,7 +93,7 @@ class DataConfig:
         out: dict[str, Any] = {"kind": self.kind, **{k: getattr(self, k) for k in source_shared_keys(self.source)}}
         if self.source is not None:
             out.update(dataclasses.asdict(self.source))
-        return _plain(out)
+        return plain(out)
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ class ModelConfig:
             spec = getattr(self, part)
             if not isinstance(spec.get("name"), str):
                 raise ConfigError(f"model.{part}.name: required (e.g. name: resnet)")
-        _positive(self, "model", "init_gain")
+        positive(self, "model", "init_gain")
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ class OptimConfig:
     beta2: float = 0.999  # Adam's second-moment decay
 
     def __post_init__(self) -> None:
-        _positive(self, "optim", "lr")
+        positive(self, "optim", "lr")
         if self.lr_d is not None and self.lr_d <= 0:
             raise ConfigError(f"optim.lr_d: must be > 0, got {self.lr_d}")
         for name in ("beta1", "beta2"):
@@ -191,7 +189,7 @@ class TrainConfig:
                 f"train.best_metric: {self.best_metric!r} is not auto, METRIC or DIRECTION.METRIC with a metric of "
                 f"{', '.join(EVAL_METRICS)} and a direction of {', '.join(DIRECTIONS)}"
             )
-        _positive(self, "train", "log_every", "checkpoint_every", "divergence_limit")
+        positive(self, "train", "log_every", "checkpoint_every", "divergence_limit")
         if self.sample_every < 0:
             raise ConfigError(f"train.sample_every: must be >= 0, got {self.sample_every}")
         if not (self.device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", self.device)):
@@ -236,133 +234,14 @@ class Config:
         out: dict[str, Any] = {k: getattr(self, k) for k in TOP_KEYS}
         for section in SHARED_SECTIONS:
             if section != "data":
-                out[section] = _plain(dataclasses.asdict(getattr(self, section)))
+                out[section] = plain(dataclasses.asdict(getattr(self, section)))
         data = self.data
         out["data"] = {"kind": data.kind, **{k: getattr(data, k) for k in source_shared_keys(data.source)}}
         if data.source is not None:
-            out["data"][data.kind] = _plain(dataclasses.asdict(data.source))
+            out["data"][data.kind] = plain(dataclasses.asdict(data.source))
         if self.options is not None:
-            out[self.recipe] = _plain(dataclasses.asdict(self.options))
+            out[self.recipe] = plain(dataclasses.asdict(self.options))
         return out
-
-
-def _positive(obj: Any, section: str, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value <= 0:
-            raise ConfigError(f"{section}.{name}: must be > 0, got {value}")
-
-
-def _plain(value: Any) -> Any:
-    """Dataclass dicts -> YAML/JSON-safe plain values (tuples become lists, mappings dicts)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-# --------------------------------------------------------------------------------------------
-# dict -> dataclass with type checking
-
-
-def from_dict(cls: type, data: Any, key: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking keys and types; errors name the dotted key.
-
-    Value checks in the dataclass's ``__post_init__`` may name the bare field; the section path
-    is put in front when missing.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{key or 'config'}: expected a mapping of keys, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted((k for k in data if k not in fields), key=str)
-    if unknown:
-        where = f"{key}.{unknown[0]}" if key else str(unknown[0])
-        raise ConfigError(f"{where}: unknown key{did_you_mean(unknown[0], fields)}; valid keys: {', '.join(fields)}")
-    for name, f in fields.items():
-        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}.{name}: required" if key else f"{name}: required")
-    kwargs = {name: coerce(hints[name], value, f"{key}.{name}" if key else name) for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        text = str(exc)
-        if key and not text.startswith(key + ".") and text.split(":", 1)[0] in fields:
-            text = f"{key}.{text}"
-        raise ConfigError(text) from None
-
-
-def coerce(tp: Any, value: Any, key: str) -> Any:
-    """Check ``value`` against type hint ``tp`` (an int is a valid float, a list a tuple)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, {} if value is None else value, key)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return coerce(arg, value, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0])
-    if origin is Literal:
-        # Compare types too, so 28.0 or True never pass for 28 or 1.
-        if not any(value == a and type(value) is type(a) for a in args):
-            raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}; got {value!r}")
-        return value
-    if tp is Any:
-        return value
-    if origin in (Mapping, dict) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {_describe(value)}")
-        if len(args) == 2:
-            return {coerce(args[0], k, f"{key} key"): coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
-        return dict(value)
-    if origin in (tuple, Sequence, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {_describe(value)}")
-        if origin is tuple and len(args) >= 1 and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{key}: expected a list of {len(args)} values, got {len(value)}")
-            return tuple(coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-        inner = args[0] if args else Any
-        return tuple(coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {_describe(value)}")
-        if abs(value) >= MAX_INT:
-            raise ConfigError(f"{key}: {value} is too large (at most {MAX_INT - 1})")
-        return value
-    if tp is float:
-        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-            # PyYAML follows YAML 1.1, where "1e-4" (no dot) is a string, not a number.
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: must be a finite number, got {value}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {_describe(value)}")
-        return value
-    raise TypeError(f"{key}: unsupported config type {tp!r}")  # a bug in a dataclass, not user input
-
-
-MAX_INT = 2**53  # beyond this an integer setting is a typo, and torch or numpy would overflow on it
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}" if value is not None else "null"
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +283,7 @@ def parse_config(
 ) -> Config:
     """Validate a raw config dict (YAML layout) into a `Config` for one of ``recipes``."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"config: expected a mapping of keys, got {_describe(data)}")
+        raise ConfigError(f"config: expected a mapping of keys, got {describe(data)}")
     data = _deepcopy(dict(data))
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
@@ -452,7 +331,7 @@ def parse_data(raw: Any, spec: type[Recipe], sources: Mapping[str, SourceSpec], 
     so is a kind whose batches lack what the recipe needs. ``legacy``: a 0.1 dump, whose keys
     for other kinds held defaults and are dropped."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"data: expected a mapping of keys, got {_describe(raw)}")
+        raise ConfigError(f"data: expected a mapping of keys, got {describe(raw)}")
     raw = dict(raw)
     kind = raw.pop("kind", spec.default_kind)
     if not isinstance(kind, str) or kind not in sources:
@@ -471,7 +350,7 @@ def parse_data(raw: Any, spec: type[Recipe], sources: Mapping[str, SourceSpec], 
     reads = source_shared_keys(source.Options)
     nested = raw.pop(kind, None)
     if nested is not None and not isinstance(nested, Mapping):
-        raise ConfigError(f"data.{kind}: expected a mapping of the {kind} source's keys, got {_describe(nested)}")
+        raise ConfigError(f"data.{kind}: expected a mapping of the {kind} source's keys, got {describe(nested)}")
     shared: dict[str, Any] = {}
     own: dict[str, Any] = {}
     for key, value in raw.items():

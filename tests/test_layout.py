@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parent.parent / "cyclekit"
 FORBIDDEN = {
     "cyclekit.config": ["nn", "models", "gan", "data", "train", "recipes", "inference", "export", "cli"],
     "cyclekit.nn": ["models", "gan", "data", "train", "recipes", "inference", "export", "cli"],
-    "cyclekit.models": ["gan", "data", "train", "recipes", "inference", "export", "cli"],
+    "cyclekit.models": ["config", "gan", "data", "train", "recipes", "inference", "export", "cli"],
     "cyclekit.gan": ["nn", "models", "data", "train", "recipes", "inference", "export", "cli"],
     "cyclekit.data": ["models", "gan", "train", "recipes", "inference", "export", "cli"],
     "cyclekit.train": ["models", "gan", "data", "recipes", "inference", "export", "report", "evaluation", "cli"],
@@ -40,6 +40,21 @@ FORBIDDEN = {
         "cli",
     ],
     "cyclekit.errors": ["*"],
+    # the typed loader is the bottom layer: config, models and bundles read with it
+    "cyclekit.typed": [
+        "choices",
+        "config",
+        "atomic",
+        "nn",
+        "models",
+        "gan",
+        "data",
+        "train",
+        "recipes",
+        "inference",
+        "export",
+        "cli",
+    ],
 }
 # The bundle format is the contract between training and inference: recipes write bundles with its
 # one writer, so `cyclekit.inference.bundle` (and nothing else of inference) is allowed to them.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from cyclekit import __version__
 from cyclekit.atomic import readable_folder, staged_folder
 from cyclekit.choices import DIRECTIONS, PREPROCESS_MODES
-from cyclekit.config import from_dict
+from cyclekit.typed import from_dict
 from cyclekit.errors import ConfigError, CyclekitError
 from cyclekit.records import load_json
 

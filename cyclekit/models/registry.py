@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from torch import nn
 
-from cyclekit.config import coerce
+from cyclekit.typed import coerce
 from cyclekit.errors import ConfigError, did_you_mean
 from cyclekit.models.conditional import (
     CondDiscriminatorOptions,
