@@ -382,7 +382,8 @@ def sample(
 @data_app.command("list")
 def data_list() -> None:
     """The dataset catalogue (canonical CycleGAN and pix2pix datasets, MNIST)."""
-    from cyclekit.data.catalogue import CATALOGUE, is_cached
+    from cyclekit.data.catalogue import CATALOGUE
+    from cyclekit.data.download import is_cached
 
     for name, info in CATALOGUE.items():
         here = "cached" if is_cached(name) else ""
@@ -396,7 +397,7 @@ def data_download(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default: $CYCLEKIT_CACHE or ~/.cache/cyclekit"),
 ) -> None:
     """Download and unpack a catalogue dataset into the cache."""
-    from cyclekit.data.catalogue import fetch_dataset
+    from cyclekit.data.download import fetch_dataset
 
     path = fetch_dataset(name, cache_dir)
     typer.echo(f"{name}: {path}")

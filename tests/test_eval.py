@@ -172,7 +172,7 @@ def test_unpaired_test_data_gets_fid_only(toy_models, inception_file: Path, tmp_
 
 
 def test_eval_errors_are_one_line(toy_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from cyclekit.data import download
+    from cyclekit import fetch as download
 
     bundle = make_bundle(tmp_path / "neg", "negate")
     data = write_negated_pairs(tmp_path / "data", 3, labels=False)

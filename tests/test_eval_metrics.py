@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclekit.data import download
+from cyclekit import fetch as download
 from cyclekit.errors import CyclekitError
 from cyclekit.evaluation import fid as fidmod
 from cyclekit.evaluation.fid import (

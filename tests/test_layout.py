@@ -40,6 +40,22 @@ FORBIDDEN = {
         "cli",
     ],
     "cyclekit.errors": ["*"],
+    # fetching knows no catalogue: datasets, FID weights and pretrained models come through it
+    "cyclekit.fetch": [
+        "choices",
+        "config",
+        "nn",
+        "models",
+        "gan",
+        "data",
+        "train",
+        "recipes",
+        "inference",
+        "export",
+        "evaluation",
+        "report",
+        "cli",
+    ],
     # the typed loader is the bottom layer: config, models and bundles read with it
     "cyclekit.typed": [
         "choices",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cyclekit.errors import DataError
 
@@ -154,16 +153,3 @@ def default_cache_dir() -> Path:
     """``$CYCLEKIT_CACHE`` if set, else ``~/.cache/cyclekit``."""
     env = os.environ.get("CYCLEKIT_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "cyclekit"
-
-
-# The fetching functions live in ``download`` (which imports this module); they are also
-# reachable from here, loaded on first use, so callers need only one import location.
-_FROM_DOWNLOAD = ("fetch_dataset", "find_dataset", "load_mnist", "download_file", "safe_extract_zip", "is_cached")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_DOWNLOAD:
-        from cyclekit.data import download
-
-        return getattr(download, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -124,7 +124,7 @@ def _catalogue_root(options: FolderOptions, data_root: Path | None, cache_dir: P
     """--data-root (or data.root) used as given; else the catalogue dataset's cache or a download."""
     root = data_root or (Path(options.root) if options.root else None)
     if options.dataset:
-        from cyclekit.data.catalogue import find_dataset
+        from cyclekit.data.download import find_dataset
 
         return find_dataset(options.dataset, root, cache_dir)
     if root is None:
@@ -387,7 +387,7 @@ class MnistSource(_Greyscale):
 
     @classmethod
     def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
-        from cyclekit.data.catalogue import find_dataset
+        from cyclekit.data.download import find_dataset
 
         root = data_root or (Path(options.root) if options.root else None)
         return root if root is not None else find_dataset("mnist", None, cache_dir)

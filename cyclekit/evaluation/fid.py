@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cyclekit.data import download as _download
+from cyclekit import fetch as _download
 from cyclekit.data.catalogue import default_cache_dir
 from cyclekit.errors import CyclekitError, DataError
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 from cyclekit import __version__
 from cyclekit.atomic import readable_folder, staged_folder
 from cyclekit.choices import DIRECTIONS, PREPROCESS_MODES
-from cyclekit.typed import from_dict
 from cyclekit.errors import ConfigError, CyclekitError
 from cyclekit.records import load_json
+from cyclekit.typed import from_dict
 
 if TYPE_CHECKING:  # torch only where weights are touched: reading config.json stays light
     import torch

@@ -14,7 +14,6 @@ from typing import Any, Literal, NamedTuple
 
 from torch import nn
 
-from cyclekit.typed import coerce
 from cyclekit.errors import ConfigError, did_you_mean
 from cyclekit.models.conditional import (
     CondDiscriminatorOptions,
@@ -32,6 +31,7 @@ from cyclekit.models.mlp import MLPDiscriminator, MLPDiscriminatorOptions, MLPGe
 from cyclekit.models.patchgan import PatchGAN, PatchGANOptions
 from cyclekit.models.resnet import ResnetGenerator, ResnetOptions
 from cyclekit.models.unet import UnetGenerator, UnetOptions
+from cyclekit.typed import coerce
 
 
 class ModelEntry(NamedTuple):
