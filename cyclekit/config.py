@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 import yaml
 
 from cyclekit.atomic import atomic_write
-from cyclekit.choices import DIRECTIONS, EVAL_METRICS, GanMode, InitKind, Logger
+from cyclekit.choices import DIRECTIONS, EVAL_METRICS, InitKind, Logger
 from cyclekit.errors import ConfigError, did_you_mean
 from cyclekit.typed import coerce, describe, from_dict, plain, positive
 
@@ -98,33 +98,34 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which networks to build. The option dicts are validated by `cyclekit.models.build_model`
-    (through the recipe's `check`, when the config loads)."""
+    """Which networks to build: `model.<slot>` for each network slot the recipe declares (its
+    ``networks``: generator and discriminator for most; StackGAN's stages are slots of their own),
+    a network name and its options, validated by `cyclekit.models.build_model` through the
+    recipe's `check` when the config loads. ``config.model.generator`` reads a slot."""
 
-    # The generator network: its name and options (see the network tables below)
-    generator: Mapping[str, Any] = field(default_factory=lambda: {"name": "resnet"})
-    discriminator: Mapping[str, Any] = field(default_factory=lambda: {"name": "patchgan"})
+    # slot -> {name: NETWORK, ...its options}; written flat in YAML (model.generator: {...})
+    nets: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {"generator": {"name": "resnet"}, "discriminator": {"name": "patchgan"}}
+    )
     init: InitKind = "normal"  # weight initialisation of every network
     init_gain: float = 0.02  # N(0, 0.02): Radford et al. 2016; Zhu et al. 2017 reference code
 
     def __post_init__(self) -> None:
-        for part in ("generator", "discriminator"):
-            spec = getattr(self, part)
-            if not isinstance(spec.get("name"), str):
-                raise ConfigError(f"model.{part}.name: required (e.g. name: resnet)")
+        for slot, spec in self.nets.items():
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+                raise ConfigError(f"model.{slot}.name: required (e.g. name: resnet)")
         positive(self, "model", "init_gain")
 
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not fields: the network slots.
+        nets = self.__dict__.get("nets")
+        if name.startswith("__") or nets is None or name not in nets:
+            raise AttributeError(f"model.{name}: not a network slot of this config")
+        return nets[name]
 
-@dataclass(frozen=True)
-class LossConfig:
-    """The adversarial objective, which every recipe has. Its default is the recipe's."""
-
-    gan_mode: GanMode = "lsgan"  # the adversarial loss; the default is the recipe's paper's
-    gp_weight: float = 10.0  # WGAN-GP penalty: Gulrajani et al. 2017, Alg. 1
-
-    def __post_init__(self) -> None:
-        if self.gp_weight < 0:
-            raise ConfigError(f"loss.gp_weight: must be >= 0, got {self.gp_weight}")
+    def flat(self) -> dict[str, Any]:
+        """The YAML layout: each slot's spec, then init and init_gain."""
+        return plain({**self.nets, "init": self.init, "init_gain": self.init_gain})
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,6 @@ class TrainConfig:
 SHARED_SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
-    "loss": LossConfig,
     "optim": OptimConfig,
     "train": TrainConfig,
 }
@@ -219,7 +219,6 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     options: Any = None  # the recipe's options dataclass; written as the section named `recipe`
@@ -233,7 +232,9 @@ class Config:
         options in `data.<kind>:`, and the recipe's options under the recipe's name."""
         out: dict[str, Any] = {k: getattr(self, k) for k in TOP_KEYS}
         for section in SHARED_SECTIONS:
-            if section != "data":
+            if section == "model":
+                out[section] = self.model.flat()
+            elif section != "data":
                 out[section] = plain(dataclasses.asdict(getattr(self, section)))
         data = self.data
         out["data"] = {"kind": data.kind, **{k: getattr(data, k) for k in source_shared_keys(data.source)}}
@@ -296,6 +297,7 @@ def parse_config(
     spec = recipes[name]
     legacy = _is_legacy_dump(data)
     data = _move_old_keys(data, spec, recipes, legacy)
+    _no_loss_section(data, spec)
     data = _merge(_deepcopy(dict(spec.defaults)), data)
     if data.get("data") is None:
         data["data"] = {}
@@ -310,12 +312,57 @@ def parse_config(
             valid = [*TOP_KEYS, *SHARED_SECTIONS, name]
             raise ConfigError(f"{key}: unknown key{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}")
     top = {k: coerce(t, data[k], k) for k, t in (("name", str), ("description", str), ("seed", int)) if k in data}
-    sections = {s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items() if s != "data"}
+    sections = {
+        s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items() if s not in ("data", "model")
+    }
     sections["data"] = parse_data(_section(data, "data"), spec, sources, legacy)
+    sections["model"] = parse_model(_section(data, "model"), spec)
     options = from_dict(spec.Options, _section(data, name), name)
     config = Config(recipe=name, **top, **sections, options=options)
     spec.check(config)
     return config
+
+
+def _no_loss_section(data: dict[str, Any], spec: type[Recipe]) -> None:
+    """`loss:` was a shared section until each recipe's loss options moved into its own section;
+    what is left of it after the moves is a key no recipe reads there."""
+    loss = data.pop("loss", None)
+    if loss is None or (isinstance(loss, Mapping) and not loss):
+        return
+    if not isinstance(loss, Mapping):
+        raise ConfigError(f"loss: expected a mapping of keys, got {describe(loss)}")
+    key = next(iter(loss))
+    raise ConfigError(
+        f"loss.{key}: unknown key; loss options live in the recipe's section ({spec.name}: "
+        f"{', '.join(f.name for f in dataclasses.fields(spec.Options)) or 'none'})"
+    )
+
+
+def parse_model(raw: Any, spec: type[Recipe]) -> ModelConfig:
+    """The `model:` section: one network spec per slot the recipe declares, plus init and init_gain."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"model: expected a mapping of keys, got {describe(raw)}")
+    shared_keys = [f.name for f in dataclasses.fields(ModelConfig) if f.name != "nets"]
+    slots = list(spec.networks)
+    nets: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in shared_keys:
+            continue
+        if key not in slots:
+            valid = [*slots, *shared_keys]
+            raise ConfigError(
+                f"model.{key}: not a network of recipe {spec.name}{did_you_mean(str(key), valid)}; "
+                f"valid keys: {', '.join(valid)}"
+            )
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"model.{key}: expected a network name and its options (e.g. name: resnet), got {describe(value)}"
+            )
+        nets[key] = dict(value)
+    for slot in slots:
+        if slot not in nets:
+            raise ConfigError(f"model.{slot}: required by recipe {spec.name} ({spec.networks[slot]})")
+    return from_dict(ModelConfig, {**{k: raw[k] for k in shared_keys if k in raw}, "nets": nets}, "model")
 
 
 def _section(data: Mapping[str, Any], key: str) -> Any:
@@ -399,9 +446,11 @@ def _move_old_keys(
     data: dict[str, Any], spec: type[Recipe], recipes: Mapping[str, type[Recipe]], legacy: bool
 ) -> dict[str, Any]:
     """Keys that lived in shared sections before recipe sections existed move to their recipe's
-    section (with a warning); one the chosen recipe does not read is an error naming its owner.
+    section (with a warning); one the chosen recipe does not read is an error naming its owner,
+    unless it holds the one value the recipe's own configs wrote there (``dropped_keys``: e.g.
+    ``loss.gan_mode: vanilla`` in an older sgan run folder), which is dropped.
     A whole 0.1 dump (``legacy``) is migrated quietly: its unread keys held defaults and are dropped."""
-    owners: dict[str, list[str]] = {}
+    owners: dict[str, list[str]] = {old: [] for old in spec.dropped_keys}
     for other in recipes.values():
         for old in other.moved_keys:
             owners.setdefault(old, []).append(f"{other.name}.{other.moved_keys[old]}")
@@ -414,12 +463,18 @@ def _move_old_keys(
         if old in spec.moved_keys:
             new = spec.moved_keys[old]
             target = data.setdefault(spec.name, {})
+            replaced = ""
             if isinstance(target, dict):
+                if new in target and target[new] != value:
+                    replaced = f" (replacing {spec.name}.{new}: {target[new]!r})"
                 target[new] = value
             if not legacy:
-                logger.warning("config key %s is now %s.%s; read it from there", old, spec.name, new)
+                logger.warning("config key %s is now %s.%s; read it from there%s", old, spec.name, new, replaced)
+        elif old in spec.dropped_keys and value == spec.dropped_keys[old]:
+            logger.debug("config key %s: %r dropped (recipe %s has no such option)", old, value, spec.name)
         elif not legacy:
-            raise ConfigError(f"{old}: not used by recipe {spec.name} (it is {' / '.join(homes)})")
+            where = f" (it is {' / '.join(homes)})" if homes else ""
+            raise ConfigError(f"{old}: not used by recipe {spec.name}{where}")
     return data
 
 

@@ -4,8 +4,9 @@ implements the abstract methods; `cyclekit.recipes.RECIPES` maps names to such c
 
 Class side (read when a config loads, before any data): ``name``, ``description``, ``Options``
 (the frozen dataclass of the recipe's own config section), ``default_kind`` and ``needs`` (the
-batch keys a step reads, as alternatives; a data source must give one of them), ``defaults``
-(raw config values the recipe starts from), ``moved_keys`` (old key -> option name),
+batch keys a step reads, as alternatives; a data source must give one of them), ``networks``
+(its network slots, `model.<slot>`), ``defaults`` (raw config values the recipe starts from),
+``moved_keys`` (old key -> option name), ``dropped_keys`` (old keys it never read),
 ``translates`` (the bundle translates images, or samples) and `check`.
 `build_networks` and `make_bundle` work from a config alone (rebuilding a bundle from a
 checkpoint needs no data).
@@ -41,6 +42,11 @@ class Recipe(ABC):
     needs: ClassVar[tuple[tuple[str, ...], ...]]
     defaults: ClassVar[Mapping[str, Any]] = {}
     moved_keys: ClassVar[Mapping[str, str]] = {}
+    # Old shared keys (loss.gan_mode) this recipe never read, with the one value its configs held
+    # there: such a key in an old config.yaml is dropped, any other value is an error.
+    dropped_keys: ClassVar[Mapping[str, Any]] = {}
+    # The network slots (model.<slot>: a network name and its options) -> what each one is.
+    networks: ClassVar[Mapping[str, str]] = {"generator": "the generator", "discriminator": "the discriminator"}
     # True: the bundle translates images, scored on the data's test split (`cyclekit eval`);
     # False: it samples, scored by `evaluate`.
     translates: ClassVar[bool] = False

@@ -118,8 +118,10 @@ def config_reference() -> str:
     out = [
         HEADER,
         "# Config reference\n\n",
-        "A config is YAML with the sections every recipe shares (`data`, `model`, `loss`, `optim`, `train`) and one "
-        "section of the chosen recipe's own options, named after the recipe. Every key is optional; the defaults are "
+        "A config is YAML with the sections every recipe shares (`data`, `model`, `optim`, `train`) and one "
+        "section of the chosen recipe's own options, named after the recipe (its losses among them: "
+        "`cyclegan.gan_mode`; the shared `loss:` section of older configs and run folders is read and "
+        "moved there, with a warning). Every key is optional; the defaults are "
         "the reference defaults of the recipe's paper, and a preset (`cyclekit presets`) sets its own. A key the "
         "chosen recipe or data kind does not read is an error naming the key (with the closest valid name), so a "
         "setting never silently does nothing. `--set KEY=VALUE` overrides any key from the command line.\n\n",
@@ -141,12 +143,19 @@ def config_reference() -> str:
         ),
         *(f"\n### `data.kind: {kind}`\n\n" + table("data.", src.Options) for kind, src in SOURCES.items()),
         "\n## model\n\n",
-        table("model.", cfg.ModelConfig),
-        "\n`model.generator` and `model.discriminator` take a network `name` and that network's options:\n\n",
+        "Each recipe declares its network slots (below, with each recipe's section); `model.<slot>` takes a "
+        "network `name` and that network's options. A slot the recipe does not declare is an error.\n\n",
+        table("model.", cfg.ModelConfig, skip=("nets",)),
+        "\n| recipe | network slots |\n|---|---|\n",
+        *(
+            f"| `{name}` | {'; '.join(f'`model.{slot}`: {what}' for slot, what in recipe.networks.items())} |\n"
+            for name, recipe in RECIPES.items()
+        ),
+        "\nThe networks, by name:\n\n",
     ]
     for name, entry in MODELS.items():
         out += [f"### `{name}` ({entry.role})\n\n", table("", entry.options), "\n"]
-    out += ["## loss\n\n", table("loss.", cfg.LossConfig), "\n## optim\n\n", table("optim.", cfg.OptimConfig)]
+    out += ["## optim\n\n", table("optim.", cfg.OptimConfig)]
     out += ["\n## train\n\n", table("train.", cfg.TrainConfig), "\n## Recipe sections\n\n"]
     for name, recipe in RECIPES.items():
         out += [

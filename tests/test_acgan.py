@@ -42,5 +42,5 @@ def test_the_discriminator_has_the_auxiliary_head():
 def test_acgan_needs_the_aux_head_and_no_gradient_penalty(tmp_path: Path):
     code, _, err = cli("train", "digits-acgan", "--out", str(tmp_path), "--set", "model.discriminator.head=concat")
     assert code == 1 and "acgan needs D(x) -> (logit, class logits)" in one_error(err)
-    code, _, err = cli("train", "digits-acgan", "--out", str(tmp_path), "--set", "loss.gan_mode=wgan-gp")
+    code, _, err = cli("train", "digits-acgan", "--out", str(tmp_path), "--set", "acgan.gan_mode=wgan-gp")
     assert code == 1 and "acgan has no gradient penalty step" in one_error(err)

@@ -24,7 +24,7 @@ def test_reference_defaults():
     cfg = load_config("horse2zebra")
     assert (cfg.data.load_size, cfg.data.crop_size, cfg.data.batch_size) == (286, 256, 1)
     opts = cfg.options
-    assert (cfg.loss.gan_mode, opts.lambda_cycle, opts.lambda_identity, opts.d_scale) == ("lsgan", 10.0, 0.5, 0.5)
+    assert (opts.gan_mode, opts.lambda_cycle, opts.lambda_identity, opts.d_scale) == ("lsgan", 10.0, 0.5, 0.5)
     assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
     assert (cfg.train.epochs, cfg.train.decay_epochs, opts.pool_size) == (100, 100, 50)
 
@@ -35,7 +35,7 @@ def test_pix2pix_reference_defaults():
     from cyclekit.recipes import config_from_dict
 
     cfg = config_from_dict({"recipe": "pix2pix"})
-    assert cfg.data.kind == "paired" and cfg.loss.gan_mode == "vanilla"
+    assert cfg.data.kind == "paired" and cfg.options.gan_mode == "vanilla"
     assert (cfg.options.lambda_l1, cfg.options.d_scale, cfg.options.direction) == (100.0, 0.5, "AtoB")
     assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
     assert (cfg.train.epochs, cfg.train.decay_epochs, cfg.data.batch_size) == (100, 100, 1)
@@ -85,7 +85,7 @@ def test_overrides_apply_with_types():
         ("data.flip=maybe", "data.flip: expected true or false"),
         ("optim.lr=-1", "optim.lr: must be > 0"),
         ("data.crop_size=300", "data.crop_size: 300 is larger than load_size 286"),
-        ("loss.gan_mode=wgan", "loss.gan_mode: expected one of"),
+        ("cyclegan.gan_mode=wgan", "cyclegan.gan_mode: expected one of"),
         ("data.kind=ring", "data.kind: recipe cyclegan trains on batches of A, B; the ring source gives points"),
         ("data.channels=2", "data.channels: must be 1 or 3"),
         ("train", "--set train: expected KEY=VALUE"),
@@ -100,7 +100,7 @@ def test_bad_overrides_name_the_key(override, message):
 
 def test_contradictions_are_caught():
     with pytest.raises(ConfigError, match="wgan-gp needs a discriminator without batch norm"):
-        load_config("dcgan", ["loss.gan_mode=wgan-gp"])
+        load_config("dcgan", ["gan.gan_mode=wgan-gp"])
     with pytest.raises(ConfigError, match="data.crop_size: 100 is not a multiple of 256"):
         load_config("facades", ["data.crop_size=100"])
     with pytest.raises(ConfigError, match="data.preprocess: none keeps image sizes"):
@@ -236,3 +236,67 @@ def test_apply_overrides_does_not_mutate_input():
     out = apply_overrides(raw, ["train.epochs=2", "new.section.key=1"])
     assert raw == {"train": {"epochs": 1}} and out["train"]["epochs"] == 2
     assert out["new"]["section"]["key"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# loss options live in the recipe's section; network slots are the recipe's
+
+
+def test_the_old_loss_section_moves_into_the_recipe_section(caplog: pytest.LogCaptureFixture):
+    with caplog.at_level("WARNING", logger="cyclekit.config"):
+        cfg = load_config("demo", ["loss.gan_mode=vanilla", "loss.gp_weight=5"])
+    assert (cfg.options.gan_mode, cfg.options.gp_weight) == ("vanilla", 5.0)
+    assert "loss.gan_mode is now cyclegan.gan_mode" in caplog.text
+    assert "loss" not in cfg.to_dict() and cfg.to_dict()["cyclegan"]["gan_mode"] == "vanilla"
+    # wgan's penalty weight moves too; its objective has no gan_mode
+    assert load_config("digits-wgan", ["loss.gp_weight=3"]).options.gp_weight == 3.0
+    with pytest.raises(ConfigError, match=r"loss.gan_mode: not used by recipe wgan \(it is cyclegan.gan_mode"):
+        load_config("digits-wgan", ["loss.gan_mode=hinge"])
+    with pytest.raises(ConfigError, match=r"loss.focal: unknown key; loss options live in the recipe's section"):
+        load_config("demo", ["loss.focal=2"])
+
+
+def test_an_old_run_folder_keeps_loading_with_the_loss_values_it_held():
+    """Run folders written before the move hold loss.gan_mode / loss.gp_weight even for recipes
+    that never read them (sgan: vanilla, cgan: gp_weight 10): those exact values are dropped,
+    anything else is refused, since the recipe would ignore it."""
+    from cyclekit.recipes import config_from_dict
+
+    old = {"recipe": "sgan", "loss": {"gan_mode": "vanilla", "gp_weight": 10.0}}
+    assert config_from_dict(old).recipe == "sgan"
+    with pytest.raises(ConfigError, match="loss.gan_mode: not used by recipe sgan"):
+        config_from_dict({"recipe": "sgan", "loss": {"gan_mode": "lsgan"}})
+    cfg = config_from_dict({"recipe": "cgan", "loss": {"gan_mode": "lsgan", "gp_weight": 10.0}})
+    assert cfg.options.gan_mode == "lsgan"
+    with pytest.raises(ConfigError, match="loss.gp_weight: not used by recipe cgan"):
+        config_from_dict({"recipe": "cgan", "loss": {"gp_weight": 1.0}})
+
+
+def test_a_checkpoint_fingerprint_of_the_old_loss_layout_upgrades():
+    from cyclekit.recipes.run import fingerprint, upgrade_fingerprint
+
+    cfg = load_config("demo")
+    now = fingerprint(cfg)
+    options = dict(now["options"])
+    v3 = {**now, "version": 3, "options": options, "loss": {"gan_mode": options.pop("gan_mode"), "gp_weight": 10.0}}
+    del options["gp_weight"]
+    assert upgrade_fingerprint(v3) == now
+    v3["loss"]["gan_mode"] = "hinge"
+    assert upgrade_fingerprint(v3) != now
+
+
+def test_network_slots_are_the_recipes():
+    from cyclekit.recipes import RECIPES, config_from_dict
+
+    assert all(set(r.networks) == {"generator", "discriminator"} for r in RECIPES.values())
+    cfg = load_config("demo")
+    assert cfg.model.generator["name"] == "resnet" and set(cfg.model.nets) == {"generator", "discriminator"}
+    assert list(cfg.to_dict()["model"]) == ["generator", "discriminator", "init", "init_gain"]
+    with pytest.raises(ConfigError, match=r"model.stage2: not a network of recipe cyclegan; valid keys: generator"):
+        load_config("demo", ["model.stage2.name=resnet"])
+    with pytest.raises(ConfigError, match=r"model.generatr: not a network of recipe cyclegan \(did you mean"):
+        load_config("demo", ["model.generatr.ngf=8"])
+    with pytest.raises(ConfigError, match=r"model.discriminator: expected a network name and its options"):
+        load_config("demo", ["model.discriminator=patchgan"])
+    with pytest.raises(ConfigError, match=r"model.init_gain: must be > 0"):
+        config_from_dict({"recipe": "gan", "model": {"init_gain": 0}})

@@ -230,3 +230,33 @@ def test_the_loop_stops_a_diverging_fake_recipe_with_the_last_good_checkpoint(tm
 def test_a_preset_dump_is_valid_yaml_in_the_nested_layout(tmp_path: Path):
     text = yaml.safe_dump(load_config("dcgan-small").to_dict(), sort_keys=False)
     assert "folder:" in text and yaml.safe_load(text)["data"]["folder"]["crop_size"] == 32
+
+
+def test_a_recipe_declares_its_own_network_slots():
+    """StackGAN-shaped: four networks, two per stage. The model section takes exactly those slots,
+    with errors naming the recipe's slots, and writes them back in the YAML layout."""
+    from dataclasses import dataclass
+
+    from cyclekit.config import parse_config
+    from cyclekit.data.sources import SOURCES
+    from cyclekit.errors import ConfigError
+
+    @dataclass(frozen=True)
+    class StagedOptions:
+        stages: int = 2
+
+    class Staged(FakeRecipe):
+        name = "staged"
+        Options = StagedOptions
+        networks = {"stage1_g": "G1", "stage1_d": "D1", "stage2_g": "G2", "stage2_d": "D2"}
+        defaults = {"model": {slot: {"name": "mlp_g" if slot.endswith("g") else "mlp_d"} for slot in networks}}
+
+    recipes = {"staged": Staged}
+    cfg = parse_config({"recipe": "staged", "model": {"stage2_g": {"hidden": 8}}}, recipes, SOURCES)
+    assert cfg.model.stage2_g == {"name": "mlp_g", "hidden": 8} and cfg.model.stage1_d == {"name": "mlp_d"}
+    assert list(cfg.to_dict()["model"])[:4] == ["stage1_g", "stage1_d", "stage2_g", "stage2_d"]
+    with pytest.raises(ConfigError, match="model.generator: not a network of recipe staged; valid keys: stage1_g"):
+        parse_config({"recipe": "staged", "model": {"generator": {"name": "mlp_g"}}}, recipes, SOURCES)
+    Staged.defaults = {}
+    with pytest.raises(ConfigError, match=r"model.stage1_g: required by recipe staged \(G1\)"):
+        parse_config({"recipe": "staged"}, recipes, SOURCES)

@@ -176,7 +176,7 @@ def test_a_checkpoint_of_cyclekit_0_1_still_resumes(tmp_path: Path):
         "seed": 0,
         "model": {**new["model"], "latent_dim": 100, "pack": 1},
         "data": data,
-        "loss": {**new["loss"], "lambda_cycle": 10.0, "lambda_identity": 0.5, "d_scale": 0.5},
+        "loss": {"gan_mode": "lsgan", "gp_weight": 10.0, "lambda_cycle": 10.0, "lambda_identity": 0.5, "d_scale": 0.5},
         "optim": {**new["optim"], "d_steps": 1},
         "train": {"epochs": 1, "decay_epochs": 0, "pool_size": 3},
     }

@@ -19,6 +19,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import d_loss, g_loss
@@ -30,6 +31,8 @@ from cyclekit.recipes.sampler import ImageSampler
 class AcganOptions:
     """The `acgan:` section."""
 
+    # the adversarial loss (vanilla: Odena et al. 2017); no wgan-gp: Wasserstein GANs train with recipe wgan
+    gan_mode: GanMode = "vanilla"
     latent_dim: int = 100  # z in R^100 (Odena et al. 2017, appendix: 110 = 100 + the class one-hot)
     lambda_class: float = 1.0  # weight of the class log-likelihood L_C (1: Odena et al. 2017, Sec. 3)
 
@@ -44,17 +47,23 @@ class AcganRecipe(ImageSampler):
     name = "acgan"
     description = "auxiliary classifier GAN: D tells real from fake and names the class (Odena et al. 2017)"
     Options = AcganOptions
+    moved_keys = {"loss.gan_mode": "gan_mode"}
+    networks = {
+        "generator": "G(z, y): cond_g",
+        "discriminator": "D(x) -> real/fake and class logits: cond_d with head aux",
+    }
     defaults: dict[str, Any] = {
-        "loss": {"gan_mode": "vanilla"},
         "model": {"generator": {"name": "cond_g"}, "discriminator": {"name": "cond_d", "head": "aux"}},
     }
+
+    dropped_keys = {"loss.gp_weight": 10.0}
 
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        if config.loss.gan_mode == "wgan-gp":
+        if config.options.gan_mode == "wgan-gp":
             raise ConfigError(
-                f"loss.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
+                f"{cls.name}.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
             )
         _, d_opts = cls.net_spec(config, "discriminator")
         if config.model.discriminator["name"] != "cond_d" or d_opts.get("head") != "aux":
@@ -64,7 +73,7 @@ class AcganRecipe(ImageSampler):
         cls.net_spec(config, "generator")
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        mode, weight = self.config.loss.gan_mode, self.config.options.lambda_class
+        mode, weight = self.config.options.gan_mode, self.config.options.lambda_class
         real = batch["image"].to(self.device, non_blocking=True)
         y_real = batch["label"].to(self.device, non_blocking=True)
         n = real.shape[0]

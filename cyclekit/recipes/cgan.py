@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
+from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import d_loss, g_loss
@@ -27,6 +28,8 @@ from cyclekit.recipes.sampler import ImageSampler
 class CganOptions:
     """The `cgan:` section."""
 
+    # the adversarial loss (vanilla: Mirza and Osindero 2014); no wgan-gp: Wasserstein GANs train with recipe wgan
+    gan_mode: GanMode = "vanilla"
     latent_dim: int = 100  # z in R^100 (Mirza and Osindero 2014, Sec. 4.1)
 
     def __post_init__(self) -> None:
@@ -38,17 +41,20 @@ class CganRecipe(ImageSampler):
     name = "cgan"
     description = "conditional GAN: G(z, y) and D(x, y) see the class, one-hot (Mirza and Osindero 2014)"
     Options = CganOptions
+    moved_keys = {"loss.gan_mode": "gan_mode"}
+    networks = {"generator": "G(z, y): cond_g", "discriminator": "D(x, y): cond_d with head concat"}
     defaults: dict[str, Any] = {
-        "loss": {"gan_mode": "vanilla"},
         "model": {"generator": {"name": "cond_g"}, "discriminator": {"name": "cond_d", "head": "concat"}},
     }
+
+    dropped_keys = {"loss.gp_weight": 10.0}
 
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        if config.loss.gan_mode == "wgan-gp":
+        if config.options.gan_mode == "wgan-gp":
             raise ConfigError(
-                f"loss.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
+                f"{cls.name}.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
             )
         _, d_opts = cls.net_spec(config, "discriminator")
         if config.model.discriminator["name"] != "cond_d" or d_opts.get("head", "concat") != "concat":
@@ -58,7 +64,7 @@ class CganRecipe(ImageSampler):
         cls.net_spec(config, "generator")
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
-        mode = self.config.loss.gan_mode
+        mode = self.config.options.gan_mode
         real = batch["image"].to(self.device, non_blocking=True)
         y_real = batch["label"].to(self.device, non_blocking=True)
         n = real.shape[0]

@@ -81,7 +81,7 @@ def check_crop_for_generator(config: Config, arch: str, options: Mapping[str, An
     raise ConfigError(f"data.crop_size: {crop} {why}, which the {arch} generator needs; use {fix}")
 
 
-def check_image_discriminator(config: Config, arch: str, options: Mapping[str, Any]) -> None:
+def check_image_discriminator(config: Config, arch: str, options: Mapping[str, Any], gan_mode: str) -> None:
     """Refuse crops a PatchGAN cannot judge and WGAN-GP with a batch-norm critic."""
     data = config.data
     if arch == "patchgan" and data.preprocess != "none" and data.crop_size < patchgan_min_size(options):
@@ -91,7 +91,7 @@ def check_image_discriminator(config: Config, arch: str, options: Mapping[str, A
             f"data.crop_size: {data.crop_size} is too small for a PatchGAN with n_layers "
             f"{options.get('n_layers')}; it needs at least {need_text}"
         )
-    if config.loss.gan_mode == "wgan-gp" and options.get("norm") == "batch":
+    if gan_mode == "wgan-gp" and options.get("norm") == "batch":
         # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
         raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
 

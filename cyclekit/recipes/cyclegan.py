@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
 from cyclekit.device import resolve_device
@@ -49,6 +50,8 @@ from cyclekit.train.state import TrainingState
 class CycleGanOptions:
     """The `cyclegan:` section."""
 
+    gan_mode: GanMode = "lsgan"  # the adversarial loss; LSGAN: Zhu et al. 2017, Sec. 4 (Mao et al. 2017)
+    gp_weight: float = 10.0  # with gan_mode wgan-gp: the penalty's weight (Gulrajani et al. 2017, Alg. 1)
     lambda_cycle: float = 10.0  # per direction: Zhu et al. 2017, Sec. 4
     # Identity weight as a fraction of lambda_cycle (reference: 0.5 -> 5.0); 0 disables it.
     lambda_identity: float = 0.5
@@ -56,7 +59,7 @@ class CycleGanOptions:
     d_scale: float = 0.5  # "divide the objective by 2 while optimizing D": Zhu et al. 2017, Sec. 4
 
     def __post_init__(self) -> None:
-        for name in ("lambda_cycle", "lambda_identity", "d_scale"):
+        for name in ("lambda_cycle", "lambda_identity", "d_scale", "gp_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.pool_size < 0:
@@ -85,8 +88,8 @@ class CycleGanRecipe(Recipe):
     translates = True
     default_kind = "unpaired"
     needs = (("A", "B"),)
+    networks = {"generator": "the two generators, G_AtoB and G_BtoA", "discriminator": "the two PatchGANs, D_A and D_B"}
     defaults: dict[str, Any] = {
-        "loss": {"gan_mode": "lsgan"},  # LSGAN: Zhu et al. 2017, Sec. 4 (Mao et al. 2017)
         "model": {"generator": {"name": "resnet"}, "discriminator": {"name": "patchgan"}},
     }
     moved_keys = {
@@ -94,13 +97,15 @@ class CycleGanRecipe(Recipe):
         "loss.lambda_identity": "lambda_identity",
         "loss.d_scale": "d_scale",
         "train.pool_size": "pool_size",
+        "loss.gan_mode": "gan_mode",
+        "loss.gp_weight": "gp_weight",
     }
 
     @classmethod
     def check(cls, config: Config) -> None:
         (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
         check_crop_for_generator(config, g_arch, g_opts)
-        check_image_discriminator(config, d_arch, d_opts)
+        check_image_discriminator(config, d_arch, d_opts, config.options.gan_mode)
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
         from cyclekit.data.sources import build_dataset, locate_data
@@ -181,7 +186,7 @@ class CycleGanRecipe(Recipe):
         )
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
-        opts, mode = self.options, self.config.loss.gan_mode
+        opts, mode = self.options, self.options.gan_mode
         lam = opts.lambda_cycle
         real_a = batch["A"].to(self.device, non_blocking=True)
         real_b = batch["B"].to(self.device, non_blocking=True)
@@ -221,7 +226,7 @@ class CycleGanRecipe(Recipe):
 
         # Discriminators, each on its real domain vs. a fake drawn from the history pool; the same
         # core helper as DCGAN, with the loss halved (Zhu et al. 2017, Sec. 4).
-        gp = self.config.loss.gp_weight
+        gp = self.options.gp_weight
         kw = {"scale": opts.d_scale, "batched": self.batch_d}
         loss_d_b, _ = discriminator_loss(fwd["D_B"], real_b, self.pool_b.query(fake_b), mode, gp, **kw)
         loss_d_a, _ = discriminator_loss(fwd["D_A"], real_a, self.pool_a.query(fake_a), mode, gp, **kw)

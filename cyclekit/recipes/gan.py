@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
 from cyclekit.data.ring import save_samples, score_ring
@@ -37,6 +38,8 @@ N_RING_SAMPLES = 2000  # points in a ring scatter / score
 class GanOptions:
     """The `gan:` section."""
 
+    gan_mode: GanMode = "vanilla"  # the adversarial loss (Goodfellow et al. 2014; Radford et al. 2016)
+    gp_weight: float = 10.0  # with gan_mode wgan-gp: the penalty's weight (Gulrajani et al. 2017, Alg. 1)
     latent_dim: int = 100  # z in R^100: Radford et al. 2016, Sec. 3
     pack: int = 1  # samples per discriminator input (PacGAN, Lin et al. 2018); 1 = off
     d_steps: int = 1  # discriminator updates per generator update (5 is usual for WGAN-GP)
@@ -46,8 +49,9 @@ class GanOptions:
         for name in ("latent_dim", "pack", "d_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if self.d_scale < 0:
-            raise ConfigError(f"d_scale: must be >= 0, got {self.d_scale}")
+        for name in ("d_scale", "gp_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
 
 
 def _image_shape(config: Config) -> tuple[int, int, int] | None:
@@ -65,8 +69,8 @@ class GanRecipe(Recipe):
     Options = GanOptions
     default_kind = "ring"
     needs = (("image",), ("points",))
+    networks = {"generator": "G: z -> a sample", "discriminator": "D: a sample -> real or fake"}
     defaults: dict[str, Any] = {
-        "loss": {"gan_mode": "vanilla"},
         "model": {"generator": {"name": "mlp_g"}, "discriminator": {"name": "mlp_d"}},
     }
     moved_keys = {
@@ -74,6 +78,8 @@ class GanRecipe(Recipe):
         "model.pack": "pack",
         "optim.d_steps": "d_steps",
         "loss.d_scale": "d_scale",
+        "loss.gan_mode": "gan_mode",
+        "loss.gp_weight": "gp_weight",
     }
 
     @classmethod
@@ -86,7 +92,7 @@ class GanRecipe(Recipe):
         shape = _image_shape(config)
         _net_spec(config, "generator", shape)
         _, d_opts = _net_spec(config, "discriminator", shape)
-        if config.loss.gan_mode == "wgan-gp" and d_opts.get("norm") == "batch":
+        if opts.gan_mode == "wgan-gp" and d_opts.get("norm") == "batch":
             # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
             raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
 
@@ -137,7 +143,7 @@ class GanRecipe(Recipe):
             yield batch[self.key]
 
     def train_step(self, real: torch.Tensor, step: int) -> dict[str, Tensor]:
-        cfg, opts = self.config, self.options
+        opts = self.options
         real = real.to(self.device)
         n = real.shape[0]
         fwd = self.state.forward  # DDP wrappers in a multi-process run (see TrainingState.forward)
@@ -151,13 +157,11 @@ class GanRecipe(Recipe):
                     fake = self.G(z)
             else:
                 fake = fwd["G"](z)
-            loss_d, parts = discriminator_loss(
-                packed_d, real, fake, cfg.loss.gan_mode, cfg.loss.gp_weight, scale=opts.d_scale
-            )
+            loss_d, parts = discriminator_loss(packed_d, real, fake, opts.gan_mode, opts.gp_weight, scale=opts.d_scale)
             optimizer_step(self.opt_d, loss_d, self.state.scaler)
             if self.state.scaler is not None and opts.d_steps > 1:
                 self.state.scaler.update()  # a GradScaler steps each optimizer once per update
-        loss_g = generator_adversarial_loss(self.packed_d, fake, cfg.loss.gan_mode)
+        loss_g = generator_adversarial_loss(self.packed_d, fake, opts.gan_mode)
         optimizer_step(self.opt_g, loss_g, self.state.scaler)
         self.state.step_schedulers()
         out = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach(), "D_real": parts["real"], "D_fake": parts["fake"]}

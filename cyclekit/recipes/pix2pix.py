@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cyclekit.choices import Direction
+from cyclekit.choices import Direction, GanMode
 from cyclekit.config import Config
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
@@ -47,6 +47,8 @@ from cyclekit.train.batches import n_batches, plan_batches
 class Pix2PixOptions:
     """The `pix2pix:` section."""
 
+    gan_mode: GanMode = "vanilla"  # the adversarial loss; the paper's cGAN objective (Isola et al. 2017, Eq. 1)
+    gp_weight: float = 10.0  # with gan_mode wgan-gp: the penalty's weight (Gulrajani et al. 2017, Alg. 1)
     direction: Direction = "AtoB"  # which way to translate: A -> B, or B -> A
     lambda_l1: float = 100.0  # Isola et al. 2017, Sec. 4 ("lambda = 100")
     # "divide the objective by 2 while optimizing D": Isola et al. 2017, Sec. 3.3
@@ -56,7 +58,7 @@ class Pix2PixOptions:
     test_batch_norm: Literal["sample", "running"] = "sample"
 
     def __post_init__(self) -> None:
-        for name in ("lambda_l1", "d_scale"):
+        for name in ("lambda_l1", "d_scale", "gp_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
 
@@ -83,14 +85,14 @@ class Pix2PixRecipe(Recipe):
     translates = True
     default_kind = "paired"
     needs = (("A", "B", "aligned"),)
+    networks = {"generator": "G: A -> B (a U-Net)", "discriminator": "D(A, B): the conditional PatchGAN"}
     defaults: dict[str, Any] = {
-        "loss": {"gan_mode": "vanilla"},  # the paper's cGAN objective (Eq. 1)
         "model": {
             "generator": {"name": "unet", "n_downs": 8},
             "discriminator": {"name": "patchgan", "norm": "batch"},
         },
     }
-    moved_keys: dict[str, str] = {"loss.d_scale": "d_scale"}
+    moved_keys: dict[str, str] = {"loss.d_scale": "d_scale", "loss.gan_mode": "gan_mode", "loss.gp_weight": "gp_weight"}
 
     @classmethod
     def check(cls, config: Config) -> None:
@@ -102,7 +104,7 @@ class Pix2PixRecipe(Recipe):
                 "multiples of its size; use resize_and_crop, crop or scale_width_and_crop"
             )
         check_crop_for_generator(config, g_arch, g_opts)
-        check_image_discriminator(config, d_arch, d_opts)
+        check_image_discriminator(config, d_arch, d_opts, config.options.gan_mode)
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
         from cyclekit.data.paired import PairedImages, paired_test_split
@@ -144,7 +146,7 @@ class Pix2PixRecipe(Recipe):
         )
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
-        opts, mode = self.options, self.config.loss.gan_mode
+        opts, mode = self.options, self.options.gan_mode
         source = batch[opts.source].to(self.device, non_blocking=True)
         target = batch[opts.target].to(self.device, non_blocking=True)
         fwd = self.state.forward  # DDP wrappers in a multi-process run (see TrainingState.forward)
@@ -156,7 +158,7 @@ class Pix2PixRecipe(Recipe):
             torch.cat([source, target], 1),
             torch.cat([source, fake], 1),
             mode,
-            self.config.loss.gp_weight,
+            self.options.gp_weight,
             scale=opts.d_scale,
         )
         optimizer_step(self.opt_d, loss_d, self.state.scaler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from cyclekit.recipes import RECIPES, config_from_dict, get_recipe
 from cyclekit.recipes.common import seed_everything
 from cyclekit.train.loop import CHECKPOINT_NAME, FitResult, checkpoint_path, fit
 
-FINGERPRINT_VERSION = 3  # 3: data as the source reads it (data.<kind>: sections); 2: flat data keys
+FINGERPRINT_VERSION = 4  # 4: loss options in the recipe section; 3: data.<kind>: sections; 2: flat data keys
 
 
 @dataclass
@@ -39,7 +40,6 @@ def fingerprint(config: Config) -> dict[str, Any]:
         "seed": d["seed"],
         "model": d["model"],
         "data": {k: v for k, v in config.data.flat().items() if k not in ("root", "workers", "strict")},
-        "loss": d["loss"],
         "optim": d["optim"],
         "train": {k: d["train"][k] for k in ("epochs", "decay_epochs")},
         "options": d.get(config.recipe, {}),
@@ -48,17 +48,23 @@ def fingerprint(config: Config) -> dict[str, Any]:
 
 def upgrade_fingerprint(stored: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint of an earlier cyclekit stored its settings in an earlier layout (0.1: before
-    recipe sections existed; version 2: before data sources had their own options): rebuild that
-    config in today's layout and fingerprint it, so such a run still resumes."""
+    recipe sections existed; version 2: before data sources had their own options; version 3:
+    before loss options moved into the recipe's section): rebuild that config in today's layout
+    and fingerprint it, so such a run still resumes."""
     if stored.get("version") == FINGERPRINT_VERSION:
         return stored
     raw = {k: v for k, v in stored.items() if k not in ("version", "options")}
-    if stored.get("version") == 2 and isinstance(stored.get("recipe"), str):
+    if stored.get("version") in (2, 3) and isinstance(stored.get("recipe"), str):
         raw[stored["recipe"]] = stored.get("options") or {}
+    config_logger = logging.getLogger("cyclekit.config")
+    level = config_logger.level
+    config_logger.setLevel(logging.ERROR)  # the moved keys are ours, not the user's: no warnings
     try:
         return fingerprint(config_from_dict(raw))
     except (ConfigError, TypeError, AttributeError):
         return stored  # compared as it is: reported as a different config
+    finally:
+        config_logger.setLevel(level)
 
 
 # What a run leaves in its folder (see README "train"); anything else there is not cyclekit's.

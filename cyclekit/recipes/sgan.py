@@ -61,16 +61,16 @@ class SganRecipe(ImageSampler):
     Options = SganOptions
     conditional = False  # G(z): the classes live in D
     semi_supervised = True
+    # D(real | x) = Z / (Z + 1) is the vanilla GAN's objective (Salimans et al. 2016, Sec. 5): no gan_mode
+    dropped_keys = {"loss.gan_mode": "vanilla", "loss.gp_weight": 10.0}
+    networks = {"generator": "G(z)", "discriminator": "D(x) -> K class logits, fake implicit: cond_d with head classes"}
     defaults: dict[str, Any] = {
-        "loss": {"gan_mode": "vanilla"},
         "model": {"generator": {"name": "dcgan_g"}, "discriminator": {"name": "cond_d", "head": "classes"}},
     }
 
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        if config.loss.gan_mode != "vanilla":
-            raise ConfigError("loss.gan_mode: sgan's D(real | x) = Z / (Z + 1) is the vanilla GAN's; set vanilla")
         _, d_opts = cls.net_spec(config, "discriminator")
         if config.model.discriminator["name"] != "cond_d" or d_opts.get("head") != "classes":
             raise ConfigError("model.discriminator: sgan needs D(x) -> K class logits: cond_d with head classes")
