@@ -451,6 +451,98 @@ def data_demo(
 # torch at module level (the library imports happen inside the commands).
 
 
+pretrained_app = typer.Typer(help="The reference code's published pretrained generators (CycleGAN, Pix2Pix).")
+app.add_typer(pretrained_app, name="pretrained")
+
+
+@app.command("import")
+@friendly
+def import_cmd(
+    files: List[Path] = typer.Argument(
+        ..., help="Reference generator weights: one .pth (G, or a pretrained model), or the G_A and G_B pair."
+    ),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder (default: imported/<name>)."),
+    domains: Optional[str] = typer.Option(
+        None, "--domains", help="Names of domains A and B, e.g. horse,zebra (default: from a NAME2NAME file name)."
+    ),
+    direction: Optional[str] = typer.Option(
+        None, "--direction", help="A single file's direction: AtoB (default) or BtoA. A pair: G_A is AtoB."
+    ),
+    train_size: Optional[int] = typer.Option(
+        None, "--train-size", help="The crop size it was trained at (not in the weights; the reference's is 256)."
+    ),
+    dropout: Optional[float] = typer.Option(
+        None, "--dropout", help="A U-Net's dropout rate (not in the weights; default 0.5, the reference pix2pix's)."
+    ),
+) -> None:
+    """Turn generator weights of the reference CycleGAN/pix2pix code into a cyclekit bundle."""
+    from cyclekit.interop.reference import import_files
+
+    if direction is not None and direction not in ("AtoB", "BtoA"):
+        fail(f"--direction: expected AtoB or BtoA, got {direction!r}")
+    names = None
+    if domains is not None:
+        parts = [p.strip() for p in domains.split(",")]
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            fail(f"--domains: expected two different names, e.g. horse,zebra; got {domains!r}")
+        names = {"A": parts[0], "B": parts[1]}
+    if train_size is not None and train_size <= 0:
+        fail(f"--train-size: must be > 0, got {train_size}")
+    if dropout is not None and not 0 <= dropout < 1:
+        fail(f"--dropout: must be in [0, 1), got {dropout}")
+    first = files[0]
+    name = first.parent.name if first.stem.startswith(("latest_net_", "best_net_")) else first.stem
+    target = output or Path("imported") / (name or "model")
+    bundle, imported = import_files(
+        files, target, domains=names, direction=direction, train_size=train_size, dropout=dropout
+    )
+    for item in imported:
+        arch = item.architecture
+        opts = ", ".join(f"{k} {v}" for k, v in arch.options.items() if k not in ("in_channels", "out_channels"))
+        source, dest = (bundle.domains["A"], bundle.domains["B"])[:: 1 if item.direction == "AtoB" else -1]
+        typer.echo(f"{item.path}: {item.direction} ({source} -> {dest}), {arch.arch} generator: {opts}")
+        if item.dropped:
+            typer.echo(f"  dropped {len(item.dropped)} instance-norm running statistics (old PyTorch saves)")
+        for what in arch.assumed:
+            typer.echo(f"  assumed: {what}")
+    if bundle.train_size is None:
+        typer.echo("  not in the weights: the training size (pass --train-size; the reference trains at 256)")
+    typer.echo(f"wrote bundle {target}; try: cyclekit translate IMAGE --model {target}")
+
+
+@pretrained_app.command("list")
+def pretrained_list(
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default: $CYCLEKIT_CACHE or ~/.cache/cyclekit"),
+) -> None:
+    """The published pretrained generators, and which are downloaded."""
+    from cyclekit.data.catalogue import default_cache_dir
+    from cyclekit.interop.pretrained import PRETRAINED, is_downloaded
+
+    cache = cache_dir or default_cache_dir()
+    for key, model in PRETRAINED.items():
+        here = "downloaded" if is_downloaded(model, cache) else ""
+        what = f"{model.source} -> {model.target}" + (f" ({model.note})" if model.note else "")
+        typer.echo(f"{key:38s} {what:44s} {here}")
+
+
+@pretrained_app.command("download")
+@friendly
+def pretrained_download(
+    name: str = typer.Argument(..., help="A name from `cyclekit pretrained list` (cyclegan/NAME, pix2pix/NAME, NAME)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder (default: in the cache)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default: $CYCLEKIT_CACHE or ~/.cache/cyclekit"),
+) -> None:
+    """Download a pretrained generator (once) and import it into a bundle."""
+    from cyclekit.interop.pretrained import download_pretrained
+
+    path, bundle = download_pretrained(name, cache_dir, output)
+    entry = bundle.networks["G_AtoB"]
+    typer.echo(
+        f"{name}: bundle {path} translates AtoB ({bundle.domains['A']} -> {bundle.domains['B']}), "
+        f"{entry.arch} generator, trained at {bundle.train_size} px; try: cyclekit translate IMAGE --model {path}"
+    )
+
+
 @app.command()
 @friendly
 def translate(
@@ -537,15 +629,73 @@ def export(
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Folder for the .onnx files (default: the bundle dir)."
     ),
+    web: Optional[Path] = typer.Option(
+        None, "--web", help="Also write a web page that translates in the browser (onnxruntime-web) to this folder."
+    ),
+    ort_dir: Optional[Path] = typer.Option(
+        None, "--ort-dir", help="--web: copy onnxruntime-web from this dist folder (works offline; default: CDN)."
+    ),
+    web_max_side: Optional[int] = typer.Option(
+        None, "--web-max-side", help="--web: scale larger images down to this long side in px (default 1024)."
+    ),
+    int8: bool = typer.Option(
+        False, "--int8", help="Also write G_<dir>.int8.onnx: static int8 (QDQ), PSNR vs fp32 reported."
+    ),
+    calibrate: Optional[Path] = typer.Option(
+        None, "--calibrate", help="--int8: folder of source-domain images to calibrate with (and hold out some)."
+    ),
+    holdout: Optional[float] = typer.Option(
+        None, "--holdout", help="--int8: fraction of --calibrate images kept out, to measure PSNR (default 0.2)."
+    ),
 ) -> None:
-    """Export generators to self-contained ONNX files, checked against PyTorch with onnxruntime."""
+    """Export generators to self-contained ONNX files, checked against PyTorch with onnxruntime.
+    --web DIR: also a web page that translates with them in the browser."""
     from cyclekit.export.onnx import export_bundle
 
+    plan = None
+    if web is not None:
+        from cyclekit.export.web import DEFAULT_MAX_SIDE, plan_web_page
+
+        if output is not None and output.resolve() != web.resolve():
+            raise CyclekitError("-o and --web both name the folder for the .onnx files; --web DIR puts them in DIR")
+        max_side = DEFAULT_MAX_SIDE if web_max_side is None else web_max_side
+        plan = plan_web_page(run, web, ort_dir=ort_dir, max_side=max_side)
+        output = plan.folder
+    elif ort_dir is not None or web_max_side is not None:
+        raise CyclekitError("--ort-dir and --web-max-side go with --web DIR")
+    calibration = None
+    if int8 or calibrate is not None or holdout is not None:
+        from cyclekit.export.quantize import DEFAULT_HOLDOUT, format_int8, load_calibration, quantize_export
+
+        if not int8:
+            raise CyclekitError("--calibrate and --holdout go with --int8")
+        if calibrate is None:
+            raise CyclekitError("--int8 needs --calibrate DIR: images like those the model will translate")
+        if fp16:
+            raise CyclekitError("--int8 quantizes the fp32 model; leave out --fp16 (export twice for both files)")
+        calibration = load_calibration(run, calibrate, DEFAULT_HOLDOUT if holdout is None else holdout, direction)
+    results = []
     for r in export_bundle(run, direction, opset=opset, fp16=fp16, out_dir=output):
+        results.append(r)
         diffs = ", ".join(f"{c.max_abs_diff:.1e} at {c.height}x{c.width}" for c in r.checks)
         typer.echo(
             f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, {r.precision}, opset {r.opset}); "
             f"max abs diff vs PyTorch: {diffs} (batch {r.checks[0].batch}, tolerance {r.tolerance:g})"
+        )
+        if calibration is not None:
+            typer.echo("\n".join(format_int8(quantize_export(r.path, calibration), calibration)))
+    if plan is not None:
+        from cyclekit.export.web import write_web_page
+
+        page = write_web_page(plan, results)
+        where = f"copied from {page.ort.source}" if page.ort.source else "from the jsDelivr CDN"
+        typer.echo(
+            f"wrote {page.page} ({', '.join(page.directions)}; onnxruntime-web {page.ort.version} {where}; "
+            f"images over {page.max_side} px are scaled down)"
+        )
+        typer.echo(
+            f"serve it with `{page.serve_command}` and open http://localhost:8000/ "
+            "(opened as a file, the page cannot load the model)"
         )
 
 

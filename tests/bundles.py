@@ -79,6 +79,17 @@ def make_pix2pix_bundle(
     return Path(folder)
 
 
+def make_sampler_bundle(folder: Path) -> Path:
+    """A GAN bundle that samples (a tiny DCGAN generator, 32 px, latent 8): nothing to translate."""
+    from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling, write_bundle
+    from cyclekit.models import build_model, model_options
+
+    opts = model_options("dcgan_g", {"image_size": 32, "latent_dim": 8, "ngf": 4})
+    bundle = Bundle(recipe="gan", networks={"G": NetworkEntry("dcgan_g", opts)}, samples=Sampling("G", 8), run="g")
+    write_bundle(Path(folder), bundle, {"G": build_model("dcgan_g", opts)})
+    return Path(folder)
+
+
 def write_format1_bundle(folder: Path) -> Path:
     """A bundle exactly as cyclekit 0.1 wrote it (format 1: a free dict with `kind`), from a current one."""
     make_bundle(folder)

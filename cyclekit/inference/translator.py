@@ -257,6 +257,12 @@ class Translator:
         y = self.backend.run_tiled(direction, padded, tile, overlap, self.size_multiple, stats_size=stats_size)
         return y[0, :, :h, :w].numpy()
 
+    def model_input(self, image: Any, scale: int | None = None) -> np.ndarray:
+        """The float32 CxHxW array (model channels, network range, not yet padded) that translating
+        ``image`` (a PIL image or uint8 array) with ``scale`` feeds the network; e.g. int8
+        calibration (`cyclekit.export.quantize`) sees exactly what translation sees."""
+        return self._prepare(image, scale).x
+
     # -- input kinds ------------------------------------------------------------------------
 
     def _prepare(self, image: Any, scale: int | None = None) -> _Prepared:
