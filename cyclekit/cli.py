@@ -342,11 +342,15 @@ def sample(
     class_: Optional[str] = typer.Option(
         None, "--class", help="Conditional GANs: a class index or name, or all (one labelled row per class)."
     ),
+    text: Optional[str] = typer.Option(
+        None, "--text", help='Text-conditioned GANs (StackGAN): the caption to draw, e.g. "a red circle on the left".'
+    ),
     output: Path = typer.Option(Path("samples.png"), "-o", "--output", help="PNG to write."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Write samples from a trained GAN generator as one PNG (a conditional one: of a class, or all)."""
+    """Write samples from a trained GAN generator as one PNG (a conditional one: of a class, or all; a
+    text-conditioned one: of a caption). A stacked generator (StackGAN) shows every stage side by side."""
     from cyclekit.atomic import check_output_file
     from cyclekit.data.images import save_grid
     from cyclekit.data.ring import save_samples
@@ -358,8 +362,15 @@ def sample(
     check_output_file(output, (".png",))
     bundle = read_bundle(bundle_dir(run))
     classes = bundle.samples.classes if bundle.samples is not None else ()
-    if class_ is None and classes:
+    if text is not None and class_ is not None:
+        raise CyclekitError("--text and --class: give one of them")
+    if class_ is None and classes and text is None:
         class_ = "all"
+    if bundle.samples is not None and bundle.samples.condition is not None:
+        _sample_stacked(run, bundle.samples, n, class_, text, output, seed, device)
+        return
+    if text is not None:
+        raise CyclekitError(f"--text: {bundle_dir(run)} holds a generator that is not conditioned on text")
     if class_ is None:
         count = n or 64
         save_samples(sample_gan(run, count, seed=seed, device=device), output)
@@ -373,6 +384,32 @@ def sample(
         else:
             save_samples(samples, output)
     typer.echo(f"wrote {count} samples to {output}")
+
+
+def _sample_stacked(
+    run: Path, samples: Any, n: Optional[int], class_: Optional[str], text: Optional[str], output: Path,
+    seed: int, device: str,
+) -> None:  # fmt: skip
+    """`sample` for a generator conditioned on vectors (StackGAN): --text or --class, every stage shown."""
+    from cyclekit.inference.bundle import bundle_dir
+    from cyclekit.inference.sampling import class_labels, onehot, sample_stages, save_stage_grid, text_condition
+
+    if class_ is not None:
+        labels = class_labels(samples.classes, class_, n or (4 if class_ == "all" else 16))
+        count = len(labels)
+        stages = sample_stages(run, count, seed, device, onehot(samples.classes, labels, count))
+        per_row = count // len(samples.classes) if class_ == "all" else max(1, int(count**0.5))
+        rows = list(samples.classes) if class_ == "all" else None
+        save_stage_grid(stages, output, per_row, "" if class_ == "all" else f"class {class_}", row_labels=rows)
+    else:
+        if text is None:
+            raise CyclekitError(
+                f'{bundle_dir(run)} holds a generator conditioned on text: give a caption (--text "...")'
+            )
+        count = n or 16
+        stages = sample_stages(run, count, seed, device, text_condition(run, [text]).expand(count, -1))
+        save_stage_grid(stages, output, max(1, int(count**0.5)), f'"{text}"')
+    typer.echo(f"wrote {count} samples ({' and '.join(str(s.shape[-1]) + ' px' for s in stages)}) to {output}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -312,15 +312,32 @@ def parse_config(
             valid = [*TOP_KEYS, *SHARED_SECTIONS, name]
             raise ConfigError(f"{key}: unknown key{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}")
     top = {k: coerce(t, data[k], k) for k, t in (("name", str), ("description", str), ("seed", int)) if k in data}
+    options = from_dict(spec.Options, _section(data, name), name)
+    _set_fixed_keys(data, spec, options)
     sections = {
         s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items() if s not in ("data", "model")
     }
     sections["data"] = parse_data(_section(data, "data"), spec, sources, legacy)
     sections["model"] = parse_model(_section(data, "model"), spec)
-    options = from_dict(spec.Options, _section(data, name), name)
     config = Config(recipe=name, **top, **sections, options=options)
     spec.check(config)
     return config
+
+
+def _set_fixed_keys(data: dict[str, Any], spec: type[Recipe], options: Any) -> None:
+    """Shared keys the recipe derives from its own options (`Recipe.fixed_keys`: StackGAN's
+    train.epochs is its stages' epochs added up) go into ``data``; a config giving one another
+    value is an error naming the options that decide it."""
+    for dotted, (value, why) in spec.fixed_keys(options).items():
+        section, key = dotted.split(".")
+        raw = _section(data, section)
+        if not isinstance(raw, Mapping):
+            continue  # reported by the section's own parsing
+        if key in raw and raw[key] != value:
+            raise ConfigError(
+                f"{dotted}: recipe {spec.name} sets it from {why} (= {value}), got {raw[key]}; change those"
+            )
+        data[section] = {**raw, key: value}
 
 
 def _no_loss_section(data: dict[str, Any], spec: type[Recipe]) -> None:

@@ -6,7 +6,7 @@ Class side (read when a config loads, before any data): ``name``, ``description`
 (the frozen dataclass of the recipe's own config section), ``default_kind`` and ``needs`` (the
 batch keys a step reads, as alternatives; a data source must give one of them), ``networks``
 (its network slots, `model.<slot>`), ``defaults`` (raw config values the recipe starts from),
-``moved_keys`` (old key -> option name), ``dropped_keys`` (old keys it never read),
+``moved_keys`` (old key -> option name), ``dropped_keys`` (old keys it never read), `fixed_keys`,
 ``translates`` (the bundle translates images, or samples) and `check`.
 `build_networks` and `make_bundle` work from a config alone (rebuilding a bundle from a
 checkpoint needs no data).
@@ -14,7 +14,7 @@ checkpoint needs no data).
 Instance side (one training process): ``config``, ``device``, ``state`` (everything a checkpoint
 holds), ``root`` (the data folder read, or None), and the loop's methods: `steps_per_epoch`,
 `batches`, `train_step`, `write_samples`, `write_bundle`, `data_summary`; `evaluate` scores the
-trained run (the run's results.json), empty by default.
+trained run (the run's results.json), empty by default, after `load_bundle` for `cyclekit eval`.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ class Recipe(ABC):
         return None
 
     @classmethod
+    def fixed_keys(cls, options: Any) -> dict[str, tuple[Any, str]]:
+        """Shared config keys the recipe's own options decide ("train.epochs" -> (value, which
+        options)): set from them when the config loads, an error when a config says otherwise.
+        None by default; StackGAN's stages add up to train.epochs."""
+        return {}
+
+    @classmethod
     @abstractmethod
     def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
         """The untrained networks, on the CPU, under the names a checkpoint stores them."""
@@ -109,3 +116,13 @@ class Recipe(ABC):
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """Scores of the trained run beyond the translation metrics (results.json); none by default."""
         return {}
+
+    def load_bundle(self, folder: Path, bundle: Bundle) -> None:
+        """Put a sampling bundle's trained weights into this recipe's networks, for `evaluate`
+        (`cyclekit eval RUN`): by default the network it samples from, kept under the same name.
+        StackGAN's bundle holds its two generators chained as one network."""
+        from cyclekit.inference.bundle import load_network
+
+        assert bundle.samples is not None
+        generator = load_network(folder, bundle, bundle.samples.network, self.device)
+        self.state.nets[bundle.samples.network].load_state_dict(generator.state_dict())

@@ -34,6 +34,35 @@ TINY: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...]]] = {
     # Conditional: the second input is the class label of each sample.
     "cond_g": ({"image_size": 16, "channels": 1, "ngf": 4, "latent_dim": 8, "n_classes": 3}, (2, 8), (2, 1, 16, 16)),
     "cond_d": ({"image_size": 16, "channels": 1, "ndf": 4, "n_classes": 3}, (2, 1, 16, 16), (2,)),
+    # BEGAN: D is an autoencoder (its output has the input's shape); G has the shape of its decoder.
+    "began_g": ({"image_size": 32, "n": 4, "latent_dim": 8}, (2, 8), (2, 3, 32, 32)),
+    "began_d": ({"image_size": 32, "n": 4, "h": 8}, (2, 3, 32, 32), (2, 3, 32, 32)),
+    # StackGAN: the extra inputs are the condition embedding (and stage II's stage-I image), see EXTRA.
+    "stackgan_g1": ({"image_size": 16, "embed_dim": 6, "c_dim": 4, "z_dim": 8, "ngf": 4}, (2, 12), (2, 3, 16, 16)),
+    "stackgan_g2": (
+        {"in_size": 16, "scale": 2, "embed_dim": 6, "c_dim": 4, "ngf": 4, "n_res": 1},
+        (2, 3, 16, 16),
+        (2, 3, 32, 32),
+    ),
+    "stackgan_d": ({"image_size": 16, "embed_dim": 6, "cond_dim": 4, "ndf": 4}, (2, 3, 16, 16), (2,)),
+    "stackgan_chain": (
+        {
+            "stage1": {"image_size": 16, "embed_dim": 6, "c_dim": 4, "z_dim": 8, "ngf": 4},
+            "stage2": {"in_size": 16, "scale": 2, "embed_dim": 6, "c_dim": 4, "ngf": 4, "n_res": 1},
+        },
+        (2, 16),
+        (2, 3, 32, 32),
+    ),
+}
+# Inputs after the first: a class label for the conditional GAN's networks, the condition embedding
+# (after stage II's noise) for StackGAN's.
+EXTRA = {
+    "cond_g": lambda: (torch.tensor([0, 2]),),
+    "cond_d": lambda: (torch.tensor([0, 2]),),
+    "stackgan_g1": lambda: (_randn(2, 6),),
+    "stackgan_g2": lambda: (_randn(2, 4), _randn(2, 6)),
+    "stackgan_d": lambda: (_randn(2, 6),),
+    "stackgan_chain": lambda: (_randn(2, 6),),
 }
 
 
@@ -47,16 +76,18 @@ def _randn(*shape: int) -> torch.Tensor:
 
 def test_every_registered_model_has_tiny_options() -> None:
     assert sorted(TINY) == list_models() == sorted(MODELS)
-    assert list_models("generator") == ["cond_g", "dcgan_g", "mlp_g", "resnet", "unet"]
-    assert list_models("discriminator") == ["cond_d", "dcgan_d", "mlp_d", "patchgan"]
+    generators = ["began_g", "cond_g", "dcgan_g", "mlp_g", "resnet", "stackgan_chain", "stackgan_g1", "stackgan_g2"]
+    assert list_models("generator") == [*generators, "unet"]
+    assert list_models("discriminator") == ["began_d", "cond_d", "dcgan_d", "mlp_d", "patchgan", "stackgan_d"]
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_forward_backward_every_model(name: str) -> None:
     options, in_shape, out_shape = TINY[name]
     net = build_model(name, options)
-    labels = (torch.tensor([0, 2]),) if name.startswith("cond_") else ()
-    out = net(_randn(*in_shape), *labels)
+    out = net(_randn(*in_shape), *EXTRA.get(name, lambda: ())())
+    if isinstance(out, tuple):  # StackGAN's generators: (image, mu, log_sigma)
+        out = out[0]
     assert out.shape == out_shape
     out.square().mean().backward()
     for pname, p in net.named_parameters():

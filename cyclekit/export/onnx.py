@@ -379,13 +379,18 @@ SAMPLER_NAME = "G.onnx"
 
 
 class _Sampler(nn.Module):
-    """G(z) or G(z, label) with float32 z of shape (batch, latent_dim) and int64 labels (batch,)."""
+    """G(z) or G(z, label) with float32 z of shape (batch, latent_dim) and int64 labels (batch,); a
+    generator conditioned on vectors takes float32 embeddings (batch, dim) instead, and a stacked
+    one (StackGAN) also returns its stage-I image."""
 
-    def __init__(self, net: nn.Module, conditional: bool) -> None:
+    def __init__(self, net: nn.Module, conditional: bool, stacked: bool = False) -> None:
         super().__init__()
-        self.net, self.conditional = net, conditional
+        self.net, self.conditional, self.stacked = net, conditional, stacked
 
-    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> Any:
+        if self.stacked:
+            low, high = self.net.stages(z, label)
+            return high, low
         return self.net(z, label) if self.conditional else self.net(z)
 
 
@@ -414,19 +419,23 @@ def export_sampler(
     if entry.sha256 and sha != entry.sha256:
         raise CyclekitError(f"{folder / entry.file} does not match the sha256 in {folder / 'config.json'}")
     net = load_network(folder, bundle, samples.network, "cpu")
-    conditional = bool(samples.classes)
-    module = _Sampler(net, conditional).eval()
+    cond = samples.condition  # a condition vector (StackGAN): input "embedding", float32
+    conditional = bool(samples.classes) or cond is not None
+    stacked = len(samples.stages) > 1
+    module = _Sampler(net, conditional, stacked).eval()
     z = torch.zeros(PARITY_BATCH, samples.latent_dim)
-    labels = torch.zeros(PARITY_BATCH, dtype=torch.long)
+    labels = torch.zeros(PARITY_BATCH, cond.dim) if cond is not None else torch.zeros(PARITY_BATCH, dtype=torch.long)
     inputs = (z, labels) if conditional else (z,)
-    names = ["z", "label"] if conditional else ["z"]
+    second = "embedding" if cond is not None else "label"
+    names = ["z", second] if conditional else ["z"]
+    outputs = ["output", "stage1"] if stacked else ["output"]
     try:
         with _quiet_exporter():
             batch = torch.export.Dim("batch")
             shapes = ({0: batch}, {0: batch}) if conditional else ({0: batch},)
             proto = torch.onnx.export(
                 module, inputs, None, dynamo=True, opset_version=opset, input_names=names,
-                output_names=["output"], dynamic_shapes=shapes, verbose=False,
+                output_names=outputs, dynamic_shapes=shapes, verbose=False,
             ).model_proto  # fmt: skip
     except Exception as exc:  # the exporters raise many types; the first line is what helps
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -444,6 +453,7 @@ def export_sampler(
         "noise": "z ~ N(0, 1), float32, shape [batch, latent_dim]",
         "classes": json.dumps(list(samples.classes)),
         "condition": "label: int64 class index, shape [batch]" if conditional else "none",
+        **(_vector_metadata(samples) if cond is not None else {}),
         "output_layout": "NCHW",
         "output_range": "[-1, 1]",
         "channels": str(channels),
@@ -464,17 +474,22 @@ def export_sampler(
         options.log_severity_level = 3
         session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
         checks = []
-        for k in range(len(samples.classes)) if conditional else [0]:
+        for k in range(len(samples.classes)) if samples.classes else range(3) if cond is not None else [0]:
             z = torch.randn(4, samples.latent_dim, generator=torch.Generator().manual_seed(k))
             feed = {"z": z.numpy()}
-            if conditional:
-                feed["label"] = np.full(4, k, dtype=np.int64)
+            if cond is not None:  # each class's one-hot vector, else random unit vectors
+                y = parity_conditions(cond.dim, k, bool(samples.classes))
+                feed["embedding"] = y.numpy()
+            elif conditional:
+                y = torch.full((4,), k)
+                feed["label"] = y.numpy()
             with torch.no_grad():
-                expected = module(*((z, torch.full((4,), k)) if conditional else (z,))).numpy()
-            got = session.run(None, feed)[0]
-            size = expected.shape[-1]
-            diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
-            checks.append(ParityCheck(size, size, 4, diff))
+                want = module(*((z, y) if conditional else (z,)))
+            for expected, got in zip(want if stacked else (want,), session.run(None, feed), strict=True):
+                expected = expected.numpy()
+                size = expected.shape[-1]
+                diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+                checks.append(ParityCheck(size, size, 4, diff))
         worst = max(checks, key=lambda c: c.max_abs_diff)
         if not worst.max_abs_diff <= FP32_TOLERANCE:
             raise CyclekitError(
@@ -482,6 +497,33 @@ def export_sampler(
                 f"{FP32_TOLERANCE:g}; the file was not written"
             )
     return ExportResult("sample", target, target.stat().st_size, "fp32", opset, FP32_TOLERANCE, checks)
+
+
+def _vector_metadata(samples: Any) -> dict[str, str]:
+    """What a generator conditioned on vectors (StackGAN) takes, for a program using its G.onnx."""
+    cond = samples.condition
+    what = {
+        "text": f"a caption embedded by {cond.model}",
+        "vector": f"a precomputed embedding ({cond.model})",
+        "onehot": "the one-hot vector of a class (classes)",
+    }[cond.kind]
+    return {
+        "condition": f"embedding: float32, shape [batch, {cond.dim}]: {what}",
+        "condition_kind": cond.kind,
+        "condition_model": cond.model,
+        "condition_dim": str(cond.dim),
+        "noise": "z ~ N(0, 1), float32, shape [batch, latent_dim]: the noise and each stage's augmentation noise",
+        "stages": json.dumps(list(samples.stages)),
+        "outputs": "output: the last stage's image; stage1: the first stage's" if len(samples.stages) > 1 else "output",
+    }
+
+
+def parity_conditions(dim: int, k: int, onehot: bool) -> torch.Tensor:
+    """4 condition vectors for the parity check: class k's one-hot, or seeded random unit vectors."""
+    if onehot:
+        return torch.nn.functional.one_hot(torch.full((4,), k), dim).float()
+    y = torch.randn(4, dim, generator=torch.Generator().manual_seed(1000 + k))
+    return y / y.norm(dim=1, keepdim=True)
 
 
 def parity_inputs(n: int, channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:

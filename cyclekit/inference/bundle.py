@@ -48,9 +48,25 @@ class NetworkEntry:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A condition given to the generator as a vector of ``dim`` floats (StackGAN): a caption embedded
+    by the sentence model ``model`` (kind text: `cyclekit sample --text`), a precomputed embedding
+    (kind vector; ``model`` says what made it), or the one-hot vector of a class (kind onehot:
+    ``dim`` classes, named in `Sampling.classes`)."""
+
+    kind: Literal["text", "vector", "onehot"]
+    dim: int
+    model: str = ""  # text: the embedding model (all-MiniLM-L6-v2, cyclekit-words-128)
+
+    def __post_init__(self) -> None:
+        if self.dim <= 0:
+            raise ConfigError(f"samples.condition.dim: must be > 0, got {self.dim}")
+
+
+@dataclass(frozen=True)
 class Sampling:
     """What a GAN bundle samples: `network` maps `latent_dim` noise (and, for a conditional GAN,
-    a class index) to images or 2-D points."""
+    a class index or a condition vector) to images or 2-D points."""
 
     network: str
     latent_dim: int
@@ -58,10 +74,21 @@ class Sampling:
     # The condition: the class names of a class-conditional generator G(z, y), y = 0..K-1 indexing
     # them; empty for an unconditional one.
     classes: tuple[str, ...] = ()
+    # A generator given its condition as a vector, G(z, c) (see Condition); None: a class index
+    # (classes) or nothing.
+    condition: Optional[Condition] = None
+    # A stacked generator (StackGAN): the side of each stage's image, low to high; its network's
+    # `stages(z, c)` returns them all (the network itself the last). Empty: one stage.
+    stages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"samples.classes: names must be unique, got {list(self.classes)}")
+        c = self.condition
+        if c is not None and c.kind == "onehot" and c.dim != len(self.classes):
+            raise ConfigError(f"samples.condition: a one-hot condition of {c.dim} needs {c.dim} classes")
+        if c is not None and c.kind != "onehot" and self.classes:
+            raise ConfigError(f"samples.classes: a {c.kind} condition has no classes")
 
 
 @dataclass(frozen=True)

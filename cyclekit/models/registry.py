@@ -15,6 +15,12 @@ from typing import Any, Literal, NamedTuple
 from torch import nn
 
 from cyclekit.errors import ConfigError, did_you_mean
+from cyclekit.models.began import (
+    BeganDiscriminator,
+    BeganDiscriminatorOptions,
+    BeganGenerator,
+    BeganGeneratorOptions,
+)
 from cyclekit.models.conditional import (
     CondDiscriminatorOptions,
     CondGeneratorOptions,
@@ -30,6 +36,16 @@ from cyclekit.models.dcgan import (
 from cyclekit.models.mlp import MLPDiscriminator, MLPDiscriminatorOptions, MLPGenerator, MLPGeneratorOptions
 from cyclekit.models.patchgan import PatchGAN, PatchGANOptions
 from cyclekit.models.resnet import ResnetGenerator, ResnetOptions
+from cyclekit.models.stackgan import (
+    StackChain,
+    StackChainOptions,
+    StageDiscriminator,
+    StageDiscriminatorOptions,
+    StageIGenerator,
+    StageIGeneratorOptions,
+    StageIIGenerator,
+    StageIIGeneratorOptions,
+)
 from cyclekit.models.unet import UnetGenerator, UnetOptions
 from cyclekit.typed import coerce
 
@@ -52,6 +68,12 @@ MODELS: dict[str, ModelEntry] = {
     "mlp_d": ModelEntry(MLPDiscriminatorOptions, MLPDiscriminator, "discriminator"),
     "cond_g": ModelEntry(CondGeneratorOptions, ConditionalGenerator, "generator"),
     "cond_d": ModelEntry(CondDiscriminatorOptions, ConditionalDiscriminator, "discriminator"),
+    "began_g": ModelEntry(BeganGeneratorOptions, BeganGenerator, "generator"),
+    "began_d": ModelEntry(BeganDiscriminatorOptions, BeganDiscriminator, "discriminator"),
+    "stackgan_g1": ModelEntry(StageIGeneratorOptions, StageIGenerator, "generator"),
+    "stackgan_g2": ModelEntry(StageIIGeneratorOptions, StageIIGenerator, "generator"),
+    "stackgan_d": ModelEntry(StageDiscriminatorOptions, StageDiscriminator, "discriminator"),
+    "stackgan_chain": ModelEntry(StackChainOptions, StackChain, "generator"),
 }
 
 

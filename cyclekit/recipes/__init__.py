@@ -16,11 +16,13 @@ from cyclekit.data.sources import SOURCES
 from cyclekit.errors import ConfigError, CyclekitError, did_you_mean
 from cyclekit.recipe import Recipe
 from cyclekit.recipes.acgan import AcganRecipe
+from cyclekit.recipes.began import BeganRecipe
 from cyclekit.recipes.cgan import CganRecipe
 from cyclekit.recipes.cyclegan import CycleGanRecipe
 from cyclekit.recipes.gan import GanRecipe
 from cyclekit.recipes.pix2pix import Pix2PixRecipe
 from cyclekit.recipes.sgan import SganRecipe
+from cyclekit.recipes.stackgan import StackganRecipe
 from cyclekit.recipes.wgan import WganRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
@@ -31,6 +33,8 @@ RECIPES: dict[str, type[Recipe]] = {
     "acgan": AcganRecipe,
     "sgan": SganRecipe,
     "wgan": WganRecipe,
+    "began": BeganRecipe,
+    "stackgan": StackganRecipe,
 }
 
 

@@ -287,15 +287,14 @@ def score_sampling_run(run_dir: Path, device: str = "auto") -> dict[str, Any]:
     """`cyclekit eval RUN` for a recipe that samples: its bundle's generator scored by the recipe's
     own measures (the classifier yardstick), written to the run's results.json."""
     from cyclekit.evaluation.evaluate import write_results
-    from cyclekit.inference.bundle import load_network, read_bundle
+    from cyclekit.inference.bundle import read_bundle
 
     config = load_run_config(run_dir, [f"train.device={device}"])
     recipe = build_recipe(config)
     bundle = read_bundle(run_dir / "bundle")
     if bundle.samples is None:
         raise CyclekitError(f"{run_dir / 'bundle'} translates; score it with `cyclekit eval` on its test split")
-    generator = load_network(run_dir / "bundle", bundle, bundle.samples.network, recipe.device)
-    recipe.state.nets[bundle.samples.network].load_state_dict(generator.state_dict())
+    recipe.load_bundle(run_dir / "bundle", bundle)
     scores = recipe.evaluate(run_dir)
     if not scores:
         raise CyclekitError(f"the {config.recipe} recipe has no scores for {run_dir} (its data has no test split)")

@@ -63,6 +63,11 @@ class ImageSampler(Recipe):
 
     @classmethod
     def check(cls, config: Config) -> None:
+        if "embedding" in SOURCES[config.data.kind].batch_keys:
+            raise ConfigError(
+                f"data.kind: recipe {cls.name} samples from class-labelled or plain image sources; "
+                f"{config.data.kind} gives captioned images (train them with recipe stackgan)"
+            )
         if getattr(config.data.source, "labels_per_class", None) is not None and not cls.semi_supervised:
             raise ConfigError(
                 f"data.labels_per_class: recipe {cls.name} trains on labelled images only; "
@@ -95,7 +100,10 @@ class ImageSampler(Recipe):
         self.device = resolve_device(config.train.device)
         self.root = locate_data(config.data, data_root, cache_dir, config.seed)
         self.dataset = build_dataset(config.data, self.root, "train", config.seed)
-        self.class_names: list[str] = list(self.dataset.class_names)
+        # Class names come from a labelled source; an unconditional sampler also trains on a
+        # source without labels (an image folder), with no classes and no yardstick.
+        self.labelled = "label" in SOURCES[config.data.kind].batch_keys
+        self.class_names: list[str] = list(self.dataset.class_names) if self.labelled else []
         world = distributed.current().world
         if len(self.dataset) < config.data.batch_size * world:
             raise ConfigError(
@@ -190,7 +198,8 @@ class ImageSampler(Recipe):
     def yardstick(self) -> Any:
         """The classifier yardstick of this run's data (every label kept): trained once per data
         set, with a fixed seed, and kept in the cache (``yardsticks/<kind>-<content hash>.pt``),
-        so every run on the same data is measured with the same classifier. None without a test split."""
+        so every run on the same data is measured with the same classifier. None without a test
+        split or without labels."""
         import hashlib
 
         from cyclekit.data.catalogue import default_cache_dir
@@ -199,6 +208,8 @@ class ImageSampler(Recipe):
         from cyclekit.evaluation.classifier import Yardstick
 
         data = self.config.data
+        if not self.labelled:
+            return None
         all_labels = dataclasses.replace(data, source=dataclasses.replace(data.source, labels_per_class=None))
         train = build_dataset(all_labels, self.root, "train", self.config.seed)
         test = build_dataset(all_labels, self.root, "test", self.config.seed)
@@ -224,10 +235,11 @@ class ImageSampler(Recipe):
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """The yardstick's scores of samples from fixed noise: conditional accuracy (a conditional
         generator, EVAL_PER_CLASS samples of each class), classes covered and the Frechet distance
-        in the classifier's feature space, next to the classifier's own test accuracy."""
+        in the classifier's feature space, next to the classifier's own test accuracy; without a
+        yardstick (no labels or no test split), only the recipe's own scores."""
         stick = self.yardstick()
         if stick is None:
-            return {}
+            return self.extra_scores(run_dir)
         k = len(self.class_names)
         gen = torch.Generator().manual_seed(derive_seed(self.config.seed, 11))
         z = torch.randn(k * EVAL_PER_CLASS, self.config.options.latent_dim, generator=gen)

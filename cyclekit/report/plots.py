@@ -5,15 +5,17 @@ on an Agg canvas (no pyplot, no global backend switch, no display needed). Every
 atomically.
 
 Loss curves
-    Each series (a key starting with ``loss`` or ``D_``) is drawn twice: the raw logged values as
-    a faint line, and an exponential moving average (EMA) on top. The EMA spans
+    Each series (every logged number but ``step``, ``epoch``, ``lr`` and ``sec``: the losses, D's
+    scores, and a recipe's measures such as WGAN's ``wasserstein`` or BEGAN's ``M`` and ``k``) is
+    drawn twice: the raw logged values as a faint line, and an exponential moving average (EMA) on
+    top. The EMA spans
     ``max(5, n // 50)`` of the series' ``n`` logged points (about 2% of a long run, at least 5;
     ``alpha = 2 / (span + 1)``, the pandas ``ewm(span=...)`` convention) and starts at the first
     value; a series of fewer than 20 points is not smoothed. Non-finite values are skipped.
-    Generator series and discriminator series (``loss_D*`` and ``D_*``) get a panel each when both
-    exist. A panel's y axis is logarithmic when all its values are positive and the largest is
-    more than ``10 ** 1.5`` (~32x) the smallest: otherwise the late, small losses would be a flat
-    line at the bottom.
+    Generator series (``loss*``), discriminator series (``loss_D*`` and ``D_*``) and the other
+    measures get a panel each when they exist. A panel's y axis is logarithmic when all its values
+    are positive and the largest is more than ``10 ** 1.5`` (~32x) the smallest: otherwise the
+    late, small losses would be a flat line at the bottom.
 """
 
 from __future__ import annotations
@@ -76,8 +78,11 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+NOT_SERIES = ("step", "epoch", "lr", "sec")  # in every row, but not training curves
+
+
 def is_series(key: str) -> bool:
-    return key.startswith(("loss", "D_"))
+    return key not in NOT_SERIES
 
 
 def is_discriminator(key: str) -> bool:
@@ -123,9 +128,11 @@ def plot_losses(rows: Iterable[dict[str, Any]], path: str | Path) -> PlotInfo | 
                 ys.append(value)
     if not any(len(xs) >= 2 for xs, _ in series.values()):
         return False
-    generator = sorted(k for k in series if not is_discriminator(k))
+    generator = sorted(k for k in series if k.startswith("loss") and not is_discriminator(k))
     discriminator = sorted(k for k in series if is_discriminator(k))
-    groups = [(t, ks) for t, ks in (("generator", generator), ("discriminator", discriminator)) if ks]
+    measures = sorted(k for k in series if not k.startswith("loss") and not is_discriminator(k))
+    titled = (("generator", generator), ("discriminator", discriminator), ("other logged", measures))
+    groups = [(t, ks) for t, ks in titled if ks]
     fig = _figure(10, 3.4 * len(groups) + 0.4)
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
     panels = []
@@ -140,6 +147,7 @@ def plot_losses(rows: Iterable[dict[str, Any]], path: str | Path) -> PlotInfo | 
         if log_y:
             ax.set_yscale("log")
         kind = "losses and scores" if any(k.startswith("D_") for k in keys) else "losses"
+        kind = "values" if title == "other logged" else kind
         ax.set_title(f"{title} {kind}" + (" (log scale)" if log_y else ""), fontsize=11)
         ax.set_ylabel("value" + (" (log)" if log_y else ""))
         ax.grid(True, which="major", alpha=0.3)
