@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 from tests.helpers import cli
 
@@ -14,6 +16,7 @@ TINY = ["data.demo_train=4", "data.demo_test=2", "data.demo_size=32", "data.load
         "data.batch_size=1"]  # fmt: skip
 
 
+@pytest.mark.slow  # times two checkouts side by side; the bad-argument test stays in the default run
 def test_bench_measures_and_compares(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("CYCLEKIT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench.json"

@@ -165,6 +165,7 @@ def test_resume_with_another_process_count_is_refused_in_one_line(two_process_ru
     assert (two_process_run / "config.yaml").read_bytes() == before
 
 
+@pytest.mark.slow  # killing one rank of a 2-process job; two-process equality and resume refusal run by default
 def test_kill_one_rank_then_resume_reproduces_the_uninterrupted_run(two_process_run: Path, data: Path, tmp_path: Path):
     """SIGKILL rank 1 mid-run: the job stops with one line naming it and the checkpoint; the
     checkpoint is intact; `--resume auto --nproc 2` ends with the weights of the uninterrupted run."""
@@ -209,6 +210,7 @@ def _worker_pid(marker: str, rank: int, timeout: float = 60) -> int:
     raise AssertionError(f"no worker of rank {rank} found")
 
 
+@pytest.mark.slow  # a second recipe under DDP; CycleGAN's DDP tests cover the shared loop by default
 def test_pix2pix_trains_on_two_processes_through_the_shared_loop(tmp_path: Path):
     """Pix2Pix's discriminator uses batch norm: on a CPU each rank normalises with its own batch
     (a warning says so; SyncBatchNorm is CUDA-only) and DDP keeps the weights identical."""
@@ -274,6 +276,7 @@ def test_compiled_training_passes_compute_the_same_step(data: Path, tmp_path: Pa
             assert abs(eager[key] - compiled[key]) <= 2e-4 * max(abs(eager[key]), 1e-2), (eager["step"], key)
 
 
+@pytest.mark.slow  # Ctrl-C of a 2-process job; single-process Ctrl-C is in test_first_hour
 def test_ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint(data: Path, tmp_path: Path):
     """SIGINT to the launcher (as Ctrl-C in a terminal): it passes it on, both ranks agree on the
     step, rank 0 checkpoints it, and the job ends with one line and exit code 130."""

@@ -113,6 +113,7 @@ def run_eval(bundle: Path, data: Path, out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # FID on a toy Inception; the metric tests in test_eval_metrics run by default
 def test_true_mapping_scores_near_perfectly_and_identity_poorly(toy_models, inception_file: Path, tmp_path: Path):
     data = write_negated_pairs(tmp_path / "data", 6, labels=False)
     args = ("--inception", str(inception_file), "--fid")

@@ -212,6 +212,7 @@ def test_training_writes_the_score_record_the_report_and_compare_read(tmp_path: 
 # 6. export and translate know the training scale
 
 
+@pytest.mark.slow  # three ONNX exports; export's naming and refusal are also in test_export
 def test_export_names_by_direction_never_overwrites_foreign_files_and_records_the_scale(tmp_path: Path):
     import onnx
 

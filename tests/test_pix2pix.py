@@ -194,6 +194,7 @@ def test_run_writes_outputs_and_a_one_direction_bundle(tmp_path: Path):
     assert Image.open(tmp_path / "o" / "0.png").size == (40, 40)
 
 
+@pytest.mark.slow  # the shared loop's resume is covered by default by the CycleGAN, SGAN and BEGAN resume tests
 def test_sigkill_resume_reproduces_losses(tmp_path: Path):
     root = write_pairs(tmp_path / "data", 8, 2)
     # n_downs 6 (64 px) has a dropout block: samples with test-time dropout and per-image batch

@@ -36,6 +36,7 @@ def test_score_ring_on_true_samples():
     assert score_ring(collapsed).modes_covered == 1
 
 
+@pytest.mark.slow  # the 2-D ring learning run; the DCGAN and digits recipes' learning tests stay in the default run
 def test_gan_ring_reduced_budget(tmp_path: Path):
     """A reduced budget of the gan-ring preset (PacGAN-packed MLP GAN) must already cover the
     ring; the full preset reaches 8/8 modes (README). 3,000 steps at 2.5x the preset's lr (about
