@@ -89,6 +89,23 @@ def skip_or_fail_in_ci(reason: str) -> None:
     pytest.skip(reason)
 
 
+def chromium_or_skip() -> str:
+    """Debian's chromium (its path) and playwright, or skip locally; under CI (``CI`` set) a missing one fails."""
+    import shutil
+
+    reason = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "playwright is not installed (pip install playwright)"
+    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
+    if chromium is None:
+        reason = reason or "chromium is not installed (apt-get install chromium)"
+    if reason is not None:
+        skip_or_fail_in_ci(f"browser test: {reason}")
+    return chromium
+
+
 def one_error(err: str) -> str:
     """The one error line in ``err``; warnings and a training run's start lines may come before it."""
     start = ("training ", "  data: ", "  schedule: ", "warning:")

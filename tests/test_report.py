@@ -15,7 +15,7 @@ from PIL import Image
 from cyclekit.errors import CyclekitError
 from cyclekit.report.html import format_number, write_report
 from cyclekit.report.plots import plot_evals, plot_losses, smoothing_span, wants_log_scale
-from tests.helpers import skip_or_fail_in_ci
+from tests.helpers import chromium_or_skip
 
 NAME = 'horse2zebra <b>&"tiny"</b>'
 RESULTS = {
@@ -211,23 +211,8 @@ def test_a_damaged_optional_file_is_named_on_the_page(tmp_path: Path):
 # --- a real browser -----------------------------------------------------------------------------
 
 
-def _browser_or_skip() -> str:
-    """Debian's chromium and playwright, or skip locally; under CI (``CI`` set) a missing one fails."""
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
-    if chromium is None:
-        reason = reason or "chromium is not installed (apt-get install chromium)"
-    if reason is not None:
-        skip_or_fail_in_ci(f"browser test: {reason}")
-    return chromium
-
-
 def test_report_in_chromium(tmp_path: Path):
-    chromium = _browser_or_skip()
+    chromium = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     run = make_run(tmp_path)

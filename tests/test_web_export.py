@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from cyclekit.export.web import (
 )
 from cyclekit.inference import Translator
 from tests.bundles import REPO, make_bundle, make_pix2pix_bundle, photo
-from tests.helpers import cli, one_error, skip_or_fail_in_ci
+from tests.helpers import chromium_or_skip, cli, one_error, skip_or_fail_in_ci
 
 BROWSER_FLAGS = [
     "--headless",
@@ -225,21 +224,6 @@ def _npm_dist_or_skip() -> Path:
     return dist
 
 
-def _browser_or_skip() -> str:
-    """Debian's chromium and playwright, or skip locally; under CI (``CI`` set) a missing one fails."""
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
-    if chromium is None:
-        reason = reason or "chromium is not installed (apt-get install chromium)"
-    if reason is not None:
-        skip_or_fail_in_ci(f"browser test: {reason}")
-    return chromium
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """(folder, its http://127.0.0.1:PORT/ URL), served by a thread."""
@@ -289,7 +273,7 @@ def _max_diff(browser: np.ndarray, model: Path) -> int:
 
 
 def test_web_page_in_chromium(cyclegan: Path, pix2pix: Path, server: tuple[Path, str], tmp_path: Path):
-    chromium = _browser_or_skip()
+    chromium = chromium_or_skip()
     dist = _npm_dist_or_skip()
     from playwright.sync_api import sync_playwright
 

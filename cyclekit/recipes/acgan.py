@@ -55,22 +55,12 @@ class AcganRecipe(ImageSampler):
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "cond_g"}, "discriminator": {"name": "cond_d", "head": "aux"}},
     }
-
     dropped_keys = {"loss.gp_weight": 10.0}
 
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        if config.options.gan_mode == "wgan-gp":
-            raise ConfigError(
-                f"{cls.name}.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
-            )
-        _, d_opts = cls.net_spec(config, "discriminator")
-        if config.model.discriminator["name"] != "cond_d" or d_opts.get("head") != "aux":
-            raise ConfigError("model.discriminator: acgan needs D(x) -> (logit, class logits): cond_d with head aux")
-        if config.model.generator["name"] != "cond_g":
-            raise ConfigError("model.generator: acgan needs G(z, y): name cond_g")
-        cls.net_spec(config, "generator")
+        cls.check_conditional_pair(config, "aux", "D(x) -> (logit, class logits): cond_d with head aux")
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         mode, weight = self.config.options.gan_mode, self.config.options.lambda_class

@@ -46,22 +46,12 @@ class CganRecipe(ImageSampler):
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "cond_g"}, "discriminator": {"name": "cond_d", "head": "concat"}},
     }
-
     dropped_keys = {"loss.gp_weight": 10.0}
 
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        if config.options.gan_mode == "wgan-gp":
-            raise ConfigError(
-                f"{cls.name}.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
-            )
-        _, d_opts = cls.net_spec(config, "discriminator")
-        if config.model.discriminator["name"] != "cond_d" or d_opts.get("head", "concat") != "concat":
-            raise ConfigError("model.discriminator: cgan needs D(x, y): name cond_d with head concat")
-        if config.model.generator["name"] != "cond_g":
-            raise ConfigError("model.generator: cgan needs G(z, y): name cond_g")
-        cls.net_spec(config, "generator")
+        cls.check_conditional_pair(config, "concat", "D(x, y): name cond_d with head concat", "concat")
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         mode = self.config.options.gan_mode

@@ -75,6 +75,21 @@ class ImageSampler(Recipe):
             )
 
     @classmethod
+    def check_conditional_pair(cls, config: Config, head: str, d_needs: str, default_head: str | None = None) -> None:
+        """G(z, y) = cond_g and D = cond_d with ``head`` (``d_needs`` says what the recipe needs), and no
+        wgan-gp (no gradient penalty step): the checks the class-conditional recipes share."""
+        if config.options.gan_mode == "wgan-gp":
+            raise ConfigError(
+                f"{cls.name}.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
+            )
+        _, d_opts = cls.net_spec(config, "discriminator")
+        if config.model.discriminator["name"] != "cond_d" or d_opts.get("head", default_head) != head:
+            raise ConfigError(f"model.discriminator: {cls.name} needs {d_needs}")
+        if config.model.generator["name"] != "cond_g":
+            raise ConfigError(f"model.generator: {cls.name} needs G(z, y): name cond_g")
+        cls.net_spec(config, "generator")
+
+    @classmethod
     def net_spec(cls, config: Config, part: str) -> tuple[str, dict[str, Any]]:
         """The network's name and options, with the sizes the data fixes filled in unless given."""
         c, size, _ = image_shape(config)
