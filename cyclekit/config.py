@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 
 import yaml
 
+from cyclekit import yamltext
 from cyclekit.atomic import atomic_write
 from cyclekit.choices import DIRECTIONS, EVAL_METRICS, InitKind, Logger
 from cyclekit.errors import ConfigError, did_you_mean
@@ -536,7 +537,9 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        data = yamltext.load(path.read_bytes().decode("utf-8"))
+    except yamltext.YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
@@ -566,9 +569,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not key or any(not p for p in parts):
             raise ConfigError(f"--set {item}: empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except (yaml.YAMLError, RecursionError):
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+            value = yamltext.load(raw) if raw.strip() else ""
+        except yamltext.YamlRefused as exc:
+            raise ConfigError(f"--set {key}: the value {exc}") from None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: cannot parse value {raw[:80]!r}") from None
         _drop_other_spelling(data, parts)
         node = data
         for i, part in enumerate(parts[:-1]):
@@ -619,4 +624,4 @@ def load_config_with(
 
 def dump_config(config: Config, path: Path) -> None:
     """Write the resolved config as YAML (what `cyclekit train PATH` can load back)."""
-    atomic_write(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write(path, yamltext.dump(config.to_dict()))

@@ -166,6 +166,9 @@ def embedded_folder(
             arr = np.load(npy, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read embedding {npy}: {' '.join(str(exc).split())}") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+            what = f"dtype {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise DataError(f"{npy} holds {what}, not numbers; expected {embed_dim} floats (or K x {embed_dim})")
         arr = np.asarray(arr, dtype=np.float32)
         if arr.ndim == 1:
             arr = arr[None]

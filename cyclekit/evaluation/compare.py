@@ -91,12 +91,14 @@ def _differing_config(runs: list[Path], rows: list[dict[str, Any]]) -> list[str]
     added to each row; keys that only name or place a run are left out."""
     import yaml
 
+    from cyclekit import yamltext
+
     flat: list[dict[str, Any]] = []
     for run in runs:
         config = run / "config.yaml" if run.is_dir() else run.parent / "config.yaml"
         try:
-            data = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            data = yamltext.load(config.read_text(encoding="utf-8")) if config.is_file() else {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, yamltext.YamlRefused):
             data = {}
         flat.append(_flatten(data) if isinstance(data, dict) else {})
     if len(runs) < 2:

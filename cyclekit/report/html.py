@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
-from cyclekit import __version__, choices
+from cyclekit import __version__, choices, yamltext
 from cyclekit.atomic import atomic_write
 from cyclekit.errors import CyclekitError
 from cyclekit.records import load_optional_object, read_metrics, scores_by_direction
@@ -162,7 +162,9 @@ def _scored_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _read_config(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = yamltext.load(text)
+    except yamltext.YamlRefused as exc:
+        raise CyclekitError(f"{path}: {exc}") from None
     except UnicodeDecodeError:
         raise CyclekitError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
