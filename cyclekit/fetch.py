@@ -68,9 +68,9 @@ def _file_digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def _checksum_problem(path: Path, sha256: str | None, md5: str | None) -> str | None:
-    """None if ``path`` matches the given checksums, else "expected ..., got ..."."""
-    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+def _checksum_problem(path: Path, sha256: str | None, md5: str | None, sha512: str | None = None) -> str | None:
+    """None if ``path`` matches the given checksums (hex digests), else "expected ..., got ..."."""
+    for algorithm, expected in (("sha256", sha256), ("md5", md5), ("sha512", sha512)):
         if expected:
             got = _file_digest(path, algorithm)
             if got.lower() != expected.lower():
@@ -89,6 +89,7 @@ def download_file(
     timeout: float = 30,
     progress: ProgressFn | None = None,
     kind: str | None = None,
+    sha512: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` (resumable, verified, atomic); returns ``dest``.
 
@@ -105,7 +106,7 @@ def download_file(
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     if dest.is_file():
-        if _checksum_problem(dest, sha256, md5) is None and _format_problem(dest, kind) is None:
+        if _checksum_problem(dest, sha256, md5, sha512) is None and _format_problem(dest, kind) is None:
             return dest
         logger.warning("existing %s is not the expected file; downloading it again", dest)
         dest.unlink()
@@ -164,7 +165,7 @@ def download_file(
     else:
         raise DownloadError(url, dest, "server keeps answering the resume request inconsistently")
 
-    problem = _checksum_problem(part, sha256, md5)
+    problem = _checksum_problem(part, sha256, md5, sha512)
     if problem is not None:
         part.unlink(missing_ok=True)
         raise DataError(f"checksum mismatch for {url} ({problem}); the partial download was deleted")

@@ -24,3 +24,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e ".[dev]"
   echo "$want" > "$stamp"
 fi
+# The exported web page's onnxruntime-web (`cyclekit export --web`): fetched once into the cache
+# ($CYCLEKIT_CACHE, else ~/.cache/cyclekit) so that later exports work offline. Quiet, and never a
+# failure: offline, an export says what to do instead (--ort-dir, --cdn).
+.venv/bin/python -m cyclekit.export.ortweb >/dev/null 2>&1 || true

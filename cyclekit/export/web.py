@@ -5,9 +5,11 @@ DIR gets ``index.html``, ``cyclekit-web.js`` (the page's code), the exported ``.
 has no API to read custom metadata), the size cap, where onnxruntime-web comes from, and the
 sha256 of every file written, so that a later export replaces only files cyclekit wrote.
 
-onnxruntime-web is loaded from jsdelivr at the pinned version :data:`ORT_WEB_VERSION` (with a
-subresource-integrity hash), or, with ``ort_dir``, copied from a local ``dist`` folder next to the
-page so that it works offline. The page pre- and post-processes exactly as `cyclekit translate`
+onnxruntime-web, at the pinned version :data:`ORT_WEB_VERSION`, is copied next to the page so that
+it works offline: by default from cyclekit's cache, where :mod:`cyclekit.export.ortweb` fetches the
+npm package once (verified against its pinned integrity); with ``ort_dir`` from a local ``dist``
+folder; with ``cdn`` the page loads it from jsDelivr instead (with a subresource-integrity hash).
+The page pre- and post-processes exactly as `cyclekit translate`
 does (see ``webpage/cyclekit-web.js``). Browsers do not let a page opened from ``file://`` fetch
 the model: serve DIR, e.g. ``python -m http.server -d DIR``.
 """
@@ -29,15 +31,16 @@ from typing import TYPE_CHECKING, Any
 from cyclekit import __version__
 from cyclekit.atomic import atomic_path, atomic_write, check_output_folder
 from cyclekit.errors import CyclekitError
+from cyclekit.export.ortweb import ORT_WEB_VERSION, Note, ensure_ort_web
 from cyclekit.inference.bundle import bundle_dir, read_bundle
+from cyclekit.inference.provenance import bundle_name
 
 if TYPE_CHECKING:
     from cyclekit.export.onnx import ExportResult
 
-# The onnxruntime-web release the page loads from the CDN (and that scripts/test.sh installs from
-# npm for the browser test). Changing it: update ORT_CDN_INTEGRITY too (test_web_export checks it
+# The onnxruntime-web release the page uses (pinned in cyclekit.export.ortweb, with the npm
+# tarball's integrity). Changing it: update ORT_CDN_INTEGRITY too (test_web_export checks it
 # against the npm package's dist/ort.min.js).
-ORT_WEB_VERSION = "1.30.0"
 ORT_CDN_BASE = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ORT_WEB_VERSION}/dist/"
 ORT_CDN_SCRIPT = "ort.min.js"
 ORT_CDN_INTEGRITY = "sha384-N94xSNjPDbfBJj4+QINst0nbHpcCm8kc1qNlIP/wA0muqjR3aVyIuDkMeccPrLvQ"
@@ -106,11 +109,18 @@ def cdn_runtime() -> OrtRuntime:
     return OrtRuntime(ORT_WEB_VERSION, ORT_CDN_BASE + ORT_CDN_SCRIPT, ORT_CDN_BASE, ORT_CDN_INTEGRITY)
 
 
-def find_ort(ort_dir: str | Path | None) -> OrtRuntime:
-    """The CDN (``ort_dir`` None), or the files a local onnxruntime-web ``dist`` folder (or the
-    package folder holding it) needs: a script and the ``.mjs``/``.wasm`` pair it loads."""
-    if ort_dir is None:
+def find_ort(ort_dir: str | Path | None = None, *, cdn: bool = False, note: Note | None = None) -> OrtRuntime:
+    """Where the page's onnxruntime-web comes from: the CDN (``cdn``); the files a local
+    onnxruntime-web ``dist`` folder (or the package folder holding it) needs, a script and the
+    ``.mjs``/``.wasm`` pair it loads (``ort_dir``); by default those of the pinned release in
+    cyclekit's cache, downloaded once from the npm registry (``note`` hears about a download)."""
+    if cdn and ort_dir is not None:
+        raise CyclekitError("--cdn and --ort-dir both say where onnxruntime-web comes from; pass one of them")
+    if cdn:
         return cdn_runtime()
+    if ort_dir is None:
+        folder = ensure_ort_web(note=note)
+        return _local_runtime(folder, f"onnxruntime-web in the cache {folder}")
     given = Path(ort_dir)
     if not given.exists():
         raise CyclekitError(f"--ort-dir {given}: no such folder")
@@ -119,6 +129,11 @@ def find_ort(ort_dir: str | Path | None) -> OrtRuntime:
     folder = given
     if not any((folder / s).is_file() for s in ORT_SCRIPTS) and (folder / "dist").is_dir():
         folder = folder / "dist"  # node_modules/onnxruntime-web itself
+    return _local_runtime(folder, f"--ort-dir {given}")
+
+
+def _local_runtime(folder: Path, label: str) -> OrtRuntime:
+    """The script and the ``.mjs``/``.wasm`` files a local ``dist`` folder gives the page."""
     problems = []
     for script in ORT_SCRIPTS:
         path = folder / script
@@ -128,7 +143,7 @@ def find_ort(ort_dir: str | Path | None) -> OrtRuntime:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            raise CyclekitError(f"--ort-dir: cannot read {path}: {exc.strerror or exc}") from None
+            raise CyclekitError(f"{label}: cannot read {path}: {exc.strerror or exc}") from None
         found = re.search(r"ONNX Runtime Web v(\d+\.\d+\.\d+[\w.+-]*)", text[:4000])
         modules = sorted(set(re.findall(r"ort-wasm-simd-threaded[\w.]*?\.mjs", text)))
         if found is None or not modules:
@@ -143,7 +158,7 @@ def find_ort(ort_dir: str | Path | None) -> OrtRuntime:
             found.group(1), script, "./", source=folder, files=(script, *needed), webgpu=script == "ort.min.js"
         )
     raise CyclekitError(
-        f"--ort-dir {given}: not an onnxruntime-web dist folder ({'; '.join(problems)}); "
+        f"{label}: not an onnxruntime-web dist folder ({'; '.join(problems)}); "
         f"`npm install onnxruntime-web@{ORT_WEB_VERSION}` gives one in node_modules/onnxruntime-web/dist"
     )
 
@@ -191,11 +206,14 @@ def plan_web_page(
     folder: str | Path,
     *,
     ort_dir: str | Path | None = None,
+    cdn: bool = False,
     max_side: int = DEFAULT_MAX_SIDE,
+    note: Note | None = None,
 ) -> WebPlan:
     """Check everything a --web export needs before the ONNX export starts: a model that
-    translates, the size cap, the onnxruntime-web files, and that no file cyclekit did not write
-    would be replaced in ``folder`` (created if needed)."""
+    translates, the size cap, the onnxruntime-web files (see `find_ort`; by default they are
+    downloaded into the cache if not there yet, after the other checks), and that no file
+    cyclekit did not write would be replaced in ``folder`` (created if needed)."""
     if not MIN_MAX_SIDE <= max_side <= MAX_MAX_SIDE:
         raise CyclekitError(f"--web-max-side {max_side}: use {MIN_MAX_SIDE}..{MAX_MAX_SIDE} px")
     source = bundle_dir(Path(run))
@@ -205,15 +223,25 @@ def plan_web_page(
             f"--web: {source} holds a generator that samples, not translates; "
             "the web page translates images (CycleGAN, Pix2Pix)"
         )
-    ort = find_ort(ort_dir)
+    ort = find_ort(ort_dir, cdn=cdn) if cdn or ort_dir is not None else None  # no download yet
+    existed = Path(folder).exists()
     out = check_output_folder(Path(folder))
     previous = _read_manifest(out)
-    name = bundle.run or (source.parent.name if source.name == "bundle" else source.name)
+    script = _template(SCRIPT)
+    _check_replaceable(out / SCRIPT, previous, hashlib.sha256(script.encode("utf-8")).hexdigest())
+    if ort is None:
+        try:
+            ort = find_ort(note=note)  # the cache, or a download into it
+        except CyclekitError:
+            if not existed and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # leave no empty folder behind
+            raise
+    name = bundle_name(bundle, source)  # short and safe: an import's folder name, not a sentence
     a, b = bundle.domains.get("A", "A"), bundle.domains.get("B", "B")
     ways = set(bundle.translates)
     pair = f"{a} \u2192 {b}" if ways == {"AtoB"} else f"{b} \u2192 {a}" if ways == {"BtoA"} else f"{a} \u2194 {b}"
     title = f"{name}: {pair}"
-    texts = {SCRIPT: _template(SCRIPT), PAGE: _page_html(title, ort)}
+    texts = {SCRIPT: script, PAGE: _page_html(title, ort)}
     for file, text in texts.items():
         _check_replaceable(out / file, previous, hashlib.sha256(text.encode("utf-8")).hexdigest())
     for file in ort.files:
@@ -251,6 +279,8 @@ def _page_html(title: str, ort: OrtRuntime) -> str:
 
 def write_web_page(plan: WebPlan, results: Sequence[ExportResult]) -> WebPage:
     """Write the page for the exported ``results`` (their .onnx files in ``plan.folder``)."""
+    from cyclekit.inference.files import FAR_LARGER
+
     out, ort = plan.folder, plan.ort
     models = [_model_entry(r) for r in results if r.path.parent.resolve() == out.resolve()]
     if not models:
@@ -284,6 +314,9 @@ def write_web_page(plan: WebPlan, results: Sequence[ExportResult]) -> WebPage:
         "cyclekit_version": __version__,
         "title": plan.title,
         "max_side": plan.max_side,
+        # the page warns, as `cyclekit translate` does, when an image's shorter side is more than
+        # this many times the model's training scale (its metadata's load_size, else train_size)
+        "far_larger": FAR_LARGER,
         "onnxruntime_web": {
             "version": ort.version,
             "script": ort.script,

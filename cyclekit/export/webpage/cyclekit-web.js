@@ -8,7 +8,9 @@
 //   as numpy's "reflect" does; the output cropped back and mapped to pixels with
 //   round-half-to-even and clipping. Fully transparent pixels are made white before the model and
 //   the alpha channel is carried over unchanged; a grey image (all pixels R = G = B) comes back grey.
-// Images with a side over `max_side` are scaled down first (the page says so).
+// Images with a side over `max_side` are scaled down first (the page says so). As `cyclekit
+// translate` does, the page warns when an image is far larger than the model's training scale
+// (its shorter side over `far_larger` times the metadata's load_size, else train_size).
 "use strict";
 
 (() => {
@@ -53,6 +55,9 @@
       minSize: Math.max(number("min_size", 2 * multiple), multiple),
       source: meta.source_domain || "source",
       target: meta.target_domain || "target",
+      // the side training images were resized to (as cyclekit translate: load_size, else the
+      // crop size); 0: unknown (a model from an older cyclekit)
+      trainScale: number("load_size", 0) || number("train_size", 0),
     };
     if (channels !== 1 && channels !== 3) throw new Error(`${entry.file}: channels must be 1 or 3, got ${channels}`);
     if (info.std === 0 || multiple < 1 || !Number.isInteger(multiple)) {
@@ -272,6 +277,7 @@
     const info = modelInfo(entry);
     document.body.dataset.state = "running";
     $("download").disabled = true;
+    showLarge(image, info, entry);
     setStatus(`loading ${entry.file}\u2026`);
     const { session: sess, backend } = await session(entry);
     setStatus(`translating ${image.w} \u00d7 ${image.h} px on ${backend}\u2026`);
@@ -300,6 +306,18 @@
     canvas.dataset.direction = entry.direction;
     canvas.dataset.backend = backend;
     document.body.dataset.state = "done";
+  }
+
+  // The warning of `cyclekit translate` for images far above the training scale.
+  function showLarge(image, info, entry) {
+    const large = $("large");
+    const far = Number(state.config.far_larger) || 2;
+    large.hidden = !(info.trainScale > 0 && Math.min(image.w, image.h) > far * info.trainScale);
+    large.textContent = large.hidden
+      ? ""
+      : `${image.name} is ${image.w} \u00d7 ${image.h} px, far larger than the ${info.trainScale} px ` +
+        `${entry.file} was trained at: the model sees details at a scale it never learned. ` +
+        `For a truer translation, scale the image down to about ${info.trainScale} px on its shorter side first.`;
   }
 
   function bold(text) {
@@ -357,7 +375,11 @@
     }
     const rt = state.config.onnxruntime_web;
     if (typeof ort === "undefined") {
-      fail(`onnxruntime-web did not load from ${rt.script} (offline? export with --ort-dir for a local copy)`);
+      fail(
+        rt.source === "cdn"
+          ? `onnxruntime-web did not load from ${rt.script} (offline? export without --cdn for a copy next to this page)`
+          : `onnxruntime-web did not load: ${rt.script} is missing next to this page (export the page again)`
+      );
       return;
     }
     ort.env.wasm.wasmPaths = new URL(rt.wasm_paths, location.href).href;
