@@ -56,12 +56,13 @@ class DataConfig:
     # memory on CUDA). On a 2-core CPU they compete with training: 0 is faster there.
     workers: int = 0
     strict: bool = False  # True: the first unreadable image (or unpaired file) stops the run
-    channels: int = 3  # 3: RGB; 1: grayscale end to end
+    # 3: RGB; 1: grayscale end to end (null, for a source that can tell: from the data, e.g. classes)
+    channels: Optional[int] = 3
     source: Any = None  # the source's options dataclass, built by parse_config
 
     def __post_init__(self) -> None:
-        positive(self, "data", "channels", "batch_size")
-        if self.channels not in (1, 3):
+        positive(self, "data", "batch_size")
+        if self.channels not in (1, 3, None):
             raise ConfigError(f"data.channels: must be 1 or 3, got {self.channels}")
         if self.workers < 0:
             raise ConfigError(f"data.workers: must be >= 0, got {self.workers}")
@@ -440,7 +441,11 @@ def parse_data(raw: Any, spec: type[Recipe], sources: Mapping[str, SourceSpec], 
     own.update(nested or {})
     options = from_dict(source.Options, own, f"data.{kind}" if nested else "data")
     shared = {**getattr(source.Options, "shared_defaults", {}), **shared}
+    if "channels" in getattr(source.Options, "from_data", ()) and "channels" not in shared:
+        shared["channels"] = None  # from the data (the source's `inspect`), once it is located
     config = from_dict(DataConfig, {"kind": kind, **shared}, "data")
+    if config.channels is None and "channels" not in getattr(source.Options, "from_data", ()):
+        raise ConfigError(f"data.channels: must be 1 or 3 (the {kind} source cannot tell from its data), got null")
     config = dataclasses.replace(config, source=options)
     try:
         source.check(options, config)
@@ -619,7 +624,48 @@ def load_config_with(
     path = resolve_config_path(name_or_path)
     data = read_yaml(path)
     data.setdefault("name", path.stem)
+    data = switch_data_kind(data, overrides, recipes, sources)
     return parse_config(apply_overrides(data, overrides), recipes, sources)
+
+
+def switch_data_kind(
+    data: dict[str, Any],
+    overrides: Sequence[str],
+    recipes: Mapping[str, type[Recipe]],
+    sources: Mapping[str, SourceSpec],
+) -> dict[str, Any]:
+    """``--set data.kind=NEW`` on a config written for another source: the old source's section
+    (``data.<old>:``) and the ``data.KEY`` settings the new source does not read are dropped, with
+    a one-line note, so that a preset's source can be switched (digits-cgan onto class folders)."""
+    kinds = [item.split("=", 1)[1].strip() for item in overrides if item.split("=", 1)[0].strip() == "data.kind"]
+    section = data.get("data")
+    if not kinds or not isinstance(section, dict):
+        return data
+    recipe = data.get("recipe", "cyclegan")
+    old = section.get("kind", recipes[recipe].default_kind if isinstance(recipe, str) and recipe in recipes else None)
+    new = kinds[-1]
+    if old == new or old not in sources or new not in sources:
+        return data  # nothing switched, or an unknown kind: parsing names it
+    reads = _source_keys(sources[new])
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in section.items():
+        if key == old and isinstance(value, Mapping):
+            dropped += [f"data.{old}.{k}" for k in value]
+        elif key == "kind" or key in reads or (key in sources and key != old):
+            kept[key] = value
+        else:
+            dropped.append(f"data.{key}")
+    if dropped:
+        logger.warning(
+            "data.kind %s replaces %s: dropped the %s settings the %s source does not read (%s)",
+            new,
+            old,
+            old,
+            new,
+            ", ".join(dropped),
+        )
+    return {**data, "data": kept}
 
 
 def dump_config(config: Config, path: Path) -> None:

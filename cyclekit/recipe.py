@@ -13,7 +13,7 @@ checkpoint needs no data).
 
 Instance side (one training process): ``config``, ``device``, ``state`` (everything a checkpoint
 holds), ``root`` (the data folder read, or None), and the loop's methods: `steps_per_epoch`,
-`batches`, `train_step`, `write_samples`, `write_bundle`, `data_summary`; `evaluate` scores the
+`batches`, `train_step`, `write_samples`, `write_bundle`, `data_summary`, `unscored_reason`; `evaluate` scores the
 trained run (the run's results.json), empty by default, after `load_bundle` for `cyclekit eval`.
 """
 
@@ -116,6 +116,12 @@ class Recipe(ABC):
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """Scores of the trained run beyond the translation metrics (results.json); none by default."""
         return {}
+
+    def unscored_reason(self) -> str | None:
+        """Why this run will end without scores (e.g. its data has no test split), known before it
+        trains: said at the start and at the end of the run. None: it will be scored (or the
+        recipe does not know in advance)."""
+        return None
 
     def load_bundle(self, folder: Path, bundle: Bundle) -> None:
         """Put a sampling bundle's trained weights into this recipe's networks, for `evaluate`

@@ -141,7 +141,9 @@ def config_reference() -> str:
             f"| {src.description} |\n"
             for kind, src in SOURCES.items()
         ),
-        *(f"\n### `data.kind: {kind}`\n\n" + table("data.", src.Options) for kind, src in SOURCES.items()),
+        "\nEach source's own keys, once per source, as a run's config.yaml records them (`data.<kind>.KEY`); "
+        "`data.KEY` is the same key written flat.\n",
+        *(f"\n### `data.kind: {kind}`\n\n" + table(f"data.{kind}.", src.Options) for kind, src in SOURCES.items()),
         "\n## model\n\n",
         "Each recipe declares its network slots (below, with each recipe's section); `model.<slot>` takes a "
         "network `name` and that network's options. A slot the recipe does not declare is an error.\n\n",

@@ -299,15 +299,17 @@ def test_data_check_ends_with_a_verdict(tmp_path: Path):
     assert code == 0, err
     verdict = [line for line in out.splitlines() if line.startswith("verdict: ")]
     assert (
-        verdict[0] == "verdict: usable for cyclegan (unpaired): trainA 4 images, trainB 4; test split: testA 2, testB 2"
+        verdict[0]
+        == "verdict: usable for cyclegan (data.kind unpaired): trainA 4 images, trainB 4; test split: testA 2, testB 2"
     )
     assert (
-        verdict[1].startswith("verdict: usable for pix2pix (paired by file name")
+        verdict[1].startswith("verdict: usable for cyclegan, pix2pix (data.kind paired): paired by file name")
         and "4 train pairs, 2 test pairs" in verdict[1]
     )
+    assert len(verdict) == 2, verdict  # its trainA/ ... are not taken for class folders
     write_images(tmp_path / "faces", 3)
     code, out, _ = cli("data", "check", str(tmp_path / "faces"))
-    assert code == 0 and "verdict: usable for gan / dcgan (data.kind folder): 3 images" in out
+    assert code == 0 and "verdict: usable for gan, wgan, began (data.kind folder): 3 images" in out
     (tmp_path / "empty").mkdir()
     code, out, err = cli("data", "check", str(tmp_path / "empty"))
     assert code == 1 and "verdict: not usable" in out

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +80,10 @@ class CheckReport:
         return all(not f.unreadable for f in self.folders) and any(f.readable_count for f in self.folders)
 
     def blocking_problems(self) -> list[str]:
-        """What `cyclekit train` would refuse this folder for: no readable image at all, or a
-        dataset split pair (trainA/ + trainB/, testA/ + testB/) with a side missing or unreadable.
-        Some unreadable files alone are not blocking: training skips them."""
+        """Problems of a dataset split pair (trainA/ + trainB/, testA/ + testB/): a side missing or
+        without a readable image. Whether any source can train on the folder at all is `verdict`'s
+        question; some unreadable files alone are not blocking: training skips them."""
         readable = {f.folder: f.readable_count for f in self.folders}
-        if not any(readable.values()):
-            return [f"{self.root} holds no readable images"]
         problems = []
         for split in ("train", "test"):
             sides = [self.root / f"{split}{side}" for side in ("A", "B")]
@@ -96,72 +96,42 @@ class CheckReport:
                     problems.append(f"{side} holds no readable images")
         return problems
 
-    def verdict(self) -> list[str]:
-        """What this folder can train, recipe by recipe, with counts; or why it cannot."""
-        by_folder = {f.folder: f for f in self.folders}
+    def verdict(self, recipe_needs: Mapping[str, Sequence[Sequence[str]]] | None = None) -> list[str]:
+        """What this folder can train: every registered data source is asked (`Source.probe`, the
+        code its training reads the folder with) and each one that can read it is listed with the
+        recipes that train on its batches (``recipe_needs``: recipe name -> its ``needs``); else
+        why none can. Sets `usable`."""
+        from cyclekit.config import satisfies
+        from cyclekit.data.sources import SOURCES
 
-        def readable(folder: Path) -> list[Path]:
-            rep = by_folder.get(folder)
-            if rep is None:
-                return []
-            bad = {p for p, _ in rep.unreadable}
-            return [p for p in _files(folder) if is_image_file(p.name) and p not in bad]
-
-        def skipped(*folders: Path) -> str:
-            n = sum(len(by_folder[f].unreadable) for f in folders if f in by_folder)
-            return f"; {n} unreadable file(s) will be skipped" if n else ""
-
-        root, lines = self.root, []
-        train = {side: readable(root / f"train{side}") for side in "AB"}
-        test = {side: readable(root / f"test{side}") for side in "AB"}
-        folders = [root / "trainA", root / "trainB"]
-        if train["A"] and train["B"]:
-            tests = f"; test split: testA {len(test['A'])}, testB {len(test['B'])}" if test["A"] and test["B"] else ""
-            lines.append(
-                f"usable for cyclegan (unpaired): trainA {len(train['A'])} images, trainB {len(train['B'])}"
-                f"{tests}{skipped(*folders)}"
-            )
-            pairs = _count_pairs(train["A"], train["B"])
-            if pairs:
-                test_pairs = _count_pairs(test["A"], test["B"])
-                lonely = len(train["A"]) + len(train["B"]) - 2 * pairs
-                lines.append(
-                    f"usable for pix2pix (paired by file name, e.g. trainA/1_A.jpg <-> trainB/1_B.jpg): {pairs} train "
-                    f"pairs, {test_pairs} test pairs"
-                    + (f"; {lonely} file(s) without a partner are left out" if lonely else "")
-                )
-            else:
-                lines.append("not usable for pix2pix: no file in trainA/ has a partner of the same name in trainB/")
-        sbs = [p for p in readable(root / "train") if _wide_enough(p)]
-        if sbs:
-            lines.append(
-                f"usable for pix2pix (A|B side by side in train/): {len(sbs)} train images{skipped(root / 'train')}"
-            )
-        flat = readable(root)
-        if flat:
-            lines.append(f"usable for gan / dcgan (data.kind folder): {len(flat)} images{skipped(root)}")
+        lines, reasons = [], []
+        quiet = logging.getLogger("cyclekit")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # a probe's skipped-file warnings: the report above lists those files
+        try:
+            for kind, source in SOURCES.items():
+                try:
+                    found = source.probe(self.root)
+                except (DataError, OSError) as exc:
+                    reasons.append(f"{kind}: {exc}")
+                    continue
+                if found is None:
+                    continue  # reads no folder
+                names = [r for r, needs in (recipe_needs or {}).items() if satisfies(needs, source.batch_keys)]
+                who = ", ".join(names) if names else "no recipe"
+                lines.append(f"usable for {who} (data.kind {kind}): {found}")
+        finally:
+            quiet.setLevel(level)
+        self.usable = bool(lines)
+        unreadable = sum(len(f.unreadable) for f in self.folders)
+        if lines and unreadable:
+            lines.append(f"{unreadable} unreadable file(s), listed above, will be skipped by training")
         if not lines:
-            problems = self.blocking_problems() or [f"{root} holds no trainA/ + trainB/, train/ or images"]
-            lines.append(
-                f"not usable: {problems[0]}; expected trainA/ + trainB/ (cyclegan; pix2pix when their files pair up by "
-                "name), train/ of A|B images (pix2pix), or a folder of images (gan, dcgan)"
-            )
+            lines.append(f"not usable: no data source can read {self.root}; each one's reason:")
+            lines += [f"  {reason}" for reason in reasons]
         return lines
 
-
-def _count_pairs(a: list[Path], b: list[Path]) -> int:
-    from cyclekit.data.paired import pair_key
-
-    keys_b = {pair_key(p, "_B") for p in b}
-    return sum(1 for p in a if pair_key(p, "_A") in keys_b)
-
-
-def _wide_enough(path: Path) -> bool:
-    try:
-        with Image.open(path) as img:
-            return img.width >= 2
-    except (OSError, ValueError):
-        return False
+    usable: bool = True
 
 
 @dataclass

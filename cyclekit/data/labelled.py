@@ -303,6 +303,44 @@ def _read_mnist_folder(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8, copy=False), labels
 
 
+MNIST_CLASS_FILE = "classes.txt"
+
+
+def mnist_class_names(root: Path) -> list[str]:
+    """The class names of an MNIST-format folder: its optional ``classes.txt``, one name per line in
+    label order (label 0 first; surrounding spaces ignored), else "0".."9". DataError naming the
+    file for a wrong number of lines, an empty or a repeated name."""
+    path = Path(root) / MNIST_CLASS_FILE
+    if not path.is_file():
+        return list(_DIGIT_NAMES)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise DataError(f"cannot read the class names in {path}: {why}") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()  # a blank line (or several) at the end
+    names = [line.strip() for line in lines]
+    if len(names) != len(_DIGIT_NAMES):
+        raise DataError(
+            f"{path} names {len(names)} classes; MNIST-format labels are 0..9, so it needs "
+            f"{len(_DIGIT_NAMES)} lines, one name per line in label order"
+        )
+    for i, name in enumerate(names):
+        if not name:
+            raise DataError(f"{path}: line {i + 1} is empty; give every class (0..9) a name, one per line")
+        if not name.isprintable():
+            raise DataError(f"{path}: line {i + 1} holds control characters; a class name is one line of text")
+        first = names.index(name)
+        if first != i:
+            raise DataError(
+                f"{path}: {name!r} names both class {first} (line {first + 1}) and class {i} (line {i + 1}); "
+                "class names must be unique"
+            )
+    return names
+
+
 def mnist(
     split: str,
     root: Path | None,
@@ -328,7 +366,8 @@ def mnist(
     # A copy: read_idx's arrays view read-only file buffers, which torch must not wrap.
     tensor = _resize_u8(torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1), size)
     target = torch.from_numpy(labels.astype(np.int64))
-    return _finish(tensor, target, _DIGIT_NAMES, split, seed, labels_per_class, root, "mnist", flip)
+    names = mnist_class_names(Path(root)) if root is not None else _DIGIT_NAMES
+    return _finish(tensor, target, names, split, seed, labels_per_class, root, "mnist", flip)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,6 +397,74 @@ def _load_resized(path: Path, size: int, channels: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+_TRANSLATION_SPLITS = {f"{split}{side}" for split in ("train", "test", "val") for side in "AB"}
+
+
+def _class_folders(base: Path, split: str) -> list[Path]:
+    folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(
+            f"{base} has no class folders (it {describe_folder(base)}); expected one sub-folder of images per class"
+        )
+    if len(folders) < 2 and split == "train":
+        raise DataError(f"{base} has one class folder ({folders[0].name}/); a labelled data set needs 2 or more")
+    if {f.name for f in folders} <= _TRANSLATION_SPLITS:
+        raise DataError(
+            f"{base} holds {', '.join(f.name + '/' for f in folders)}: the split folders of a translation data set "
+            "(cyclegan, pix2pix), not one folder per class"
+        )
+    return folders
+
+
+def class_files(
+    root: Path, split: str, strict: bool = False, decode: bool = True
+) -> tuple[list[Path], list[int], list[str]]:
+    """The images of ``split`` of a class folder tree, their labels and the class names: the one
+    reading of the tree that training (`classes`), `cyclekit data check` and the size, channel
+    and class-count defaults share. Raises DataError when the tree cannot be read.
+
+    The classes are the TRAINING split's folder names, sorted: a test split is numbered by them
+    (a class it lacks is simply absent), and a test class folder training does not have is an
+    error, so a test image never carries another class's label. ``decode``: check that every
+    image can be read (unreadable ones are skipped, or raise with ``strict``); else list only.
+    """
+    base = _class_base(root, split)
+    if base is None:
+        raise DataError(f"{root} has no {split} split")
+    folders = _class_folders(base, split)
+    names = [f.name for f in folders]
+    if split != "train":
+        train_base = _class_base(root, "train")
+        assert train_base is not None
+        names = [f.name for f in _class_folders(train_base, "train")]
+        unknown = [f.name for f in folders if f.name not in names]
+        if unknown:
+            raise DataError(
+                f"{base} has class folder(s) {', '.join(unknown)} that the training split {train_base} does not "
+                f"have (its classes: {', '.join(names)}); test images must belong to the training classes"
+            )
+        missing = sorted(set(names) - {f.name for f in folders})
+        if missing:
+            logger.warning("%s has no images of class(es) %s; they are not scored", base, ", ".join(missing))
+    paths: list[Path] = []
+    targets: list[int] = []
+    for folder in folders:
+        files = list_images(folder)
+        if not files:
+            raise DataError(f"class folder {folder} has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        good = files
+        if decode:
+            good, bad = scan_images(files, strict=strict, where=str(folder))
+            if not good:
+                first, reason = bad[0]
+                raise DataError(
+                    f"none of the {len(bad)} images in class folder {folder} can be read ({first.name}: {reason})"
+                )
+        paths += good
+        targets += [names.index(folder.name)] * len(good)
+    return paths, targets, names
+
+
 def classes(
     split: str,
     root: Path,
@@ -385,30 +492,9 @@ def classes(
     base = _class_base(root, split)
     if base is None:
         return None
-    folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise DataError(
-            f"{base} has no class folders (it {describe_folder(base)}); expected one sub-folder of images per class"
-        )
-    if len(folders) < 2:
-        raise DataError(f"{base} has one class folder ({folders[0].name}/); a labelled data set needs 2 or more")
-    paths: list[Path] = []
-    targets: list[int] = []
-    for label, folder in enumerate(folders):
-        files = list_images(folder)
-        if not files:
-            raise DataError(f"class folder {folder} has no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
-        good, bad = scan_images(files, strict=strict, where=str(folder))
-        if not good:
-            first, reason = bad[0]
-            raise DataError(
-                f"none of the {len(bad)} images in class folder {folder} can be read ({first.name}: {reason})"
-            )
-        paths += good
-        targets += [label] * len(good)
+    paths, targets, names = class_files(root, split, strict=strict)
     images = torch.from_numpy(np.stack([_load_resized(p, size, channels) for p in paths]))
     labels = torch.tensor(targets, dtype=torch.int64)
-    names = [f.name for f in folders]
     return _finish(images, labels, names, split, seed, labels_per_class, root, root.name, flip, where=base)
 
 
@@ -446,3 +532,72 @@ def load_labelled(
     if root_path is None:
         raise DataError("data.kind classes reads a folder of class folders: pass --data-root DIR (or set data.root)")
     return classes(split, root_path, size, channels, seed, labels_per_class, strict=strict, flip=flip)
+
+
+# ---------------------------------------------------------------------------------------------
+# what a folder holds, for `cyclekit data check` and the defaults a config leaves to the data
+
+
+def mnist_has_split(root: Path, split: str) -> bool:
+    """Whether the idx folder ``root`` holds both files of ``split`` (t10k-* for "test"), by the
+    names `mnist` reads."""
+    prefix = "train" if split == "train" else "t10k"
+    return all(
+        _idx_file(Path(root), f"{prefix}-{kind}") is not None for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    )
+
+
+def probe_mnist(root: Path) -> str:
+    """One line on the MNIST-format idx files in ``root`` (read as training reads them); DataError
+    when training could not read them."""
+    images, labels = _read_mnist_folder(Path(root), "train")
+    h, w = images.shape[1:]
+    text = f"MNIST-format idx files: {len(images):,} train images, {h} x {w} px grey, {len(np.unique(labels))} classes"
+    if mnist_has_split(root, "test"):
+        test, _ = _read_mnist_folder(Path(root), "test")
+        return f"{text}; test split: {len(test):,} images"
+    return f"{text}; no t10k-* test files: training skips the yardstick's scores"
+
+
+def probe_classes(root: Path) -> str:
+    """One line on a class folder tree (read as training reads it); DataError when it cannot be."""
+    root = Path(root)
+    paths, _, names = class_files(root, "train", decode=False)
+    shown = ", ".join(names[:6]) + (f", ... ({len(names)})" if len(names) > 6 else "")
+    where = "train/" if (root / "train").is_dir() else "ROOT/<class>/"
+    text = f"class folders ({where}): {len(names)} classes ({shown}), {len(paths):,} images"
+    if _class_base(root, "test") is None:
+        return f"{text}; no test/ split: training skips the yardstick's scores"
+    test, _, _ = class_files(root, "test", decode=False)
+    return f"{text}; test split: {len(test):,} images"
+
+
+def inspect_classes(root: Path, sample: int = 64) -> dict[str, int]:
+    """What a class folder tree says of itself: ``n_classes``, ``size`` (the most common side of
+    its training images, the longer side of the most common size) and ``channels`` (1 when every
+    image looked at is grey, else 3), from up to ``sample`` images spread over the classes."""
+    from collections import Counter
+
+    from cyclekit.choices import GRAY_MODES
+
+    paths, _, names = class_files(Path(root), "train", decode=False)
+    step = max(1, len(paths) // sample)
+    sizes: Counter[int] = Counter()
+    grey = True
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as img:
+                sizes[max(img.size)] += 1
+                grey = grey and (img.mode in GRAY_MODES or (img.mode == "P" and _grey_palette(img)))
+        except (OSError, ValueError):
+            continue  # unreadable: training skips it too
+    out = {"n_classes": len(names)}
+    if sizes:
+        out["size"] = sizes.most_common(1)[0][0]
+        out["channels"] = 1 if grey else 3
+    return out
+
+
+def _grey_palette(img: Image.Image) -> bool:
+    palette = img.getpalette() or []
+    return all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))

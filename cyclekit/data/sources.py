@@ -118,6 +118,25 @@ class Source:
         """The dataset of ``split`` ("train" or "test"); ``train``: augment (else the eval transform)."""
         raise NotImplementedError
 
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        """Whether this source can train on the folder ``root`` as it is, by the same code `build`
+        reads it with (`cyclekit data check` asks every source): one line saying what it found, or
+        DataError saying why not. None: the source reads no folder (generated or bundled data)."""
+        return None
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        """Whether the located data has ``split`` ("test": something to score the run on)."""
+        return True
+
+    @classmethod
+    def inspect(cls, options: Any, data: DataConfig, root: Path | None) -> dict[str, Any]:
+        """What the located data says of itself, for the keys a config leaves to the data (None):
+        ``data.KEY`` values (``size``, ``channels``) and ``n_classes``. Read before the networks
+        are built; a run records the values in its config.yaml. Empty by default."""
+        return {}
+
 
 def _transform(options: Any, channels: int, train: bool) -> Any:
     from cyclekit.data.transforms import build_eval_transform, build_transform
@@ -162,6 +181,17 @@ class UnpairedSource(Source):
         transform = _transform(options, data.channels, train)
         return UnpairedFolders(root, split, transform, channels=data.channels, strict=data.strict, seed=seed)
 
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        from cyclekit.data.folders import UnpairedFolders
+
+        train = UnpairedFolders(root, "train")
+        text = f"trainA {len(train.paths_a)} images, trainB {len(train.paths_b)}"
+        if (root / "testA").is_dir() or (root / "testB").is_dir():
+            test = UnpairedFolders(root, "test")
+            text += f"; test split: testA {len(test.paths_a)}, testB {len(test.paths_b)}"
+        return text
+
 
 @dataclass(frozen=True)
 class PairedOptions(DomainOptions):
@@ -197,6 +227,24 @@ class PairedSource(Source):
             strict=data.strict,
             seed=seed,
         )
+
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        from cyclekit.data.paired import PairedImages, paired_test_split
+
+        train = PairedImages(root, "train")
+        how = (
+            "paired by file name, e.g. trainA/1_A.jpg <-> trainB/1_B.jpg"
+            if train.layout == "folders"
+            else "A|B side by side in train/"
+        )
+        text = f"{how}: {len(train)} train pairs"
+        if paired_test_split(root) is not None:
+            try:
+                text += f", {len(PairedImages(root, 'test'))} test pairs"
+            except DataError as exc:
+                text += f"; test split unusable: {exc}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -259,6 +307,12 @@ class FolderSource(Source):
         return ImageFolder(
             root, transform, channels=data.channels, strict=data.strict, recursive=options.recursive, seed=seed
         )
+
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        from cyclekit.data.folders import ImageFolder
+
+        return f"{len(ImageFolder(root))} images"
 
 
 @dataclass(frozen=True)
@@ -408,8 +462,23 @@ class MnistSource(_Greyscale):
     def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         from cyclekit.data.labelled import mnist
 
+        if not cls.has_split(options, root, split):
+            return None  # idx files without the t10k-* ones: no test split (see has_split)
         per_class = options.labels_per_class if split == "train" else None
         return mnist(split, root, None, size=options.size, seed=seed, labels_per_class=per_class, download=False)
+
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        from cyclekit.data.labelled import probe_mnist
+
+        return probe_mnist(root)
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        from cyclekit.data.labelled import mnist_has_split
+
+        # The train files are required (their absence is reported when they are read); the test ones not.
+        return split == "train" or root is None or mnist_has_split(root, split)
 
 
 @dataclass(frozen=True)
@@ -417,13 +486,20 @@ class ClassesOptions(LabelledOptions):
     shared_keys: ClassVar[tuple[str, ...]] = ("batch_size", "workers", "strict", "channels")
     shared_defaults: ClassVar[dict[str, Any]] = {}
 
+    # Left to the data (null): data.size, data.channels and model.generator.n_classes
+    from_data: ClassVar[tuple[str, ...]] = ("size", "channels")
+
     root: Optional[str] = None  # ROOT/<class name>/*.png (or ROOT/train/<class>/, ROOT/test/<class>/)
-    size: int = 32  # images resized to size x size px
+    # images resized to size x size px; null: the most common side of the training images
+    size: Optional[int] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.size < 8:
+        if self.size is not None and self.size < 8:
             raise ConfigError(f"size: at least 8, got {self.size}")
+
+
+CLASSES_DEFAULT_SIZE = 32  # what a class folder config means before its data is looked at
 
 
 class ClassesSource(Source):
@@ -434,7 +510,9 @@ class ClassesSource(Source):
 
     @classmethod
     def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
-        return (data.channels, data.size, data.size)
+        # Before `inspect` fills them in (a config left to the data), the defaults stand in.
+        size = data.size or CLASSES_DEFAULT_SIZE
+        return (data.channels or 3, size, size)
 
     @classmethod
     def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
@@ -442,9 +520,29 @@ class ClassesSource(Source):
 
         assert root is not None
         per_class = options.labels_per_class if split == "train" else None
-        return classes(
-            split, root, options.size, data.channels, seed=seed, labels_per_class=per_class, strict=data.strict
-        )
+        size = options.size or CLASSES_DEFAULT_SIZE
+        return classes(split, root, size, data.channels or 3, seed=seed, labels_per_class=per_class, strict=data.strict)
+
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        from cyclekit.data.labelled import probe_classes
+
+        return probe_classes(root)
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        from cyclekit.data.labelled import _class_base, class_files
+
+        if root is None or _class_base(Path(root), split) is None:
+            return False
+        class_files(Path(root), split, decode=False)  # a test class training does not know: refused now
+        return True
+
+    @classmethod
+    def inspect(cls, options: Any, data: DataConfig, root: Path | None) -> dict[str, Any]:
+        from cyclekit.data.labelled import inspect_classes
+
+        return inspect_classes(root) if root is not None else {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,6 +645,21 @@ class EmbeddedSource(Source):
         assert root is not None
         return embedded_folder(split, root, options.size, data.channels, options.embed_dim, seed)
 
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        import numpy as np
+
+        files = _sidecar_files(root, ".npy", "embedding")
+        try:
+            dim = np.load(files[0].with_suffix(".npy"), mmap_mode="r", allow_pickle=False).shape[-1]
+        except (OSError, ValueError, IndexError) as exc:
+            raise DataError(f"cannot read embedding {files[0].with_suffix('.npy')}: {exc}") from None
+        return f"{len(files)} images with an embedding (.npy) each, {dim} values (set data.embedded.embed_dim: {dim})"
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        return _has_split_folder(root, split)
+
 
 @dataclass(frozen=True)
 class CaptionsOptions:
@@ -584,6 +697,33 @@ class CaptionsSource(Source):
 
         assert root is not None
         return caption_folder(split, root, options.size, data.channels, options.embedding, seed)
+
+    @classmethod
+    def probe(cls, root: Path) -> str | None:
+        return f"{len(_sidecar_files(root, '.txt', 'caption'))} images with a caption file (.txt) each"
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        return _has_split_folder(root, split)
+
+
+def _sidecar_files(root: Path, suffix: str, what: str) -> list[Path]:
+    """The training images of an embedded/captions folder, each with its ``suffix`` file, as `build` reads them."""
+    from cyclekit.data.conditioned import _images_in, _split_folder
+
+    base = _split_folder(Path(root), "train")
+    assert base is not None
+    files = _images_in(base)
+    lonely = [p for p in files if not p.with_suffix(suffix).is_file()]
+    if lonely:
+        raise DataError(f"{lonely[0]} has no {what} file {lonely[0].with_suffix(suffix).name} next to it")
+    return files
+
+
+def _has_split_folder(root: Path | None, split: str) -> bool:
+    from cyclekit.data.conditioned import _split_folder
+
+    return root is not None and _split_folder(Path(root), split) is not None
 
 
 SOURCES: dict[str, type[Source]] = {

@@ -25,6 +25,7 @@ class RunReport:
     run_dir: Path
     fit: FitResult
     evaluation: dict[str, Any]
+    not_scored: str | None = None  # why there is no score record ({} evaluation), in one line
 
 
 def build_recipe(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> Recipe:
@@ -183,6 +184,9 @@ def train_run(
         # validates data and models on every rank
         recipe = ctx.everywhere(lambda: build_recipe(config, data_root=data_root, cache_dir=cache_dir))
         built.append(recipe)
+        # What the config left to the data (a class folder's image size, channels, classes) is
+        # filled in now: the run records, fingerprints and resumes that config.
+        config = recipe.config
         if ctx.enabled:
             # Identical weights everywhere (DDP also broadcasts rank 0's), then each rank its own noise.
             seed_everything(derive_seed(config.seed, 1_000_003, ctx.rank))
@@ -227,14 +231,14 @@ def train_run(
             else lambda schedule: on_start(_start_lines(config, recipe, run_dir, schedule)),
         )
 
-        def final_scores() -> dict[str, Any]:
+        def final_scores() -> tuple[dict[str, Any], str | None]:
             with distributed.solo_batch_norm(recipe.state.nets, ctx):
                 return _score_run(config, recipe, run_dir)
 
-        evaluation = ctx.on_main(final_scores)
+        evaluation, not_scored = ctx.on_main(final_scores)
         # Now with the end-of-training scores. (Every rank takes part in on_main; only rank 0 has the hook.)
         ctx.on_main(lambda: epoch_end.refresh_report() if epoch_end is not None else None)
-        return RunReport(run_dir, result, evaluation)
+        return RunReport(run_dir, result, evaluation, not_scored)
     finally:
         if ctx.enabled:
             for recipe in built:
@@ -247,19 +251,27 @@ def train_run(
             distributed.teardown(wait_s=60 if agreed else 0)
 
 
-def _score_run(config: Config, recipe: Recipe, run_dir: Path) -> dict[str, Any]:
+def _score_run(config: Config, recipe: Recipe, run_dir: Path) -> tuple[dict[str, Any], str | None]:
     """The end-of-training scores, as the run's one score record, results.json (what `cyclekit eval`
     writes too): a translating bundle scored on the run's test split by `cyclekit eval`'s code (FID
-    when the Inception weights are already cached), a sampling recipe by its own measures. {} when
-    there is nothing to score (no test split, or unpaired test images without the FID weights)."""
+    when the Inception weights are already cached), a sampling recipe by its own measures. ({}, why)
+    when there is nothing to score (no test split, unpaired test images without the FID weights, a
+    recipe or data with no measure); then no results.json is written."""
     from cyclekit.errors import DataError
-    from cyclekit.evaluation.evaluate import EvalData, cached_fid_network, evaluate, has_scores, write_results
+    from cyclekit.evaluation.evaluate import (
+        EvalData,
+        cached_fid_network,
+        evaluate,
+        has_scores,
+        why_not_scored,
+        write_results,
+    )
 
     root = recipe.root
     if not recipe.translates or root is None:
         scores = recipe.evaluate(run_dir)
         if not scores:
-            return {}
+            return {}, no_sampling_scores_reason(config, recipe)
         results = {"step": recipe_step(run_dir), "bundle": str(run_dir / "bundle"), "sampling": scores}
     else:
         try:
@@ -269,12 +281,25 @@ def _score_run(config: Config, recipe: Recipe, run_dir: Path) -> dict[str, Any]:
                 inception=cached_fid_network(),
                 device=str(recipe.device),
             )
-        except DataError:
-            return {}
+        except DataError as exc:
+            return {}, str(exc).replace(" (pass --data DIR with testA/ and testB/)", "")
         if not has_scores(results):
-            return {}
+            return {}, why_not_scored(results)
     write_results(results, run_dir / "results.json")
-    return results
+    return results, None
+
+
+def no_sampling_scores_reason(config: Config, recipe: Recipe) -> str:
+    """Why a recipe that samples (or a translation run without a data folder) has no scores."""
+    from cyclekit.evaluation.evaluate import sampling_unscored_reason
+
+    known = recipe.unscored_reason()  # known before training, e.g. which test files the data lacks
+    if known:
+        return known
+    if recipe.translates:
+        return "the run has no data folder with a test split"
+    reason = sampling_unscored_reason(config.recipe, config.data.kind)
+    return reason or f"nothing to score: the {config.data.kind} data has no test split for the {config.recipe} scores"
 
 
 def _plot_losses(rows: list[dict[str, Any]], path: Path) -> Any:
@@ -283,9 +308,9 @@ def _plot_losses(rows: list[dict[str, Any]], path: Path) -> Any:
     return plot_losses(rows, path)
 
 
-def score_sampling_run(run_dir: Path, device: str = "auto") -> dict[str, Any]:
+def score_sampling_run(run_dir: Path, device: str = "auto", output: Path | None = None) -> dict[str, Any]:
     """`cyclekit eval RUN` for a recipe that samples: its bundle's generator scored by the recipe's
-    own measures (the classifier yardstick), written to the run's results.json."""
+    own measures (the classifier yardstick), written to ``output`` (default: the run's results.json)."""
     from cyclekit.evaluation.evaluate import write_results
     from cyclekit.inference.bundle import read_bundle
 
@@ -297,9 +322,9 @@ def score_sampling_run(run_dir: Path, device: str = "auto") -> dict[str, Any]:
     recipe.load_bundle(run_dir / "bundle", bundle)
     scores = recipe.evaluate(run_dir)
     if not scores:
-        raise CyclekitError(f"the {config.recipe} recipe has no scores for {run_dir} (its data has no test split)")
+        raise CyclekitError(f"{run_dir}: {no_sampling_scores_reason(config, recipe)}")
     results = {"step": bundle.step, "epoch": bundle.epoch, "bundle": str(run_dir / "bundle"), "sampling": scores}
-    write_results(results, run_dir / "results.json")
+    write_results(results, output or run_dir / "results.json")
     return results
 
 
@@ -317,6 +342,7 @@ def _start_lines(config: Config, recipe: Recipe, run_dir: Path, schedule: str) -
         f"training {config.name} ({config.recipe}) into {run_dir}\n"
         f"  data: {recipe.data_summary()}\n"
         f"  schedule: {schedule}"
+        + (f"\n  warning: no scores: {why}; training goes on without them" if (why := recipe.unscored_reason()) else "")
     )
 
 
@@ -447,13 +473,22 @@ def adopt_run_settings(config: Config, run_dir: Path, source: Path | None = None
 
 
 def rebuild_bundle(
-    run_dir: Path, checkpoint: Path | None = None, best: bool = False, output: Path | None = None
+    run_dir: Path,
+    checkpoint: Path | None = None,
+    best: bool = False,
+    output: Path | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, int]:
     """Write the inference bundle of a checkpoint (default: the run's last.pt, or with ``best`` its
     best.pt) into ``output`` (default: RUN/bundle, or RUN/bundle-best), replacing the bundle there
-    as a whole. Needs the run's config.yaml, not its data. Returns (bundle folder, step)."""
+    as a whole. Needs the run's config.yaml, not its data. Returns (bundle folder, step).
+
+    Only the run's own bundle/ and bundle-best/ are replaced as a matter of course; a bundle
+    elsewhere (another run's, an import) only with ``overwrite``, and never a file or a folder of
+    other files."""
     from cyclekit.atomic import recover_folder
-    from cyclekit.inference.bundle import BUNDLE_FORMAT, write_bundle
+    from cyclekit.inference.bundle import BUNDLE_FORMAT, with_class_names, write_bundle
+    from cyclekit.inference.provenance import check_bundle_target
     from cyclekit.nn.weights import load_weights
     from cyclekit.train.checkpoint import load_checkpoint
 
@@ -472,6 +507,8 @@ def rebuild_bundle(
         raise CyclekitError(f"{out} exists and is not a bundle folder; pick another -o")
     if (out / "config.json").is_file() and BUNDLE_FORMAT not in (out / "config.json").read_text(errors="replace"):
         raise CyclekitError(f"{out}/config.json is not a cyclekit bundle's; pick another -o")
+    own = {(run_dir / name).resolve() for name in ("bundle", "bundle-best")}
+    check_bundle_target(out, "bundle", ours=lambda _: out.resolve() in own, overwrite=overwrite)
     recipe = get_recipe(config.recipe)
     nets = recipe.build_networks(config)
     weights = state["recipe"]
@@ -480,8 +517,26 @@ def rebuild_bundle(
             raise CyclekitError(f"{ckpt} has no {key}; it was written by another recipe or configuration")
         load_weights(net, weights[key], f"{ckpt} ({key})")
     bundle, modules = recipe.make_bundle(config, nets, int(state["step"]), int(state["epoch"]))
-    write_bundle(out, bundle, modules)
+    write_bundle(out, with_class_names(bundle, _recorded_class_names(out, run_dir)), modules)
     return out, int(state["step"])
+
+
+def _recorded_class_names(*folders: Path) -> list[str]:
+    """The class names a bundle of the run recorded from its data (the config alone does not know
+    them): from the first of ``folders`` (or its bundle/ and bundle-best/) that names classes."""
+    from cyclekit.inference.bundle import read_bundle
+
+    for folder in folders:
+        for candidate in (folder, folder / "bundle", folder / "bundle-best"):
+            if not (candidate / "config.json").is_file():
+                continue
+            try:
+                samples = read_bundle(candidate).samples
+            except CyclekitError:
+                continue
+            if samples is not None and samples.classes:
+                return list(samples.classes)
+    return []
 
 
 def replace_train(config: Config, **changes: Any) -> Config:

@@ -8,6 +8,7 @@ on the class (``conditional``) and writes `train_step`, `build_networks` and its
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +28,8 @@ from cyclekit.recipes.common import net_spec
 from cyclekit.train import distributed
 from cyclekit.train.batches import n_batches, plan_batches
 
+logger = logging.getLogger(__name__)
+
 PER_CLASS = 10  # samples per class in a sample grid (one row per class)
 N_SAMPLES = 64  # samples in an unconditional grid
 EVAL_PER_CLASS = 200  # samples per class the yardstick scores
@@ -42,15 +45,65 @@ def image_shape(config: Config) -> tuple[int, int, int]:
     return shape
 
 
+PLACEHOLDER_CLASSES = 2  # what a class-folder config without n_classes is checked with until its data is read
+
+
 def n_classes(config: Config) -> int:
-    """The number of classes, known before reading any data: the generator's ``n_classes`` when
-    given, else the source's (10 for the digits and MNIST)."""
+    """The number of classes: the generator's ``n_classes`` when given, else the source's (10 for
+    the digits and MNIST). A class folder tree tells its own (`fit_to_data`, when a run opens its
+    data, records it in model.generator.n_classes); until then the config is checked with a
+    placeholder."""
     given = config.model.generator.get("n_classes")
     if isinstance(given, int):
         return given
     if config.data.kind in ("digits", "mnist"):
         return 10
+    if config.data.kind == "classes":
+        return PLACEHOLDER_CLASSES
     raise ConfigError(f"model.generator.n_classes: required with data.kind {config.data.kind} (its class folders)")
+
+
+def fit_to_data(config: Config, root: Path | None) -> Config:
+    """``config`` with what it leaves to the data filled in from the located data (the source's
+    `inspect`): image size and channels (data.size, data.channels left null) and, for a
+    conditional generator, model.generator.n_classes; checked again as a whole. The run records
+    the filled-in config, so a resume, `cyclekit eval` and a rebuilt bundle need no data."""
+    from cyclekit.recipes import config_from_dict
+
+    data = config.data
+    found = SOURCES[data.kind].inspect(data.source, data, root)
+    if not found:
+        return config
+    raw = config.to_dict()
+    section, own = raw["data"], raw["data"].get(data.kind, {})
+    filled: list[str] = []
+    if "size" in found and own.get("size", 0) is None:
+        own["size"] = found["size"]
+        filled.append(f"data.size {found['size']}")
+    if "channels" in found and section.get("channels", 0) is None:
+        section["channels"] = found["channels"]
+        filled.append(f"data.channels {found['channels']}")
+    gen = raw["model"]["generator"]
+    if "n_classes" in found and str(gen.get("name", "")).startswith("cond_"):
+        given = gen.get("n_classes")
+        if given is None:
+            gen["n_classes"] = found["n_classes"]
+            filled.append(f"model.generator.n_classes {found['n_classes']}")
+        elif given != found["n_classes"]:
+            raise ConfigError(
+                f"model.generator.n_classes: {given}, but {root} has {found['n_classes']} classes; "
+                "leave it out to take the data's"
+            )
+    if not filled:
+        return config
+    try:
+        fitted = config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc} ({', '.join(filled)} came from the data in {root}; set them to values that fit)"
+        ) from None
+    logger.info("from the data in %s: %s", root, ", ".join(filled))
+    return fitted
 
 
 class ImageSampler(Recipe):
@@ -110,14 +163,16 @@ class ImageSampler(Recipe):
         }
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        self.config = config
-        self.options = config.options
         self.device = resolve_device(config.train.device)
         self.root = locate_data(config.data, data_root, cache_dir, config.seed)
+        config = fit_to_data(config, self.root)  # size, channels, n_classes the config leaves to the data
+        self.config = config
+        self.options = config.options
         self.dataset = build_dataset(config.data, self.root, "train", config.seed)
         # Class names come from a labelled source; an unconditional sampler also trains on a
         # source without labels (an image folder), with no classes and no yardstick.
         self.labelled = "label" in SOURCES[config.data.kind].batch_keys
+        self._unscored = self._why_unscored()  # decided (and the test split's layout checked) before training
         self.class_names: list[str] = list(self.dataset.class_names) if self.labelled else []
         world = distributed.current().world
         if len(self.dataset) < config.data.batch_size * world:
@@ -140,7 +195,29 @@ class ImageSampler(Recipe):
     # -- loop protocol --------------------------------------------------------------------------
 
     def data_summary(self) -> str:
-        return self.dataset.summary()
+        text = self.dataset.summary()
+        if self.root is not None and str(self.root) not in text:
+            text += f", from {self.root}"
+        return text
+
+    def unscored_reason(self) -> str | None:
+        """Why the run will have no yardstick scores (no labels, or no test split); None when it will."""
+        return self._unscored
+
+    def _why_unscored(self) -> str | None:
+        data = self.config.data
+        if not self.labelled:
+            return f"the {data.kind} data has no labels, and the yardstick that scores a run needs labelled test images"
+        if not SOURCES[data.kind].has_split(data.source, self.root, "test"):
+            where = {
+                "mnist": "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte",
+                "classes": "train/<class>/ beside test/<class>/ folders",
+            }
+            return (
+                f"{self.root} has no test split ({where.get(data.kind, 'test/')}), which the yardstick "
+                "that scores the run needs"
+            )
+        return None
 
     def steps_per_epoch(self) -> int:
         return n_batches(len(self.dataset), self.config.data.batch_size, drop_last=True)
@@ -207,6 +284,14 @@ class ImageSampler(Recipe):
             run=config.name,
         )
         return bundle, {"G": nets["G"]}
+
+    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
+        """The bundle of `make_bundle`, its classes named as the training data names them (class
+        folders, an MNIST folder's classes.txt), so sampling and export use the same names."""
+        from cyclekit.inference.bundle import with_class_names, write_bundle
+
+        bundle, modules = self.make_bundle(self.config, self.state.nets, step, epoch)
+        write_bundle(folder, with_class_names(bundle, self.class_names), modules)
 
     # -- scores ---------------------------------------------------------------------------------
 
