@@ -1,8 +1,9 @@
 """Sample images from a cyclekit ONNX sampler (`cyclekit export` of a GAN run), using only
 onnxruntime, numpy and pillow.
 
-    python scripts/onnx_sample.py G.onnx digits.png               # a conditional GAN: one row per class
+    python scripts/onnx_sample.py G.onnx digits.png               # a conditional GAN: one labelled row per class
     python scripts/onnx_sample.py G.onnx sevens.png --class 7 -n 16
+    python scripts/onnx_sample.py G.onnx boots.png --class "Ankle boot"   # a class by its name
     python scripts/onnx_sample.py G.onnx faces.png -n 64 --seed 3  # an unconditional GAN
 
 The noise size, the class names and the output range come from the model's metadata_props.
@@ -64,8 +65,15 @@ def labels_for(classes: list[str], choice: str | None, n: int) -> tuple[np.ndarr
     return np.full(n, k, dtype=np.int64), max(1, int(math.sqrt(n)))
 
 
-def grid(images: np.ndarray, per_row: int) -> Image.Image:
-    """(N, C, H, W) in [-1, 1] -> one image, ``per_row`` samples a row, 2 px apart."""
+def label_text(name: str, limit: int = 32) -> str:
+    """A class name as one short line to draw: control characters as "?", cut to ``limit`` ("~")."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in name)
+    return text if len(text) <= limit else text[: limit - 1] + "~"
+
+
+def grid(images: np.ndarray, per_row: int, row_labels: list[str] | None = None) -> Image.Image:
+    """(N, C, H, W) in [-1, 1] -> one image, ``per_row`` samples a row, 2 px apart; ``row_labels``:
+    a name written left of each row (the class of a conditional GAN's row)."""
     n, c, h, w = images.shape
     rows = math.ceil(n / per_row)
     canvas = np.zeros((rows * (h + 2) + 2, per_row * (w + 2) + 2, c), dtype=np.uint8)
@@ -73,7 +81,20 @@ def grid(images: np.ndarray, per_row: int) -> Image.Image:
     for i, img in enumerate(pixels):
         r, col = divmod(i, per_row)
         canvas[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + col * (w + 2) : 2 + col * (w + 2) + w] = img
-    return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    image = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
+    if not row_labels:
+        return image
+    from PIL import ImageDraw
+
+    labels = [label_text(name) for name in row_labels]
+    margin = 8 + 7 * max(len(t) for t in labels)
+    out = Image.new("RGB", (image.width + margin, image.height), (0, 0, 0))
+    out.paste(image.convert("RGB"), (margin, 0))
+    draw = ImageDraw.Draw(out)
+    row_height = image.height / len(labels)
+    for i, text in enumerate(labels):
+        draw.text((4, int(i * row_height + row_height / 2 - 5)), text, fill=(255, 255, 255))
+    return out
 
 
 def main() -> None:
@@ -98,8 +119,10 @@ def main() -> None:
     z = np.random.default_rng(args.seed).standard_normal((count, latent)).astype(np.float32)
     feed = {"z": z} if labels is None else {"z": z, "label": labels}
     images = session.run(None, feed)[0]
-    grid(images, per_row).save(out)
-    print(f"wrote {count} samples to {out}")
+    every_class = bool(classes) and args.choice in (None, "all")
+    grid(images, per_row, classes if every_class else None).save(out)
+    what = f" of class {classes[int(labels[0])]}" if labels is not None and not every_class else ""
+    print(f"wrote {count} samples{what} to {out}")
 
 
 if __name__ == "__main__":

@@ -154,8 +154,8 @@ def test_sample_from_text_shows_both_stages(run: Path, tmp_path: Path):
     bundle = json.loads((run / "bundle" / "config.json").read_text())
     assert bundle["samples"]["condition"] == {"kind": "text", "dim": 128, "model": "cyclekit-words-128"}
     assert bundle["samples"]["stages"] == [16, 32]
-    # words the scenes never use are fine: they are words like any other
-    code, _, err = cli("sample", str(run), "--text", "a mauve blob far away", "-n", "4", "-o", str(out))
+    # words the scenes never use are fine: they are words like any other (--overwrite: out is there)
+    code, _, err = cli("sample", str(run), "--text", "a mauve blob far away", "-n", "4", "-o", str(out), "--overwrite")
     assert code == 0, err
     code, _, err = cli("sample", str(run), "--class", "3", "-o", str(out))
     assert code == 1 and "--class: this generator is not conditioned on a class" in one_error(err)

@@ -80,6 +80,15 @@ def test_data_check_asks_every_source(tmp_path: Path) -> None:
     assert code == 0, err
     assert "(data.kind classes)" in _verdict(out)[0] and "test split: 4 images" in _verdict(out)[0]
 
+    named = _mnist(tmp_path / "fashion")
+    (named / "classes.txt").write_text("\n".join(["T-shirt/top", "Trouser", "Pullover"] + [f"c{i}" for i in range(7)]))
+    code, out, err = cli("data", "check", str(named))
+    assert code == 0 and "(T-shirt/top, Trouser, Pullover, c0, ... from classes.txt)" in _verdict(out)[0], out
+    (named / "classes.txt").write_text("a\nb\n")  # 2 names for 10 labels: refused as training refuses it
+    code, out, err = cli("data", "check", str(named))
+    assert code == 1 and "Traceback" not in err, err
+    assert any("mnist: " in line and "classes.txt" in line for line in _verdict(out)), out
+
     (tmp_path / "empty").mkdir()
     code, out, err = cli("data", "check", str(tmp_path / "empty"))
     assert code == 1 and "verdict: not usable" in out

@@ -407,6 +407,16 @@ def make_grid(
     return grid
 
 
+LABEL_CHARS = 32  # a grid's row label is cut to this many characters
+
+
+def label_text(name: str, limit: int = LABEL_CHARS) -> str:
+    """A name (a class folder's, a line of classes.txt) as one short line of text to draw on a
+    grid: control characters (line breaks, tabs, escapes) shown as "?", cut to ``limit`` ("~")."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(name))
+    return text if len(text) <= limit else text[: limit - 1] + "~"
+
+
 def save_grid(
     images: torch.Tensor | Iterable[torch.Tensor],
     path: str | os.PathLike[str],
@@ -421,7 +431,7 @@ def save_grid(
     if row_labels is not None:
         from PIL import ImageDraw
 
-        labels = list(row_labels)
+        labels = [label_text(name) for name in row_labels]
         row_height = grid.height / max(1, len(labels))
         margin = 8 + 7 * max((len(s) for s in labels), default=1)
         labelled = Image.new("RGB", (grid.width + margin, grid.height), (0, 0, 0))

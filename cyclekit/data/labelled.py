@@ -551,8 +551,13 @@ def probe_mnist(root: Path) -> str:
     """One line on the MNIST-format idx files in ``root`` (read as training reads them); DataError
     when training could not read them."""
     images, labels = _read_mnist_folder(Path(root), "train")
+    names = mnist_class_names(Path(root))  # a bad classes.txt is refused here as training refuses it
     h, w = images.shape[1:]
-    text = f"MNIST-format idx files: {len(images):,} train images, {h} x {w} px grey, {len(np.unique(labels))} classes"
+    named = f" ({', '.join(names[:4])}, ... from {MNIST_CLASS_FILE})" if (Path(root) / MNIST_CLASS_FILE).is_file() else ""
+    text = (
+        f"MNIST-format idx files: {len(images):,} train images, {h} x {w} px grey, "
+        f"{len(np.unique(labels))} classes{named}"
+    )
     if mnist_has_split(root, "test"):
         test, _ = _read_mnist_folder(Path(root), "test")
         return f"{text}; test split: {len(test):,} images"

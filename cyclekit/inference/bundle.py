@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
@@ -84,6 +84,8 @@ class Sampling:
     def __post_init__(self) -> None:
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"samples.classes: names must be unique, got {list(self.classes)}")
+        if any(not name.strip() for name in self.classes):
+            raise ConfigError(f"samples.classes: names must not be empty, got {list(self.classes)}")
         c = self.condition
         if c is not None and c.kind == "onehot" and c.dim != len(self.classes):
             raise ConfigError(f"samples.condition: a one-hot condition of {c.dim} needs {c.dim} classes")
@@ -120,7 +122,9 @@ class Bundle:
     preprocess: Optional[str] = None
     step: int = 0
     epoch: int = 0
-    run: str = ""
+    run: str = ""  # a short name (outputs are named after it, made safe: cyclekit.inference.provenance)
+    # The files `cyclekit import` / `pretrained download` read the generators from; empty for a trained bundle.
+    imported_from: tuple[str, ...] = ()
     cyclekit_version: str = __version__
     format: str = BUNDLE_FORMAT
     format_version: int = BUNDLE_VERSION
@@ -225,7 +229,33 @@ def read_bundle(path: str | Path) -> Bundle:
             )
         if entry.sha256 and not _SHA256.fullmatch(entry.sha256):
             raise CyclekitError(f"{cfg_path}: networks.{key}.sha256 is not a sha256 hex digest")
-    return bundle
+    return _default_class_names(bundle)
+
+
+def with_class_names(bundle: Bundle, names: Sequence[str] | None) -> Bundle:
+    """``bundle`` with its classes named ``names`` (in index order: class k is ``names[k]``), as the
+    training data named them (class folders, an MNIST folder's classes.txt); unchanged when it does
+    not sample from a class or ``names`` do not count its classes."""
+    samples = bundle.samples
+    if samples is None or not names or len(names) != len(samples.classes):
+        return bundle
+    try:
+        named = dataclasses.replace(samples, classes=tuple(str(name) for name in names))
+    except ConfigError:  # duplicate or empty names: keep the indices rather than fail to write
+        return bundle
+    return dataclasses.replace(bundle, samples=named)
+
+
+def _default_class_names(bundle: Bundle) -> Bundle:
+    """A bundle that does not name the classes its class-conditional generator takes (its network's
+    ``n_classes``): they are called "0".."K-1"."""
+    samples = bundle.samples
+    if samples is None or samples.classes or samples.condition is not None:
+        return bundle
+    k = bundle.networks[samples.network].options.get("n_classes")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        return bundle
+    return dataclasses.replace(bundle, samples=dataclasses.replace(samples, classes=tuple(map(str, range(k)))))
 
 
 def _from_format_1(raw: dict[str, Any]) -> dict[str, Any]:

@@ -129,7 +129,7 @@ def save_stage_grid(
     samples a row, under a header naming the stages (and ``title``, e.g. the caption)."""
     from PIL import Image, ImageDraw
 
-    from cyclekit.data.images import save_grid
+    from cyclekit.data.images import label_text, save_grid
 
     side = stages[-1].shape[-1]
     tiles = torch.stack(
@@ -137,7 +137,7 @@ def save_stage_grid(
     ).flatten(0, 1)
     save_grid(tiles, path, nrow=per_row * len(stages), row_labels=row_labels)
     names = " | ".join(f"stage {'I' * (k + 1) if k < 3 else k + 1} ({s.shape[-1]} px)" for k, s in enumerate(stages))
-    lines = [f"each sample: {names}", *([title] if title else [])]
+    lines = [f"each sample: {names}", *([label_text(title, 160)] if title else [])]
     grid = Image.open(path).convert("RGB")
     header = 14 * len(lines) + 6
     out = Image.new("RGB", (max(grid.width, 7 * max(len(t) for t in lines) + 8), grid.height + header), (0, 0, 0))

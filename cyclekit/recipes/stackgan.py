@@ -224,6 +224,14 @@ class StackganRecipe(Recipe):
         )
         return bundle, {"G": chain}
 
+    def write_bundle(self, folder: Path, step: int, epoch: int) -> None:
+        """The bundle of `make_bundle`; a generator conditioned on classes names them as the data does."""
+        from cyclekit.inference.bundle import with_class_names, write_bundle
+
+        bundle, modules = self.make_bundle(self.config, self.state.nets, step, epoch)
+        names = list(getattr(self.dataset, "class_names", [])) if self.cond.kind == "onehot" else []
+        write_bundle(folder, with_class_names(bundle, names), modules)
+
     # -- instance side ---------------------------------------------------------------------------
 
     def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
