@@ -332,10 +332,13 @@ def test_side_by_side_test_images_pair_up(toy_models, tmp_path: Path):
 def test_one_unreadable_test_file_is_named_and_the_other_pairs_scored(toy_models, tmp_path: Path):
     data = write_negated_pairs(tmp_path / "data", 5, labels=False)
     (data / "testB" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n then nothing of an image")
-    code, stdout, err = cli("eval", str(make_bundle(tmp_path / "neg", "negate")), "--data", str(data), "--no-fid")
+    out = tmp_path / "r.json"  # a bundle outside a run is never written into (issue 23)
+    code, stdout, err = cli(
+        "eval", str(make_bundle(tmp_path / "neg", "negate")), "--data", str(data), "--no-fid", "-o", str(out)
+    )
     assert code == 0, err
     assert f"{data / 'testB' / '3.png'}" in err and err.startswith("warning:")
-    res = json.loads((tmp_path / "neg" / "results.json").read_text())
+    res = json.loads(out.read_text())
     assert res["counts"]["AtoB"]["paired"] == 4 and res["directions"]["AtoB"]["l1"] < 0.002
     assert res["skipped"] == [str(data / "testB" / "3.png")]
 

@@ -160,6 +160,14 @@ def evaluate(
         if split.targets is None and not with_fid:
             # Unpaired test images and no FID network: nothing to score, so nothing to translate.
             results["directions"][direction] = {}
+            results["counts"][direction] = {
+                "translated": 0,
+                "sources": len(split.sources),
+                "paired": 0,
+                "reference": len(split.references),
+                "reference_split": split.reference_split,
+            }
+            results.setdefault("not_scored", {})[direction] = _unscored_reason(data, inception)
             continue
         net = load_network(folder, bundle, bundle.network_for(direction), dev)
         fakes = _translate(net, split.sources, bundle, dev)
@@ -243,6 +251,49 @@ def worse_than_mean_target(results: dict[str, Any]) -> dict[str, list[str]]:
 
 def has_scores(results: dict[str, Any]) -> bool:
     return any(results.get("directions", {}).values())
+
+
+def _unscored_reason(data: EvalData, inception: Inception | None) -> str:
+    """Why a direction of unpaired test images gets no score: only FID/KID could score it."""
+    unpaired = f"the test images in {data.root} do not pair up (no ground truth for L1/PSNR/SSIM)"
+    if inception is None:
+        return f"{unpaired} and FID/KID were skipped (--no-fid)"
+    return f"{unpaired} and FID/KID need the Inception weights: {inception.missing or 'not loaded'}"
+
+
+# Recipes whose runs always have a score of their own (BEGAN's M, StackGAN's sharpness), labels or not.
+_SCORED_WITHOUT_LABELS = ("began", "stackgan")
+
+
+def sampling_unscored_reason(recipe: str, kind: str) -> str | None:
+    """Why a run of ``recipe`` (one that samples) on ``kind`` data can have no scores at all, or
+    None when it can be scored (given a test split)."""
+    from cyclekit.data.sources import SOURCES
+
+    if recipe == "gan":
+        if kind == "ring":
+            return None
+        return (
+            "nothing to score for this recipe: the gan recipe scores only its 2-D ring data "
+            f"(modes covered), not image samples ({kind} data)"
+        )
+    source = SOURCES.get(kind)
+    if recipe not in _SCORED_WITHOUT_LABELS and source is not None and "label" not in source.batch_keys:
+        return (
+            f"nothing to score for this recipe on {kind} data: the {recipe} scores come from a classifier "
+            "of the data's classes, and this data has no labels"
+        )
+    return None
+
+
+def why_not_scored(results: dict[str, Any]) -> str:
+    """One line: which directions were not scored and why (see `evaluate`'s ``not_scored``)."""
+    reasons: dict[str, list[str]] = {}
+    for direction, reason in results.get("not_scored", {}).items():
+        reasons.setdefault(str(reason), []).append(direction)
+    if not reasons:
+        return "nothing to score"
+    return "; ".join(f"{', '.join(ds)} not scored: {reason}" for reason, ds in reasons.items())
 
 
 def write_results(results: dict[str, Any], path: Path) -> None:
