@@ -291,7 +291,15 @@ def train(
         typer.echo(f"scores at step {scores.get('step')} (results.json):")
         numbers = {k: v for k, v in scores["sampling"].items() if isinstance(v, (int, float))}
         typer.echo("  " + "  ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
-    typer.echo(f"results: {report.run_dir}  (report.html, samples/, results.json, bundle/, checkpoints/last.pt)")
+    elif report.not_scored:
+        typer.echo(f"no scores (no results.json): {report.not_scored}")
+    # Only what is there: a run with nothing to score has no results.json.
+    written = [
+        f"{name}/" if name in ("samples", "bundle") else name
+        for name in ("report.html", "samples", "results.json", "bundle", "checkpoints/last.pt")
+        if (report.run_dir / name).exists()
+    ]
+    typer.echo(f"results: {report.run_dir}" + (f"  ({', '.join(written)})" if written else ""))
 
 
 @app.command("bundle")
@@ -301,11 +309,14 @@ def bundle_cmd(
     best: bool = typer.Option(False, "--best", help="Rebuild bundle-best/ from checkpoints/best.pt."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Another checkpoint of this run."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder to write (default: in the run)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="-o: replace a bundle there that this command did not write (another run's)."
+    ),
 ) -> None:
     """Rebuild a run's inference bundle from its checkpoint (after a crash, or a deleted bundle/)."""
     from cyclekit.recipes.run import rebuild_bundle
 
-    folder, step = rebuild_bundle(run, checkpoint=checkpoint, best=best, output=output)
+    folder, step = rebuild_bundle(run, checkpoint=checkpoint, best=best, output=output, overwrite=overwrite)
     typer.echo(f"wrote {folder} (step {step})")
 
 
@@ -348,6 +359,7 @@ def sample(
     output: Path = typer.Option(Path("samples.png"), "-o", "--output", help="PNG to write."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output file if it already exists."),
 ) -> None:
     """Write samples from a trained GAN generator as one PNG (a conditional one: of a class, or all; a
     text-conditioned one: of a caption). A stacked generator (StackGAN) shows every stage side by side."""
@@ -367,16 +379,18 @@ def sample(
     if class_ is None and classes and text is None:
         class_ = "all"
     if bundle.samples is not None and bundle.samples.condition is not None:
-        _sample_stacked(run, bundle.samples, n, class_, text, output, seed, device)
+        _sample_stacked(run, bundle.samples, n, class_, text, output, seed, device, overwrite)
         return
     if text is not None:
         raise CyclekitError(f"--text: {bundle_dir(run)} holds a generator that is not conditioned on text")
     if class_ is None:
         count = n or 64
+        _refuse_existing_output(output, overwrite)
         save_samples(sample_gan(run, count, seed=seed, device=device), output)
     else:
         labels = class_labels(classes, class_, n or (10 if class_ == "all" else 64))
         count = len(labels)
+        _refuse_existing_output(output, overwrite)
         samples = sample_gan(run, count, seed=seed, device=device, labels=labels)
         if class_ == "all":
             per_class = count // len(classes)
@@ -386,9 +400,16 @@ def sample(
     typer.echo(f"wrote {count} samples to {output}")
 
 
+def _refuse_existing_output(output: Path, overwrite: bool) -> None:
+    """`sample` writes one file: one that is already there (a link included) is replaced only with
+    --overwrite. Checked once the arguments are known to be good, before any sampling."""
+    if not overwrite and os.path.lexists(output):
+        raise CyclekitError(f"{output} already exists; pass --overwrite to replace it, or choose another -o file")
+
+
 def _sample_stacked(
     run: Path, samples: Any, n: Optional[int], class_: Optional[str], text: Optional[str], output: Path,
-    seed: int, device: str,
+    seed: int, device: str, overwrite: bool = False,
 ) -> None:  # fmt: skip
     """`sample` for a generator conditioned on vectors (StackGAN): --text or --class, every stage shown."""
     from cyclekit.inference.bundle import bundle_dir
@@ -397,17 +418,21 @@ def _sample_stacked(
     if class_ is not None:
         labels = class_labels(samples.classes, class_, n or (4 if class_ == "all" else 16))
         count = len(labels)
+        _refuse_existing_output(output, overwrite)
         stages = sample_stages(run, count, seed, device, onehot(samples.classes, labels, count))
         per_row = count // len(samples.classes) if class_ == "all" else max(1, int(count**0.5))
         rows = list(samples.classes) if class_ == "all" else None
-        save_stage_grid(stages, output, per_row, "" if class_ == "all" else f"class {class_}", row_labels=rows)
+        title = "" if class_ == "all" else f"class {samples.classes[labels[0]]}"
+        save_stage_grid(stages, output, per_row, title, row_labels=rows)
     else:
         if text is None:
             raise CyclekitError(
                 f'{bundle_dir(run)} holds a generator conditioned on text: give a caption (--text "...")'
             )
         count = n or 16
-        stages = sample_stages(run, count, seed, device, text_condition(run, [text]).expand(count, -1))
+        condition = text_condition(run, [text]).expand(count, -1)
+        _refuse_existing_output(output, overwrite)
+        stages = sample_stages(run, count, seed, device, condition)
         save_stage_grid(stages, output, max(1, int(count**0.5)), f'"{text}"')
     typer.echo(f"wrote {count} samples ({' and '.join(str(s.shape[-1]) + ' px' for s in stages)}) to {output}")
 
@@ -445,18 +470,28 @@ def data_download(
 def data_check(
     folder: Path = typer.Argument(..., help="A dataset folder (trainA/trainB/...) or an image folder."),
 ) -> None:
-    """Report counts, sizes, modes, unreadable and duplicate files per folder."""
+    """Report counts, sizes, modes, unreadable and duplicate files per folder, and which data
+    sources (data.kind) and recipes can train on it; exit 1 when none can."""
     from cyclekit.data.check import check_folder, format_report
+    from cyclekit.recipes import RECIPES
 
     report = check_folder(folder)
     typer.echo(format_report(report))
     typer.echo("")
-    for line in report.verdict():
+    for line in report.verdict({name: recipe.needs for name, recipe in RECIPES.items()}):
         typer.echo(f"verdict: {line}")
     problems = report.blocking_problems()
-    if problems:
-        more = f" (and {len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
-        raise CyclekitError(f"{problems[0]}{more}: training would refuse this folder")
+    if not report.usable:
+        # the likeliest fix first: a half-missing trainA/trainB pair says more than seven sources' reasons
+        if problems:
+            why = problems[0]
+        elif not any(f.readable_count for f in report.folders):
+            why = f"{folder} holds no readable images (nor the files of another data kind; each source's reason is above)"
+        else:
+            why = "each source's reason is above"
+        raise CyclekitError(f"no data source can read {folder}, so training would refuse it: {why}")
+    for problem in problems:
+        typer.echo(f"warning: {problem}")
 
 
 @data_app.command("demo")
@@ -511,9 +546,12 @@ def import_cmd(
     dropout: Optional[float] = typer.Option(
         None, "--dropout", help="A U-Net's dropout rate (not in the weights; default 0.5, the reference pix2pix's)."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="-o: replace a bundle there that an import did not write (a run's trained bundle)."
+    ),
 ) -> None:
     """Turn generator weights of the reference CycleGAN/pix2pix code into a cyclekit bundle."""
-    from cyclekit.interop.reference import import_files
+    from cyclekit.interop.reference import REFERENCE_TRAIN_SIZE, import_files
 
     if direction is not None and direction not in ("AtoB", "BtoA"):
         fail(f"--direction: expected AtoB or BtoA, got {direction!r}")
@@ -531,7 +569,13 @@ def import_cmd(
     name = first.parent.name if first.stem.startswith(("latest_net_", "best_net_")) else first.stem
     target = output or Path("imported") / (name or "model")
     bundle, imported = import_files(
-        files, target, domains=names, direction=direction, train_size=train_size, dropout=dropout
+        files,
+        target,
+        domains=names,
+        direction=direction,
+        train_size=REFERENCE_TRAIN_SIZE if train_size is None else train_size,
+        dropout=dropout,
+        overwrite=overwrite,
     )
     for item in imported:
         arch = item.architecture
@@ -542,8 +586,11 @@ def import_cmd(
             typer.echo(f"  dropped {len(item.dropped)} instance-norm running statistics (old PyTorch saves)")
         for what in arch.assumed:
             typer.echo(f"  assumed: {what}")
-    if bundle.train_size is None:
-        typer.echo("  not in the weights: the training size (pass --train-size; the reference trains at 256)")
+    if train_size is None:
+        typer.echo(
+            f"  assumed: training size {REFERENCE_TRAIN_SIZE} px (not in the weights; the reference trains at "
+            f"{REFERENCE_TRAIN_SIZE}; --train-scale and --int8 use it: pass --train-size N if it was another)"
+        )
     typer.echo(f"wrote bundle {target}; try: cyclekit translate IMAGE --model {target}")
 
 
@@ -568,11 +615,14 @@ def pretrained_download(
     name: str = typer.Argument(..., help="A name from `cyclekit pretrained list` (cyclegan/NAME, pix2pix/NAME, NAME)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder (default: in the cache)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default: $CYCLEKIT_CACHE or ~/.cache/cyclekit"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="-o: replace a bundle there that an import did not write (a run's trained bundle)."
+    ),
 ) -> None:
     """Download a pretrained generator (once) and import it into a bundle."""
     from cyclekit.interop.pretrained import download_pretrained
 
-    path, bundle = download_pretrained(name, cache_dir, output)
+    path, bundle = download_pretrained(name, cache_dir, output, overwrite=overwrite)
     entry = bundle.networks["G_AtoB"]
     typer.echo(
         f"{name}: bundle {path} translates AtoB ({bundle.domains['A']} -> {bundle.domains['B']}), "
@@ -628,7 +678,13 @@ def translate(
     if tile is not None:
         translator.check_tiling(tile, overlap)  # before any work, not once per file
     if train_scale and not translator.train_scale:
-        raise CyclekitError(f"--train-scale: {translator.source} does not record the scale it was trained at")
+        fix = "re-export it from a bundle that records it"
+        if translator.source.suffix.lower() != ".onnx":
+            from cyclekit.inference.bundle import read_bundle
+            from cyclekit.inference.provenance import train_size_fix
+
+            fix = train_size_fix(read_bundle(translator.source))
+        raise CyclekitError(f"--train-scale: {translator.source} does not record the scale it was trained at; {fix}")
     if train_scale and tile is not None:
         raise CyclekitError("--train-scale and --tile do not go together: at the training scale an image fits one pass")
 
@@ -670,7 +726,12 @@ def export(
         None, "--web", help="Also write a web page that translates in the browser (onnxruntime-web) to this folder."
     ),
     ort_dir: Optional[Path] = typer.Option(
-        None, "--ort-dir", help="--web: copy onnxruntime-web from this dist folder (works offline; default: CDN)."
+        None,
+        "--ort-dir",
+        help="--web: copy onnxruntime-web from this dist folder (default: fetched once into the cache).",
+    ),
+    cdn: bool = typer.Option(
+        False, "--cdn", help="--web: the page loads onnxruntime-web from the jsDelivr CDN instead of a copy next to it."
     ),
     web_max_side: Optional[int] = typer.Option(
         None, "--web-max-side", help="--web: scale larger images down to this long side in px (default 1024)."
@@ -696,10 +757,12 @@ def export(
         if output is not None and output.resolve() != web.resolve():
             raise CyclekitError("-o and --web both name the folder for the .onnx files; --web DIR puts them in DIR")
         max_side = DEFAULT_MAX_SIDE if web_max_side is None else web_max_side
-        plan = plan_web_page(run, web, ort_dir=ort_dir, max_side=max_side)
+        plan = plan_web_page(
+            run, web, ort_dir=ort_dir, cdn=cdn, max_side=max_side, note=lambda line: typer.echo(line, err=True)
+        )
         output = plan.folder
-    elif ort_dir is not None or web_max_side is not None:
-        raise CyclekitError("--ort-dir and --web-max-side go with --web DIR")
+    elif ort_dir is not None or web_max_side is not None or cdn:
+        raise CyclekitError("--ort-dir, --cdn and --web-max-side go with --web DIR")
     calibration = None
     if int8 or calibrate is not None or holdout is not None:
         from cyclekit.export.quantize import DEFAULT_HOLDOUT, format_int8, load_calibration, quantize_export
@@ -711,7 +774,7 @@ def export(
         if fp16:
             raise CyclekitError("--int8 quantizes the fp32 model; leave out --fp16 (export twice for both files)")
         calibration = load_calibration(run, calibrate, DEFAULT_HOLDOUT if holdout is None else holdout, direction)
-    results = []
+    results, written = [], []
     for r in export_bundle(run, direction, opset=opset, fp16=fp16, out_dir=output):
         results.append(r)
         diffs = ", ".join(f"{c.max_abs_diff:.1e} at {c.height}x{c.width}" for c in r.checks)
@@ -720,7 +783,10 @@ def export(
             f"max abs diff vs PyTorch: {diffs} (batch {r.checks[0].batch}, tolerance {r.tolerance:g})"
         )
         if calibration is not None:
-            typer.echo("\n".join(format_int8(quantize_export(r.path, calibration), calibration)))
+            quantized = quantize_export(r.path, calibration)
+            written.append(quantized.path)
+            typer.echo("\n".join(format_int8(quantized, calibration)))
+    _warn_stale_exports(run, results[0].path.parent if results else output, [r.path for r in results] + written)
     if plan is not None:
         from cyclekit.export.web import write_web_page
 
@@ -734,6 +800,24 @@ def export(
             f"serve it with `{page.serve_command}` and open http://localhost:8000/ "
             "(opened as a file, the page cannot load the model)"
         )
+
+
+def _warn_stale_exports(run: Path, folder: Optional[Path], written: List[Path]) -> None:
+    """One warning line per ONNX file in ``folder`` (not just written) that an older step of the
+    bundle exported: after a resumed training it would otherwise be used without a word."""
+    from cyclekit.inference.bundle import bundle_dir, read_bundle
+    from cyclekit.inference.provenance import bundle_name, stale_exports
+
+    source = bundle_dir(run)
+    folder = folder if folder is not None else source
+    if not folder.is_dir():
+        return
+    runs = None
+    if folder.resolve() != source.resolve():  # a folder that may hold other models' exports too
+        bundle = read_bundle(source)
+        runs = {bundle_name(bundle, source), bundle.run}
+    for note in stale_exports(folder, source, skip=written, runs=runs):
+        typer.echo(f"warning: {note}", err=True)
 
 
 @app.command()
@@ -798,15 +882,23 @@ def eval_cmd(
     ),
     size: Optional[int] = typer.Option(None, "--size", help="Image size for a bundle without its run."),
     device: str = typer.Option("auto", "--device"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="results.json path (default: in the run)."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Write the scores to this .json file only (default: the run's results.json)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="-o: replace an existing file that is not a cyclekit score record."
+    ),
 ) -> None:
     """Score a run: a translation model on the test split(s) (L1/PSNR/SSIM, label scores, FID and KID), a
-    GAN that samples by its recipe's measures (class accuracy, classes covered, classifier Frechet distance)."""
+    GAN that samples by its recipe's measures (class accuracy, classes covered, classifier Frechet distance).
+    A bundle outside a run folder is scored without writing anything unless -o FILE is given."""
     from cyclekit.device import resolve_device
-    from cyclekit.evaluation.evaluate import evaluate, load_fid_network, write_results
+    from cyclekit.evaluation.evaluate import evaluate, has_scores, load_fid_network, why_not_scored, write_results
 
     if max_images is not None and max_images < 2:
         raise CyclekitError(f"--max-images: must be >= 2, got {max_images}")
+    if output is not None:
+        _check_score_output(output, overwrite)
     dev = str(resolve_device(device))
     if _samples(model):
         from cyclekit.recipes.run import score_sampling_run
@@ -816,23 +908,61 @@ def eval_cmd(
             raise CyclekitError(
                 f"{folder} samples; a sampling model is scored within its run folder (cyclekit eval RUN)"
             )
-        results = score_sampling_run(folder.parent, dev)
+        target = output or folder.parent / "results.json"
+        results = score_sampling_run(folder.parent, dev, target)
         numbers = {k: v for k, v in results["sampling"].items() if isinstance(v, (int, float))}
         typer.echo(f"step {results['step']}: " + "  ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
-        typer.echo(f"wrote {folder.parent / 'results.json'}")
-        _refresh_report(folder.parent)
+        typer.echo(f"wrote {target}")
+        if _same_path(target, folder.parent / "results.json"):
+            _refresh_report(folder.parent)
         return
     eval_data, run_dir = _eval_data(model, data, size)
-    target = output or (run_dir or _bundle_folder(model)) / "results.json"
-    if target.suffix != ".json":
-        raise CyclekitError(f"-o: {target} must end in .json")
+    # A bundle outside a run (imported, copied) is never written into: its scores go to -o FILE only.
+    target = output or (run_dir / "results.json" if run_dir is not None else None)
     net = load_fid_network(inception, required=bool(fid)) if fid is not False else None
     results = evaluate(model, eval_data, direction, net, dev, max_images, labels=labels)
-    write_results(results, target)
     typer.echo(format_results(results))
+    if not has_scores(results):
+        where = f"; {target} not written" if target is not None else ""
+        raise CyclekitError(f"nothing scored: {why_not_scored(results)}{where}")
+    if target is None:
+        typer.echo(f"not written: {_bundle_folder(model)} is not inside a run folder (-o FILE writes the scores)")
+        return
+    write_results(results, target)
     typer.echo(f"wrote {target}")
-    if run_dir is not None and target == run_dir / "results.json":
+    if run_dir is not None and _same_path(target, run_dir / "results.json"):
         _refresh_report(run_dir)
+
+
+def _check_score_output(path: Path, overwrite: bool) -> None:
+    """`eval -o FILE`: a .json file that is new, a cyclekit score record, or --overwrite."""
+    if path.suffix != ".json":
+        raise CyclekitError(f"-o: {path} must end in .json")
+    if path.is_dir():
+        raise CyclekitError(f"-o: {path} is a folder; name a .json file")
+    if path.exists() and not overwrite and not _is_score_record(path):
+        raise CyclekitError(
+            f"-o: {path} exists and is not a score record cyclekit wrote; "
+            "pick another -o, or replace it with --overwrite"
+        )
+
+
+def _is_score_record(path: Path) -> bool:
+    """A results.json as `cyclekit eval` and training write it (or a `compare -o` table)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and ("directions" in data or "sampling" in data or {"rows", "columns"} <= set(data))
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
 
 
 def _refresh_report(run_dir: Path) -> None:
@@ -899,8 +1029,15 @@ def format_results(results: dict[str, Any]) -> str:
     from cyclekit.evaluation.evaluate import METRICS
 
     lines = []
+    not_scored = results.get("not_scored", {})
     for direction, row in results["directions"].items():
         counts = results.get("counts", {}).get(direction, {})
+        if direction in not_scored:  # counted, not translated: nothing could score the translations
+            lines.append(
+                f"{direction}: {counts.get('sources', '?')} images, reference {counts.get('reference_split', '?')} "
+                f"({counts.get('reference', '?')} images): not scored"
+            )
+            continue
         lines.append(
             f"{direction}: {counts.get('translated', '?')} images, reference {counts.get('reference_split', '?')}"
         )
@@ -910,7 +1047,7 @@ def format_results(results: dict[str, Any]) -> str:
             if cells:
                 lines.append(f"  {label:12s} " + "  ".join(cells))
     missing = results.get("reproducibility", {}).get("fid_missing")
-    if missing and "not requested" not in missing:
+    if missing and "not requested" not in missing and len(not_scored) < len(results["directions"]):
         lines.append(f"  (no FID/KID: {missing})")
     for direction, metrics in results.get("worse_than_mean_target", {}).items():
         lines.append(

@@ -94,7 +94,7 @@ def test_reference_weights_import_with_identical_outputs(tmp_path: Path, kind: s
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
     assert bundle.translates == {"AtoB": "G_AtoB"} and bundle.domains == {"A": "photo", "B": "label"}
     assert bundle.test_time.dropout == (kind == "unet")
-    assert "not in the weights: the training size" in out
+    assert "assumed: training size 256 px" in out and bundle.train_size == 256  # the reference's, said
 
 
 def test_a_cyclegan_pair_imports_both_directions_named_by_the_reference(tmp_path: Path):

@@ -94,6 +94,7 @@ def test_data_check_asks_every_source(tmp_path: Path) -> None:
     assert code == 1 and "verdict: not usable" in out
     assert "verdict:   mnist: " in out and "verdict:   classes: " in out  # each source's reason
     assert err.strip().startswith("error: no data source can read") and len(err.strip().splitlines()) == 1
+    assert "holds no readable images" in err  # the likeliest reason in the error line itself
 
 
 # 2 ------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from cyclekit.choices import DIRECTIONS
 from cyclekit.errors import CyclekitError
 from cyclekit.inference.bundle import Bundle, NetworkEntry, bundle_dir, file_sha256, load_network, read_bundle
 from cyclekit.inference.onnx_backend import ONNX_FORMAT_KEY, ONNX_FORMAT_VERSION
+from cyclekit.inference.provenance import bundle_name, safe_name
 
 # torch 2.13's default (torch.export-based) exporter writes opset 18 and up; it cannot convert
 # down to 17 (no Pad adapter), so 17 goes through the older TorchScript exporter.
@@ -148,7 +149,7 @@ def export_bundle(
         net = load_network(folder, bundle, key, "cpu", dropout=False)
         target = out_dir / export_name(d, fp16)
         refuse_foreign_file(target)
-        metadata = onnx_metadata(bundle, d, entry, sha, fp16)
+        metadata = onnx_metadata(bundle, d, entry, sha, fp16, name=bundle_name(bundle, folder))
         results.append(
             _export_one(net, target, metadata, opset, fp16, sizes, bundle.channels or 3, bundle.size_multiple)
         )
@@ -190,8 +191,11 @@ def default_check_sizes(train_size: Any, multiple: int = 4, min_size: int = 8) -
     return [(t, t), (t, wide)]
 
 
-def onnx_metadata(bundle: Bundle, direction: str, entry: NetworkEntry, sha: str, fp16: bool) -> dict[str, str]:
-    """The metadata_props that make an exported file self-describing (all values are strings)."""
+def onnx_metadata(
+    bundle: Bundle, direction: str, entry: NetworkEntry, sha: str, fp16: bool, name: str = ""
+) -> dict[str, str]:
+    """The metadata_props that make an exported file self-describing (all values are strings).
+    ``name``: the bundle's short safe name (`cyclekit.inference.provenance.bundle_name`), as ``run``."""
     domains = bundle.domains
     source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
     channels = bundle.channels or 3
@@ -222,7 +226,7 @@ def onnx_metadata(bundle: Bundle, direction: str, entry: NetworkEntry, sha: str,
         "arch_options": json.dumps(entry.options, sort_keys=True),
         "source_weights": entry.file,
         "source_weights_sha256": sha,
-        "run": bundle.run,
+        "run": name or safe_name(bundle.run),
         "step": str(bundle.step),
         # The scale the model was trained at: images resized to load_size, then cropped to train_size.
         "train_size": "" if bundle.train_size is None else str(bundle.train_size),
@@ -462,7 +466,7 @@ def export_sampler(
         "arch": entry.arch,
         "arch_options": json.dumps(entry.options, sort_keys=True),
         "source_weights_sha256": sha,
-        "run": bundle.run,
+        "run": bundle_name(bundle, folder),
         "step": str(bundle.step),
     }
     onnx.helper.set_model_props(proto, metadata)

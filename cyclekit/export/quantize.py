@@ -132,9 +132,11 @@ def load_calibration(
             f"--int8: {bundle_folder} holds a generator that samples; int8 export is for models that translate"
         )
     if not bundle.train_size:
+        from cyclekit.inference.provenance import train_size_fix
+
         raise CyclekitError(
             f"--int8: {bundle_folder} does not record its training size (an older cyclekit), which calibration "
-            "needs; retrain or re-save it with a current cyclekit"
+            f"needs; {train_size_fix(bundle)}"
         )
     if direction in ("all", "both") and len(bundle.translates) > 1:
         d = bundle.domains
@@ -373,7 +375,8 @@ def format_int8(result: Int8Result, data: CalibrationSet) -> list[str]:
         f"int8, {result.settings.describe()}; calibrated on {result.calibration_images} images of {data.folder} "
         f"at {data.size}x{data.size})",
         f"  PSNR vs fp32 on {result.holdout_images} held-out images of {data.folder} (not used for calibration; "
-        f"--holdout {data.holdout_fraction:g}): mean {result.psnr_mean:.1f} dB, worst {result.psnr_min:.1f} dB",
+        f"--holdout {data.holdout_fraction:g}), measured at the training size ({data.size}x{data.size}): "
+        f"mean {result.psnr_mean:.1f} dB, worst {result.psnr_min:.1f} dB",
     ]
     if result.psnr_mean < GOOD_PSNR_DB:
         lines.append(

@@ -121,7 +121,8 @@ def check_bundle_target(
         if overwrite:
             return  # a damaged cyclekit bundle: replaced on request
         raise CyclekitError(
-            f"{target} holds a cyclekit bundle that cannot be read; pass --overwrite to replace it, or choose another -o"
+            f"{target} holds a cyclekit bundle that cannot be read; "
+            "pass --overwrite to replace it, or choose another -o"
         )
     if overwrite or ours(existing):
         return
@@ -139,7 +140,9 @@ def check_bundle_target(
 # stale exports
 
 
-def stale_export_note(path: str | Path, props: Mapping[str, str], bundle_folder: str | Path | None = None) -> str | None:
+def stale_export_note(
+    path: str | Path, props: Mapping[str, str], bundle_folder: str | Path | None = None
+) -> str | None:
     """One line when the ONNX export ``path`` (its metadata ``props``) is older than the bundle
     it came from: ``bundle_folder``, default the folder ``path`` lies in when it holds a bundle.
     None when it is current, or when there is no bundle to compare with."""

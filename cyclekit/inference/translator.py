@@ -10,8 +10,8 @@ paths that need it do), so translating with an ONNX file works where torch is no
 
 from __future__ import annotations
 
+import logging
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from cyclekit.choices import DIRECTION_TO
 from cyclekit.data.images import LUMA, from_model_array, split_alpha, to_model_array, whiten_transparent
 from cyclekit.errors import CyclekitError
 from cyclekit.inference.backend import Backend
+from cyclekit.inference.provenance import bundle_name, domain_label, onnx_run_name, stale_export_note
 
 if TYPE_CHECKING:
     import torch
@@ -101,9 +102,13 @@ class Translator:
 
             backend = OnnxBackend(path, device)
             meta = backend.meta
+            raw = dict(backend.session.get_modelmeta().custom_metadata_map)
+            stale = stale_export_note(path, raw)  # an export an older step of its bundle left
+            if stale is not None:
+                logging.getLogger("cyclekit.inference").warning(stale)
             return cls(
                 backend,
-                name=meta["run"] or path.stem,
+                name=onnx_run_name(meta["run"], path),
                 domains=meta["domains"],
                 channels=meta["channels"],
                 size_multiple=meta["size_multiple"],
@@ -123,7 +128,7 @@ class Translator:
             raise CyclekitError(f"{folder} does not hold an image model")
         return cls(
             backend,
-            name=b.run or (folder.parent.name if folder.name == "bundle" else folder.name),
+            name=bundle_name(b, folder),
             domains=b.domains,
             channels=b.channels,
             size_multiple=b.size_multiple,
@@ -167,7 +172,7 @@ class Translator:
     def target_label(self, to: str | None) -> str:
         """Domain name of the target (or its letter when unnamed), for file and folder names."""
         letter = self.target(to)
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.domains[letter]) or letter
+        return domain_label(self.domains[letter], letter)
 
     # -- translation ------------------------------------------------------------------------
 

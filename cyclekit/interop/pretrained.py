@@ -4,13 +4,14 @@ The URLs are the ones the reference's scripts/download_cyclegan_model.sh and
 download_pix2pix_model.sh use. Each file is one generator (a CycleGAN model maps one way: both
 horse2zebra and zebra2horse are published), trained at 256 px. No checksums are published, so a
 download is checked by importing it: a file that is not a generator of the expected family is
-deleted and named. Fetching goes through `cyclekit.fetch`, as the datasets do: cached, resumed
-after an interruption, atomic.
+deleted and named, before anything is written (a bundle already in the output folder stays).
+Fetching goes through `cyclekit.fetch`, as the datasets do: cached, resumed after an
+interruption, atomic.
 """
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cyclekit.data.catalogue import default_cache_dir
 from cyclekit.errors import CyclekitError, did_you_mean
 from cyclekit.fetch import DownloadError, ProgressFn, download_file
 from cyclekit.inference.bundle import Bundle
-from cyclekit.interop.reference import REFERENCE_TRAIN_SIZE, import_files, refuse_foreign_folder
+from cyclekit.interop.reference import REFERENCE_TRAIN_SIZE, Imported, import_files, refuse_foreign_folder
 
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{name}.pth"
@@ -99,14 +100,29 @@ def is_downloaded(model: PretrainedModel, cache_dir: Path) -> bool:
 
 
 def download_pretrained(
-    name: str, cache_dir: Path | None = None, output: Path | None = None, progress: ProgressFn | None = None
+    name: str,
+    cache_dir: Path | None = None,
+    output: Path | None = None,
+    progress: ProgressFn | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, Bundle]:
     """Fetch ``name``'s weights into the cache (once) and import them into a bundle: ``output``,
-    or the cache's bundle folder. Returns the bundle folder and the bundle."""
+    or the cache's bundle folder. Returns the bundle folder and the bundle.
+
+    The generator is checked (the model's family) before anything is written: a refused download
+    leaves ``output`` as it was. ``output`` may hold an earlier import; another bundle (a run's)
+    only with ``overwrite``."""
     model = get_pretrained(name)
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     target = output if output is not None else bundle_path(model, cache_dir)
-    refuse_foreign_folder(target)
+    refuse_foreign_folder(target, overwrite)
+    expected = "unet" if model.family == "pix2pix" else "resnet"
+
+    def right_family(imported: Sequence[Imported]) -> None:
+        got = imported[0].architecture.arch
+        if got != expected:
+            raise CyclekitError(f"{model.url} held a {got} generator, not the {model.family} model's {expected}")
+
     weights = weights_path(model, cache_dir)
     fetched_now = not weights.is_file()
     try:
@@ -123,17 +139,15 @@ def download_pretrained(
             domains={"A": model.source, "B": model.target},
             direction="AtoB",
             train_size=REFERENCE_TRAIN_SIZE,
+            overwrite=overwrite,
+            check=right_family,
         )
     except CyclekitError as exc:
+        kept = f"; {target} is as it was" if target.exists() else ""
         if fetched_now:
             weights.unlink(missing_ok=True)
-            raise CyclekitError(f"{exc}; the downloaded file was deleted, so the next try downloads it again") from None
-        raise CyclekitError(f"{exc}; delete {weights} to download it again") from None
-    expected = "unet" if model.family == "pix2pix" else "resnet"
-    got = bundle.networks["G_AtoB"].arch
-    if got != expected:
-        shutil.rmtree(target, ignore_errors=True)
-        if fetched_now:
-            weights.unlink(missing_ok=True)
-        raise CyclekitError(f"{model.url} held a {got} generator, not the {model.family} model's {expected}")
+            raise CyclekitError(
+                f"{exc}; the downloaded file was deleted, so the next try downloads it again{kept}"
+            ) from None
+        raise CyclekitError(f"{exc}; delete {weights} to download it again{kept}") from None
     return target, bundle

@@ -17,8 +17,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from torch import nn
 
 from cyclekit.errors import CyclekitError
 from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime, write_bundle
+from cyclekit.inference.provenance import check_bundle_target, is_imported, safe_name
 from cyclekit.models import build_model
 
 REFERENCE_TRAIN_SIZE = 256  # --crop_size of the reference's train.py (load 286, crop 256)
@@ -74,9 +74,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: refused: it holds more than tensors ({found.group(1)}), which loading it would run; "
             "import reads weights only"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise CyclekitError(f"{path}: not a PyTorch weights file ({reason})") from None
+    except OSError as exc:
+        if exc.errno is not None and exc.strerror:  # unreadable (permissions, a device error), not malformed
+            raise CyclekitError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise CyclekitError(f"{path}: not a PyTorch weights file ({_reason(exc)})") from None
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the weights-only unpickler raises KeyError, EOFError,
+        # RuntimeError, ValueError, IndexError, zipfile.BadZipFile, ... on files that are not weights
+        raise CyclekitError(f"{path}: not a PyTorch weights file ({_reason(exc)})") from None
     if not isinstance(obj, Mapping):
         raise CyclekitError(f"{path}: expected a state dict (names -> tensors), got a {type(obj).__name__}")
     state: dict[str, torch.Tensor] = {}
@@ -94,6 +100,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason from an exception of the loader (a bare KeyError says only a number)."""
+    text = " ".join(str(exc).split())[:120]
+    if isinstance(exc, (KeyError, IndexError)) or not text:
+        return f"unreadable pickle: {type(exc).__name__}" + (f" {text}" if text else "")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,13 +303,20 @@ def import_files(
     direction: str | None = None,
     train_size: int | None = None,
     dropout: float | None = None,
+    overwrite: bool = False,
+    check: Callable[[Sequence[Imported]], None] | None = None,
 ) -> tuple[Bundle, list[Imported]]:
-    """Import one generator (``direction``, default AtoB) or a G_A/G_B pair into the bundle ``output``."""
+    """Import one generator (``direction``, default AtoB) or a G_A/G_B pair into the bundle ``output``.
+
+    ``output`` may hold an earlier import (replaced); another bundle only with ``overwrite``
+    (`refuse_foreign_folder`). ``check``: raises CyclekitError for generators that are not the
+    ones expected, before anything is written. The bundle's name (its ``run``) is ``output``'s
+    folder name, made safe: outputs and web pages are named after it."""
     if not paths:
         raise CyclekitError("give one generator file, or the G_A and G_B files of a CycleGAN")
     if len(paths) > 2:
         raise CyclekitError(f"give at most two generator files (G_A and G_B), got {len(paths)}")
-    refuse_foreign_folder(output)
+    refuse_foreign_folder(output, overwrite)
     named = [direction_of(p) for p in paths]
     if len(paths) == 2:
         if sorted(d or "" for d in named) != ["AtoB", "BtoA"]:
@@ -313,15 +334,20 @@ def import_files(
         domains = domains_from_name(re.sub(r"_(pretrained|cyclegan|pix2pix)$", "", stem))
         if domains is not None and directions == ["BtoA"] and len(paths) == 1:
             domains = {"A": domains["B"], "B": domains["A"]}  # zebra2horse.pth given as --direction BtoA
-    run = "imported from " + ", ".join(p.name for p in paths)
+    if check is not None:
+        check(imported)
+    run = safe_name(Path(output).absolute().name, safe_name(paths[0].stem))
     bundle, modules = build_bundle(imported, domains=domains, train_size=train_size, run=run)
+    bundle = dataclasses.replace(bundle, imported_from=tuple(p.name for p in paths))
     written = write_bundle(output, bundle, modules)
     return written, imported
 
 
-def refuse_foreign_folder(output: Path) -> None:
-    """Write only into a new folder, an empty one, or a bundle cyclekit wrote."""
+def refuse_foreign_folder(output: Path, overwrite: bool = False) -> None:
+    """Write only into a new folder, an empty one, or a bundle an import wrote; another bundle (a
+    run's trained one) only with ``overwrite``; never over a file or a folder of other files."""
     if output.exists() and not output.is_dir():
         raise CyclekitError(f"{output} exists and is not a folder; choose another -o")
     if output.is_dir() and any(output.iterdir()) and not (output / "config.json").is_file():
         raise CyclekitError(f"{output} holds files that are not a cyclekit bundle; choose another -o")
+    check_bundle_target(output, "import", ours=is_imported, overwrite=overwrite)
