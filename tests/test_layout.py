@@ -82,6 +82,8 @@ FORBIDDEN = {
 ALLOWED = {
     "cyclekit.recipes": [
         "cyclekit.inference.bundle",
+        # who may replace a bundle folder (cyclekit bundle -o): the writer's own rule, torch-free
+        "cyclekit.inference.provenance",
         "cyclekit.evaluation.evaluate",
         "cyclekit.evaluation.tracking",
         "cyclekit.evaluation.scores",
