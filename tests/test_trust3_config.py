@@ -127,3 +127,30 @@ def test_an_embedding_file_of_strings_or_records_is_one_line(tmp_path: Path, arr
     code, _, err = cli("train", str(config), "--data-root", str(data), "--out", str(tmp_path / "o"), "--quiet")
     line = one_error(err)
     assert code == 1 and "img 02.npy" in line and "not numbers" in line, line
+
+
+SMALL_PRESETS = [
+    "demo", "facades-small", "horse2zebra-small", "maps-small", "dcgan-small", "gan-ring", "digits-cgan",
+    "digits-acgan", "digits-sgan", "digits-wgan", "digits-began", "scenes-stackgan",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SMALL_PRESETS)
+def test_every_small_preset_gives_its_run_time(name: str):
+    """Each small preset says how long it takes on a 2-core CPU (docs/benchmarks.md has the runs)."""
+    import re
+
+    from cyclekit.config import PRESET_DIR, read_yaml
+
+    description = read_yaml(PRESET_DIR / f"{name}.yaml")["description"]
+    found = re.search(r"about ([\d.]+) minutes on a 2-core CPU", description)
+    assert found and float(found.group(1)) <= 15, description
+
+
+def test_maps_small_fits_fifteen_minutes():
+    """1,096 training pairs at facades-small's measured step rate (8,000 steps in 549 s)."""
+    from cyclekit.config import PRESET_DIR, read_yaml
+
+    train = read_yaml(PRESET_DIR / "maps-small.yaml")["train"]
+    steps = 1096 * (train["epochs"] + train["decay_epochs"])
+    assert steps * 549 / 8000 <= 15 * 60, steps
