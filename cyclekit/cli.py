@@ -486,7 +486,9 @@ def data_check(
         if problems:
             why = problems[0]
         elif not any(f.readable_count for f in report.folders):
-            why = f"{folder} holds no readable images (nor the files of another data kind; each source's reason is above)"
+            why = (
+                f"{folder} holds no readable images (nor the files of another data kind; each source's reason is above)"
+            )
         else:
             why = "each source's reason is above"
         raise CyclekitError(f"no data source can read {folder}, so training would refuse it: {why}")

@@ -27,7 +27,9 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise YamlRefused(f"uses a YAML alias (*{event.anchor}, line {event.start_mark.line + 1}); configs take none")
+            raise YamlRefused(
+                f"uses a YAML alias (*{event.anchor}, line {event.start_mark.line + 1}); configs take none"
+            )
         return super().compose_node(parent, index)
 
 

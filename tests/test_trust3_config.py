@@ -19,7 +19,7 @@ from tests.helpers import TINY_CYCLEGAN, cli, train_args
 # Nine levels, nine aliases each: 9**9 (387 million) leaves once expanded, in about 400 bytes.
 BOMB = "\n".join(
     ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-    + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
 )
 
 

@@ -553,7 +553,9 @@ def probe_mnist(root: Path) -> str:
     images, labels = _read_mnist_folder(Path(root), "train")
     names = mnist_class_names(Path(root))  # a bad classes.txt is refused here as training refuses it
     h, w = images.shape[1:]
-    named = f" ({', '.join(names[:4])}, ... from {MNIST_CLASS_FILE})" if (Path(root) / MNIST_CLASS_FILE).is_file() else ""
+    named = (
+        f" ({', '.join(names[:4])}, ... from {MNIST_CLASS_FILE})" if (Path(root) / MNIST_CLASS_FILE).is_file() else ""
+    )
     text = (
         f"MNIST-format idx files: {len(images):,} train images, {h} x {w} px grey, "
         f"{len(np.unique(labels))} classes{named}"
