@@ -31,6 +31,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cyclekit.config import Config
+from cyclekit.data.protocol import RunData
 from cyclekit.errors import CyclekitError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,11 +118,13 @@ def bench(
 ) -> BenchResult:
     """Measure ``config`` (see the module docstring); ``images``: a folder for the translate row
     (default: ``n_images`` generated photo-like images at the crop size)."""
+    from cyclekit.recipes import get_recipe
     from cyclekit.recipes.common import seed_everything
-    from cyclekit.recipes.run import build_recipe
+    from cyclekit.recipes.run import open_data
 
     seed_everything(config.seed)
-    recipe = build_recipe(config, data_root=data_root)
+    config, data = open_data(config, data_root)  # located and opened once, for both recipes built here
+    recipe = get_recipe(config.recipe)(config, data)
     device = recipe.device
     result = BenchResult(
         config=name,
@@ -144,7 +147,7 @@ def bench(
         recipe.train_step(next(iter(batches)), 0)
     flops = counter.get_total_flops()
     del batches
-    seconds = _loop_step_times(config, data_root, warmup, steps)
+    seconds = _loop_step_times(config, data, warmup, steps)
     from cyclekit.train.precision import resolve_precision
 
     result.precision, result.compiled = resolve_precision(config.train.precision, device).name, config.train.compile
@@ -162,18 +165,18 @@ def bench(
     return result
 
 
-def _loop_step_times(config: Config, data_root: Path | None, warmup: int, steps: int) -> list[float]:
+def _loop_step_times(config: Config, data: RunData, warmup: int, steps: int) -> list[float]:
     """Seconds of each of ``steps`` training steps after ``warmup`` ones, as the training loop
     logs them (data loading included), from a real `fit` in a temporary run folder."""
     import dataclasses
 
+    from cyclekit.recipes import get_recipe
     from cyclekit.recipes.common import seed_everything
-    from cyclekit.recipes.run import build_recipe
     from cyclekit.records import read_json_lines
     from cyclekit.train.loop import fit
 
     seed_everything(config.seed)
-    recipe = build_recipe(config, data_root=data_root)
+    recipe = get_recipe(config.recipe)(config, data)
     train = dataclasses.replace(
         config.train,
         max_steps=warmup + steps,

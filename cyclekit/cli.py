@@ -366,37 +366,54 @@ def sample(
     from cyclekit.atomic import check_output_file
     from cyclekit.data.images import save_grid
     from cyclekit.data.ring import save_samples
-    from cyclekit.inference.bundle import bundle_dir, read_bundle
-    from cyclekit.inference.sampling import class_labels, sample_gan
+    from cyclekit.inference.sampling import (
+        class_labels,
+        missing_embedding,
+        sample_stages,
+        sampling_bundle,
+        save_stage_grid,
+        text_condition,
+    )
 
     if n is not None and n <= 0:
         raise CyclekitError(f"-n: must be > 0, got {n}")
     check_output_file(output, (".png",))
-    bundle = read_bundle(bundle_dir(run))
-    classes = bundle.samples.classes if bundle.samples is not None else ()
+    folder, _, samples = sampling_bundle(run)
+    signature = samples.signature  # what the generator takes and gives: this drives everything below
+    classes = signature.classes
     if text is not None and class_ is not None:
         raise CyclekitError("--text and --class: give one of them")
     if class_ is None and classes and text is None:
         class_ = "all"
-    if bundle.samples is not None and bundle.samples.condition is not None:
-        _sample_stacked(run, bundle.samples, n, class_, text, output, seed, device, overwrite)
-        return
-    if text is not None:
-        raise CyclekitError(f"--text: {bundle_dir(run)} holds a generator that is not conditioned on text")
-    if class_ is None:
-        count = n or 64
-        _refuse_existing_output(output, overwrite)
-        save_samples(sample_gan(run, count, seed=seed, device=device), output)
-    else:
-        labels = class_labels(classes, class_, n or (10 if class_ == "all" else 64))
+    stacked = len(signature.outputs) > 1  # every stage shown side by side, fewer samples by default
+    embedding = signature.input("embedding")
+    labels, embeddings, title = None, None, ""
+    if class_ is not None:
+        default = (4 if stacked else 10) if class_ == "all" else (16 if stacked else 64)
+        labels = class_labels(classes, class_, n or default)
         count = len(labels)
-        _refuse_existing_output(output, overwrite)
-        samples = sample_gan(run, count, seed=seed, device=device, labels=labels)
-        if class_ == "all":
-            per_class = count // len(classes)
-            save_grid(samples, output, nrow=per_class, row_labels=classes)
-        else:
-            save_samples(samples, output)
+        title = "" if class_ == "all" else f"class {classes[labels[0]]}"
+    else:
+        count = n or (16 if stacked or embedding is not None else 64)
+    if embedding is not None and text is None:
+        raise CyclekitError(missing_embedding(folder, embedding))
+    if text is not None:
+        embeddings = text_condition(folder, [text]).expand(count, -1)
+        title = f'"{text}"'
+    _refuse_existing_output(output, overwrite)
+    stages = sample_stages(folder, count, seed, device, labels, embeddings)
+    every_class = class_ == "all"
+    rows = list(classes) if every_class else None
+    per_row = count // len(classes) if every_class else max(1, int(count**0.5))
+    if stacked:
+        save_stage_grid(stages, output, per_row, title, row_labels=rows)
+        sides = " and ".join(f"{s.shape[-1]} px" for s in stages)
+        typer.echo(f"wrote {count} samples ({sides}) to {output}")
+        return
+    if every_class:
+        save_grid(stages[-1], output, nrow=per_row, row_labels=rows)
+    else:
+        save_samples(stages[-1], output)
     typer.echo(f"wrote {count} samples to {output}")
 
 
@@ -405,36 +422,6 @@ def _refuse_existing_output(output: Path, overwrite: bool) -> None:
     --overwrite. Checked once the arguments are known to be good, before any sampling."""
     if not overwrite and os.path.lexists(output):
         raise CyclekitError(f"{output} already exists; pass --overwrite to replace it, or choose another -o file")
-
-
-def _sample_stacked(
-    run: Path, samples: Any, n: Optional[int], class_: Optional[str], text: Optional[str], output: Path,
-    seed: int, device: str, overwrite: bool = False,
-) -> None:  # fmt: skip
-    """`sample` for a generator conditioned on vectors (StackGAN): --text or --class, every stage shown."""
-    from cyclekit.inference.bundle import bundle_dir
-    from cyclekit.inference.sampling import class_labels, onehot, sample_stages, save_stage_grid, text_condition
-
-    if class_ is not None:
-        labels = class_labels(samples.classes, class_, n or (4 if class_ == "all" else 16))
-        count = len(labels)
-        _refuse_existing_output(output, overwrite)
-        stages = sample_stages(run, count, seed, device, onehot(samples.classes, labels, count))
-        per_row = count // len(samples.classes) if class_ == "all" else max(1, int(count**0.5))
-        rows = list(samples.classes) if class_ == "all" else None
-        title = "" if class_ == "all" else f"class {samples.classes[labels[0]]}"
-        save_stage_grid(stages, output, per_row, title, row_labels=rows)
-    else:
-        if text is None:
-            raise CyclekitError(
-                f'{bundle_dir(run)} holds a generator conditioned on text: give a caption (--text "...")'
-            )
-        count = n or 16
-        condition = text_condition(run, [text]).expand(count, -1)
-        _refuse_existing_output(output, overwrite)
-        stages = sample_stages(run, count, seed, device, condition)
-        save_stage_grid(stages, output, max(1, int(count**0.5)), f'"{text}"')
-    typer.echo(f"wrote {count} samples ({' and '.join(str(s.shape[-1]) + ' px' for s in stages)}) to {output}")
 
 
 # --------------------------------------------------------------------------------------------

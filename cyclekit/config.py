@@ -31,6 +31,7 @@ from cyclekit import yamltext
 from cyclekit.atomic import atomic_write
 from cyclekit.choices import DIRECTIONS, EVAL_METRICS, InitKind, Logger
 from cyclekit.errors import ConfigError, did_you_mean
+from cyclekit.players import READS, Player, Settings
 from cyclekit.typed import coerce, describe, from_dict, plain, positive
 
 if TYPE_CHECKING:
@@ -132,21 +133,109 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """The optimizer of the recipe's players (`cyclekit.players`). A key left out (or null) takes
+    the recipe's default, its paper's (WGAN: RMSprop 5e-5; WGAN-GP: Adam 1e-4, betas (0, 0.9)); a
+    key the optimizer does not read is refused, and null once the config is resolved."""
+
     # adam, or rmsprop (WGAN: "momentum based methods such as Adam" made the critic unstable:
-    # Arjovsky et al. 2017, Sec. 3); the recipe's default
+    # Arjovsky et al. 2017, Sec. 3); the recipe's default (wgan: rmsprop with constraint clip, adam with gp)
     kind: Literal["adam", "rmsprop"] = "adam"
-    lr: float = 2e-4  # generator lr (Adam 2e-4: Zhu et al. 2017, Sec. 4; Isola et al. 2017, Sec. 3.3)
-    lr_d: Optional[float] = None  # discriminator (critic) lr; defaults to lr
-    beta1: float = 0.5  # Adam's first-moment decay (0.5: Radford et al. 2016)
-    beta2: float = 0.999  # Adam's second-moment decay
+    # the generator's lr, the recipe's default (Adam 2e-4: Zhu et al. 2017, Sec. 4; Isola et al. 2017, Sec. 3.3)
+    lr: float = 2e-4
+    lr_d: Optional[float] = None  # discriminator (critic) lr; null: lr (refused in a recipe without one)
+    # Adam's first-moment decay, the recipe's default (0.5: Radford et al. 2016; WGAN-GP: 0, Gulrajani et al. 2017)
+    beta1: Optional[float] = 0.5
+    beta2: Optional[float] = 0.999  # Adam's second-moment decay, the recipe's default (WGAN-GP: 0.9)
+    alpha: Optional[float] = None  # RMSprop's smoothing constant, the recipe's default (0.99, PyTorch's)
 
     def __post_init__(self) -> None:
         positive(self, "optim", "lr")
         if self.lr_d is not None and self.lr_d <= 0:
             raise ConfigError(f"optim.lr_d: must be > 0, got {self.lr_d}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"optim.{name}: must be in [0, 1), got {getattr(self, name)}")
+        for name in ("beta1", "beta2", "alpha"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"optim.{name}: must be in [0, 1), got {value}")
+
+    def settings(self, player: Player) -> Settings:
+        """What ``player``'s optimizer is built with: this section's kind and its betas or alpha,
+        and the learning rate of the key the player reads (lr_d falls back to lr)."""
+        lr = self.lr_d if player.lr_key == "lr_d" and self.lr_d is not None else self.lr
+        if self.kind == "adam":
+            betas = (_given(self.beta1, player.betas[0]), _given(self.beta2, player.betas[1]))
+            return Settings("adam", lr, betas, None)
+        return Settings("rmsprop", lr, None, _given(self.alpha, player.alpha))
+
+
+def _given(value: Optional[float], default: float) -> float:
+    return default if value is None else value
+
+
+# What every config.yaml of cyclekit before players recorded for the betas, whatever the optimizer.
+_RECORDED_BETAS = {"beta1": 0.5, "beta2": 0.999}
+_OPTIM_NAMES = {"adam": "Adam", "rmsprop": "RMSprop"}
+
+
+def resolve_optim(raw: Any, spec: type[Recipe], options: Any) -> OptimConfig:
+    """The `optim:` section for the recipe's players (`spec.players(options)`): each key left out
+    (or null) takes the players' default, the paper's; a key no player reads is an error in one
+    line (Adam's betas under RMSprop, RMSprop's alpha under Adam, lr_d in a recipe whose players
+    all read lr). The resolved values are returned, those not read as null, so config.yaml records
+    what trained. A config.yaml of an earlier cyclekit recorded beta1 0.5 and beta2 0.999 under
+    RMSprop too (unread); those are dropped with a warning, so such a run loads and resumes as it trained."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"optim: expected a mapping of keys, got {describe(raw)}")
+    from_dict(OptimConfig, raw, "optim")  # types, ranges and unknown keys, each named
+    given = {k: v for k, v in raw.items() if v is not None}
+    players = tuple(spec.players(options))
+    first = players[0]
+    for p in players[1:]:
+        if (p.kind, p.betas, p.alpha) != (first.kind, first.betas, first.alpha):
+            raise ConfigError(
+                f"recipe {spec.name}: its players {first.name} and {p.name} declare different optimizers, "
+                "but optim: is one section"
+            )
+    kind = given.get("kind", first.kind)
+    reads = READS[kind]
+    unread = [k for k in ("beta1", "beta2", "alpha") if k in given and k not in reads]
+    if unread and kind == "rmsprop" and "lr_d" in raw and all(raw.get(k) == v for k, v in _RECORDED_BETAS.items()):
+        logger.warning(
+            "optim.beta1, optim.beta2: dropped 0.5, 0.999 (RMSprop does not read them; "
+            "a config.yaml of an earlier cyclekit recorded Adam's defaults)"
+        )
+        given = {k: v for k, v in given.items() if k not in _RECORDED_BETAS}
+        unread = [k for k in unread if k not in _RECORDED_BETAS]
+    if unread:
+        raise ConfigError(
+            f"optim.{unread[0]}: not read by {_OPTIM_NAMES[kind]} (optim.kind {kind}); it reads lr, lr_d, "
+            f"{', '.join(reads)}"
+        )
+    for key in ("lr", "lr_d"):
+        if key in given and not any(p.lr_key == key for p in players):
+            who = ", ".join(f"{p.name} ({', '.join(p.nets)}: optim.{p.lr_key})" for p in players)
+            raise ConfigError(
+                f"optim.{key}: no player of recipe {spec.name} reads it; "
+                f"{'its one player is' if len(players) == 1 else 'its players are'} {who}"
+            )
+    by_key = {key: next((p for p in players if p.lr_key == key), None) for key in ("lr", "lr_d")}
+    lr = given.get("lr", (by_key["lr"] or first).lr)
+    lr_d = given.get("lr_d")
+    d_player = by_key["lr_d"]
+    if lr_d is None and "lr" not in given and d_player is not None and d_player.lr != lr:
+        lr_d = d_player.lr  # the discriminator's own default, where the recipe's paper gives one
+    adam = kind == "adam"
+    return from_dict(
+        OptimConfig,
+        {
+            "kind": kind,
+            "lr": lr,
+            "lr_d": lr_d,
+            "beta1": given.get("beta1", first.betas[0]) if adam else None,
+            "beta2": given.get("beta2", first.betas[1]) if adam else None,
+            "alpha": None if adam else given.get("alpha", first.alpha),
+        },
+        "optim",
+    )
 
 
 @dataclass(frozen=True)
@@ -317,8 +406,11 @@ def parse_config(
     options = from_dict(spec.Options, _section(data, name), name)
     _set_fixed_keys(data, spec, options)
     sections = {
-        s: from_dict(cls, _section(data, s), s) for s, cls in SHARED_SECTIONS.items() if s not in ("data", "model")
+        s: from_dict(cls, _section(data, s), s)
+        for s, cls in SHARED_SECTIONS.items()
+        if s not in ("data", "model", "optim")
     }
+    sections["optim"] = resolve_optim(_section(data, "optim"), spec, options)
     sections["data"] = parse_data(_section(data, "data"), spec, sources, legacy)
     sections["model"] = parse_model(_section(data, "model"), spec)
     config = Config(recipe=name, **top, **sections, options=options)

@@ -6,13 +6,17 @@ Class side (read when a config loads, before any data): ``name``, ``description`
 (the frozen dataclass of the recipe's own config section), ``default_kind`` and ``needs`` (the
 batch keys a step reads, as alternatives; a data source must give one of them), ``networks``
 (its network slots, `model.<slot>`), ``defaults`` (raw config values the recipe starts from),
-``moved_keys`` (old key -> option name), ``dropped_keys`` (old keys it never read), `fixed_keys`,
+``moved_keys`` (old key -> option name), ``dropped_keys`` (old keys it never read), `fixed_keys`, `players`,
 ``translates`` (the bundle translates images, or samples) and `check`.
 `build_networks` and `make_bundle` work from a config alone (rebuilding a bundle from a
 checkpoint needs no data).
 
-Instance side (one training process): ``config``, ``device``, ``state`` (everything a checkpoint
-holds), ``root`` (the data folder read, or None), and the loop's methods: `steps_per_epoch`,
+Instance side (one training process): built from the config and the run's data, a
+`cyclekit.data.protocol.RunData` that the run located and opened once through the data source
+(`cyclekit.recipes.run.open_data`: train and test splits as typed datasets; a recipe never finds
+data itself and never compares data-kind names: it asks the source's capabilities). Members:
+``config``, ``device``, ``state`` (everything a checkpoint holds), ``data`` (and ``root``, the
+data folder read, or None), and the loop's methods: `steps_per_epoch`,
 `batches`, `train_step`, `write_samples`, `write_bundle`, `data_summary`, `unscored_reason`; `evaluate` scores the
 trained run (the run's results.json), empty by default, after `load_bundle` for `cyclekit eval`.
 """
@@ -28,9 +32,11 @@ import torch
 from torch import Tensor
 
 from cyclekit.config import Config
+from cyclekit.players import Player, generator_and_discriminator
 from cyclekit.train.state import TrainingState
 
 if TYPE_CHECKING:
+    from cyclekit.data.protocol import RunData
     from cyclekit.inference.bundle import Bundle
 
 
@@ -54,7 +60,7 @@ class Recipe(ABC):
     config: Config
     device: torch.device
     state: TrainingState
-    root: Path | None = None
+    data: RunData
 
     # -- class side ------------------------------------------------------------------------------
 
@@ -71,6 +77,22 @@ class Recipe(ABC):
         return {}
 
     @classmethod
+    def fit_to_data(cls, config: Config, root: Path | None) -> Config:
+        """``config`` with what it leaves to the located data (``root``) filled in, before the
+        datasets are built (the run records that config). As given by default; the labelled
+        samplers take a class folder tree's image size, channels and number of classes."""
+        return config
+
+    @classmethod
+    def players(cls, options: Any) -> tuple[Player, ...]:
+        """The recipe's players (`cyclekit.players`): each an optimizer, the networks it updates
+        (checkpoint names), its paper's settings (the `optim:` defaults, which may depend on the
+        recipe's ``options``) and its schedule. By default G (optim.lr) and D (optim.lr_d), Adam
+        2e-4, betas (0.5, 0.999), the linear schedule. Read when the config loads (its optim keys
+        are checked against them) and by `cyclekit.recipes.common.build_players`."""
+        return generator_and_discriminator()
+
+    @classmethod
     @abstractmethod
     def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
         """The untrained networks, on the CPU, under the names a checkpoint stores them."""
@@ -85,8 +107,14 @@ class Recipe(ABC):
     # -- instance side ---------------------------------------------------------------------------
 
     @abstractmethod
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        """Find and open the data, build the networks, optimizers and schedules."""
+    def __init__(self, config: Config, data: RunData) -> None:
+        """Build the networks, optimizers and schedules for ``data`` (opened by the run)."""
+
+    @property
+    def root(self) -> Path | None:
+        """The folder the run's data is read from; None for a source that reads none."""
+        data = self.__dict__.get("data")
+        return data.root if data is not None else None
 
     @abstractmethod
     def steps_per_epoch(self) -> int: ...

@@ -6,7 +6,9 @@ onnxruntime, numpy and pillow.
     python scripts/onnx_sample.py G.onnx boots.png --class "Ankle boot"   # a class by its name
     python scripts/onnx_sample.py G.onnx faces.png -n 64 --seed 3  # an unconditional GAN
 
-The noise size, the class names and the output range come from the model's metadata_props.
+The inputs and outputs (the noise size, the class names) come from the signature in the model's
+metadata_props; a stacked generator's final stage is written. A sampler that takes embeddings
+(text-conditioned StackGAN) needs a program that computes them.
 Deliberately imports neither cyclekit nor torch. Bad input ends with one `error:` line, exit 1.
 """
 
@@ -27,7 +29,43 @@ def fail(message: str) -> None:
     sys.exit(f"error: {message}")  # printed to stderr, exit code 1
 
 
-def load_sampler(path: str) -> tuple[ort.InferenceSession, int, list[str]]:
+class Signature:
+    """What the sampler takes and gives, from its metadata's ``signature`` (or, for a file exported
+    before cyclekit wrote one, its ``latent_dim`` and ``classes``): the noise input's name and size,
+    the class input's name and class names (none: not conditioned on a class), the final output's name."""
+
+    def __init__(self, noise: str, latent: int, label: str | None, classes: list[str], output: str) -> None:
+        self.noise, self.latent, self.label, self.classes, self.output = noise, latent, label, classes, output
+
+    @property
+    def input_names(self) -> list[str]:
+        return [self.noise, *([self.label] if self.label else [])]
+
+
+def read_signature(path: str, raw: dict[str, str]) -> Signature:
+    try:
+        if "signature" not in raw:  # exported before the signature was written: z [, label] -> output
+            latent, classes = int(raw["latent_dim"]), json.loads(raw["classes"])
+            return Signature("z", latent, "label" if classes else None, classes, "output")
+        declared = json.loads(raw["signature"])
+        inputs, outputs = declared["inputs"], declared["outputs"]
+        for spec in inputs:
+            if spec["kind"] == "embedding":
+                made = spec.get("model") or "an unnamed model"
+                fail(
+                    f"{path}: this sampler takes {spec['name']} ({spec['size']}-d embeddings made by {made}); "
+                    "this script feeds noise and classes only: run it from your own program"
+                )
+        noise = next(spec for spec in inputs if spec["kind"] == "noise")
+        label = next((spec for spec in inputs if spec["kind"] == "class"), None)
+        classes = label["classes"] if label else []
+        return Signature(noise["name"], int(noise["size"]), label and label["name"], classes, outputs[-1]["name"])
+    except (KeyError, ValueError, TypeError, IndexError, StopIteration, RecursionError):
+        fail(f"{path}: its cyclekit metadata lacks a usable signature (latent_dim, classes); re-export it")
+    raise AssertionError  # fail exits
+
+
+def load_sampler(path: str) -> tuple[ort.InferenceSession, Signature]:
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own types, for a missing, empty or garbage file
@@ -35,17 +73,16 @@ def load_sampler(path: str) -> tuple[ort.InferenceSession, int, list[str]]:
     raw = dict(session.get_modelmeta().custom_metadata_map)
     if raw.get("kind") != "sampler":
         fail(f"{path}: not a cyclekit sampler (export a GAN run with `cyclekit export`)")
-    try:
-        latent = int(raw["latent_dim"])
-        classes = json.loads(raw["classes"])
-    except (KeyError, ValueError, TypeError, RecursionError):
-        fail(f"{path}: its cyclekit metadata lacks a usable latent_dim or classes; re-export it")
-    if latent < 1 or not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+    signature = read_signature(path, raw)
+    classes = signature.classes
+    if signature.latent < 1 or not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         fail(f"{path}: latent_dim must be >= 1 and classes a list of names")
     names = [i.name for i in session.get_inputs()]
-    if names != (["z", "label"] if classes else ["z"]):
+    if names != signature.input_names:
         fail(f"{path}: inputs {names} do not match its metadata (classes: {len(classes)})")
-    return session, latent, classes
+    if signature.output not in [o.name for o in session.get_outputs()]:
+        fail(f"{path}: it has no output {signature.output!r}, which its metadata names")
+    return session, signature
 
 
 def labels_for(classes: list[str], choice: str | None, n: int) -> tuple[np.ndarray | None, int]:
@@ -110,15 +147,16 @@ def main() -> None:
         fail(f"{out}: the output must be a .png file")
     if not out.parent.is_dir():
         fail(f"{out.parent}: no such folder")
-    session, latent, classes = load_sampler(args.model)
+    session, signature = load_sampler(args.model)
+    latent, classes = signature.latent, signature.classes
     n = args.n if args.n is not None else (10 if classes and args.choice in (None, "all") else 64)
     if n < 1:
         fail(f"-n: must be >= 1, got {n}")
     labels, per_row = labels_for(classes, args.choice, n)
     count = len(labels) if labels is not None else n
     z = np.random.default_rng(args.seed).standard_normal((count, latent)).astype(np.float32)
-    feed = {"z": z} if labels is None else {"z": z, "label": labels}
-    images = session.run(None, feed)[0]
+    feed = {signature.noise: z} if labels is None else {signature.noise: z, signature.label: labels}
+    images = session.run([signature.output], feed)[0]
     every_class = bool(classes) and args.choice in (None, "all")
     grid(images, per_row, classes if every_class else None).save(out)
     what = f" of class {classes[int(labels[0])]}" if labels is not None and not every_class else ""

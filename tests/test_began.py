@@ -1,6 +1,6 @@
 """BEGAN on the scikit-learn digits (and an image folder): k_t stays in [0, 1], the convergence
-measure M falls, a SIGKILLed run resumes bit-exactly (k_t included), the learning rate halves when
-M stalls, the bundle samples and exports, and bad settings are one line."""
+measure M falls, the learning rate halves when M stalls, the bundle samples and exports, and bad
+settings are one line. Resume after SIGKILL (k_t included) is in tests/test_resume_table.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cyclekit.recipes import load_config
 from cyclekit.recipes.run import build_recipe
 from cyclekit.report.plots import plot_losses
 from tests.conftest import write_images
-from tests.helpers import cli, cli_subprocess, kill_when, one_error
+from tests.helpers import cli, one_error
 
 # A reduced digits-began: 16 px, 16 filters, log every step.
 SMALL = [
@@ -64,7 +64,15 @@ def test_m_falls_and_k_stays_in_the_unit_interval(run: Path):
     assert last < 0.4 * first, (first, last)
     scores = json.loads((run / "results.json").read_text())["sampling"]
     assert scores["M_last"] < scores["M_first"] and scores["of_classes"] == 10
-    assert 1 <= scores["classes_covered"] <= 10 and scores["frechet_classifier"] > 0
+    # Coverage at this budget, measured at seed 0: 1 class (1,929 of the 2,000 samples read as 3s; Fréchet
+    # 76.3). The reduced run collapses as the preset's settings do up to 890 steps (docs/benchmarks.md,
+    # BEGAN on the digits: 3 classes at the full 2,670), so no floor is asserted on it here; what is checked
+    # is that the score is the yardstick's rule applied to the histogram it logged: a class is covered with
+    # at least half its fair share, 0.5 x 2,000 / 10 = 100 samples.
+    histogram = scores["class_histogram"]
+    assert len(histogram) == 10 and sum(histogram) == scores["samples_scored"] == 2000, scores
+    assert scores["classes_covered"] == sum(n >= 100 for n in histogram) >= 1, scores
+    assert scores["frechet_classifier"] > 0
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert float(state["recipe"]["balance"]["k"]) == pytest.approx(logged[-1]["k"], abs=1e-7)
     info = plot_losses(logged, run / "plot-check.png")  # M and k_t get a panel of their own
@@ -82,27 +90,6 @@ def test_k_is_clipped_at_both_ends():
     batches = recipe.batches(0, 0)
     seen = [float(recipe.train_step(next(batches), step)["k"]) for step in range(4)]
     assert all(0.0 <= k <= 1.0 for k in seen) and 0.0 in seen, seen
-
-
-def test_sigkill_resume_is_bit_exact_including_k(tmp_path: Path):
-    common = [*TINY, "train.epochs=2", "train.checkpoint_every=20", "data.batch_size=32"]
-    code, _, err = cli(*args(tmp_path / "a", *common))
-    assert code == 0, err
-    full = rows(tmp_path / "a" / "digits-began")
-    proc = cli_subprocess(*args(tmp_path / "b", *common))
-    seen = kill_when(proc, tmp_path / "b" / "digits-began" / "metrics.jsonl", min_lines=25)
-    assert seen < len(full)
-    code, out, err = cli(*args(tmp_path / "b", *common), "--resume", "auto")
-    assert code == 0 and "resumed at step" in out, err
-    resumed = rows(tmp_path / "b" / "digits-began")
-
-    def values(logged: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "sec"} for r in logged]
-
-    assert values(resumed) == values(full)  # every loss, M and k_t, bit for bit
-    a, b = (torch.load(tmp_path / x / "digits-began" / "checkpoints" / "last.pt", weights_only=True) for x in "ab")
-    assert torch.equal(a["recipe"]["balance"]["k"], b["recipe"]["balance"]["k"])
-    assert all(torch.equal(a["recipe"]["G"][k], b["recipe"]["G"][k]) for k in a["recipe"]["G"])
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no optimizer steps here

@@ -248,8 +248,8 @@ def test_the_old_loss_section_moves_into_the_recipe_section(caplog: pytest.LogCa
     assert (cfg.options.gan_mode, cfg.options.gp_weight) == ("vanilla", 5.0)
     assert "loss.gan_mode is now cyclegan.gan_mode" in caplog.text
     assert "loss" not in cfg.to_dict() and cfg.to_dict()["cyclegan"]["gan_mode"] == "vanilla"
-    # wgan's penalty weight moves too; its objective has no gan_mode
-    assert load_config("digits-wgan", ["loss.gp_weight=3"]).options.gp_weight == 3.0
+    # wgan's penalty weight moves too (read with the gradient penalty); its objective has no gan_mode
+    assert load_config("digits-wgan-gp", ["loss.gp_weight=3"]).options.gp_weight == 3.0
     with pytest.raises(ConfigError, match=r"loss.gan_mode: not used by recipe wgan \(it is cyclegan.gan_mode"):
         load_config("digits-wgan", ["loss.gan_mode=hinge"])
     with pytest.raises(ConfigError, match=r"loss.focal: unknown key; loss options live in the recipe's section"):

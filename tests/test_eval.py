@@ -113,7 +113,9 @@ def run_eval(bundle: Path, data: Path, out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.slow  # FID on a toy Inception; the metric tests in test_eval_metrics run by default
+# Slow: FID on a toy Inception. By default the metric is checked in test_eval_metrics and FID through
+# `cyclekit eval` in test_unpaired_test_data_gets_fid_only.
+@pytest.mark.slow
 def test_true_mapping_scores_near_perfectly_and_identity_poorly(toy_models, inception_file: Path, tmp_path: Path):
     data = write_negated_pairs(tmp_path / "data", 6, labels=False)
     args = ("--inception", str(inception_file), "--fid")
@@ -284,7 +286,7 @@ def test_eval_during_training_of_a_sampling_recipe_records_its_own_scores(tmp_pa
 
 
 def test_tensorboard_logs_scalars_and_sample_images(paired_root: Path, tmp_path: Path):
-    pytest.importorskip("tensorboard")
+    helpers.import_or_skip("tensorboard", "pip install -e '.[tensorboard]'; the dev extra holds it")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     code, _, err = cli(

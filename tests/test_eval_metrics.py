@@ -40,6 +40,7 @@ from cyclekit.evaluation.scores import (
     snap_to_palette,
     ssim,
 )
+from tests.helpers import import_or_skip
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -77,7 +78,7 @@ def test_frechet_distance_commuting_covariances_closed_form() -> None:
 
 
 def test_frechet_distance_matches_scipy_sqrtm() -> None:
-    linalg = pytest.importorskip("scipy.linalg")
+    linalg = import_or_skip("scipy.linalg", "pip install -e '.[dev]'")
     rng = np.random.default_rng(1)
     for d in (3, 16, 40):
         s1, s2 = _random_spd(rng, d), _random_spd(rng, d)
@@ -367,7 +368,7 @@ def test_ssim_known_answers() -> None:
 
 
 def test_ssim_matches_scikit_image() -> None:
-    metrics = pytest.importorskip("skimage.metrics")
+    metrics = import_or_skip("skimage.metrics", "pip install -e '.[dev]'")
     rng = np.random.default_rng(8)
     base = rng.uniform(-1, 1, size=(2, 3, 20, 27))
     noisy = np.clip(base + rng.normal(0, 0.3, size=base.shape), -1, 1)

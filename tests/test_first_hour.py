@@ -101,8 +101,15 @@ def test_resume_by_name_uses_the_runs_data_folder_and_names_every_difference(tmp
     line = one_error(err)
     assert code == 1 and "was trained with other settings" in line, line
     assert "data.load_size: 72 in the run, 80 now" in line and "model.generator.ngf: 8 in the run, 16 now" in line
+    # A --resume folder that is not there names no run: train asks for a preset; one that is there
+    # but holds no run says so.
     code, _, err = cli("train", "--resume", str(tmp_path / "runs" / "nothing"))
-    assert code == 1 and "checkpoint not found" in one_error(err) or "train needs a preset" in one_error(err)
+    line = one_error(err)
+    assert code == 1 and "train needs a preset or config file" in line and "--resume RUN_DIR" in line, line
+    (tmp_path / "runs" / "empty").mkdir()
+    code, _, err = cli("train", "--resume", str(tmp_path / "runs" / "empty"))
+    line = one_error(err)
+    assert code == 1 and f"{tmp_path / 'runs' / 'empty'} is not a run folder: it has no config.yaml" in line, line
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +219,11 @@ def test_training_writes_the_score_record_the_report_and_compare_read(tmp_path: 
 # 6. export and translate know the training scale
 
 
-@pytest.mark.slow  # three ONNX exports; export's naming and refusal are also in test_export
+# Slow: three ONNX exports. By default the naming by direction is checked in test_export
+# (test_fp32_export_is_self_contained_with_metadata) and the refusal of a foreign file, through the same
+# refuse_foreign_file, in test_int8 (test_int8_replaces_its_own_file_never_a_foreign_one); the training
+# scale in the metadata and replacing its own fp32 file are checked only here.
+@pytest.mark.slow
 def test_export_names_by_direction_never_overwrites_foreign_files_and_records_the_scale(tmp_path: Path):
     import onnx
 

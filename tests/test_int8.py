@@ -155,7 +155,14 @@ def test_pix2pix_unet_quantizes(tmp_path: Path, images: Path) -> None:
     run = make_pix2pix_bundle(tmp_path / "p2p")
     code, stdout, stderr = cli("export", str(run), "--int8", "--calibrate", str(images))
     assert code == 0, stderr
-    assert (run / "G_BtoA.int8.onnx").is_file() and "PSNR vs fp32 on 2 held-out images" in stdout
+    assert (run / "G_BtoA.int8.onnx").is_file()
+    # Measured for this bundle (seed 0): mean 40.7 dB, worst image 36.0 dB; over bundle seeds 0-4 the mean
+    # is 40.7-50.1 dB and the worst image 36.0-49.4 dB. The thresholds are the ones above: the mean over
+    # MIN_PSNR_DB (7.7 dB of margin), every image over MIN_PSNR_DB - 3 (6.0 dB of margin).
+    found = re.search(r"PSNR vs fp32 on 2 held-out images .*: mean ([\d.]+) dB, worst ([\d.]+) dB", stdout)
+    assert found, stdout
+    mean, worst = float(found.group(1)), float(found.group(2))
+    assert mean > MIN_PSNR_DB and worst > MIN_PSNR_DB - 3, stdout
 
 
 def test_int8_replaces_its_own_file_never_a_foreign_one(bundle: Path, images: Path, tmp_path: Path) -> None:

@@ -40,6 +40,24 @@ FORBIDDEN = {
         "cli",
     ],
     "cyclekit.errors": ["*"],
+    # a recipe's players are declarations read when a config loads: no torch, nothing above errors
+    "cyclekit.players": [
+        "choices",
+        "config",
+        "typed",
+        "nn",
+        "models",
+        "gan",
+        "data",
+        "train",
+        "recipe",
+        "recipes",
+        "inference",
+        "export",
+        "evaluation",
+        "report",
+        "cli",
+    ],
     # every config is read through it; it knows nothing of cyclekit
     "cyclekit.yamltext": ["*"],
     # importing weights builds networks and bundles; it trains nothing
@@ -88,6 +106,9 @@ ALLOWED = {
         "cyclekit.evaluation.tracking",
         "cyclekit.evaluation.scores",
     ],
+    # The recipe contract names what a recipe is given to train on: the run's data, as the typed
+    # datasets of `cyclekit.data.protocol` (which finds and reads nothing itself).
+    "cyclekit.recipe": ["cyclekit.data.protocol"],
 }
 
 

@@ -118,14 +118,16 @@ def test_compare_and_report_on_damaged_score_files(finished_run: Path, tmp_path:
     run = tmp_path / "run"
     if run.exists():
         shutil.rmtree(run)
-    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints", "bundle*"))
+    # Without the finished run's report.html: the page checked below is the one this report writes.
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints", "bundle*", "report.html"))
     (run / name).write_bytes(content)
     if name != "results.json":
         (run / "results.json").unlink()  # so compare reads the damaged file
     _one_line_or_success(*cli("compare", str(run))[::2])
     code, _, err = cli("report", str(run))
     assert code == 0, err  # a damaged score file is a note on the page, never the end of the report
-    assert (run / "report.html").is_file()
+    page = (run / "report.html").read_text()
+    assert page.rstrip().endswith("</html>") and 'id="losses"' in page and 'id="results"' in page, page[-300:]
 
 
 @pytest.mark.parametrize("name", ["metrics.jsonl", "config.yaml"])
@@ -135,9 +137,11 @@ def test_report_on_a_damaged_log_or_config(finished_run: Path, tmp_path: Path, n
     run = tmp_path / "run"
     if run.exists():
         shutil.rmtree(run)
-    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints", "bundle*"))
+    shutil.copytree(finished_run, run, ignore=shutil.ignore_patterns("checkpoints", "bundle*", "report.html"))
     (run / name).write_bytes(content)
-    _one_line_or_success(*cli("report", str(run))[::2])
+    code, _, err = cli("report", str(run))
+    _one_line_or_success(code, err)
+    assert (run / "report.html").is_file() == (code == 0)  # a page when it succeeds, none when it fails
 
 
 @FUZZ_CLI

@@ -1,7 +1,7 @@
 """The semi-supervised GAN on the scikit-learn digits with a few labels per class: D is a K-class
 classifier with "fake" implicit; it is scored on the test split next to the same classifier the
-yardstick uses, trained on only the same labels. Resume after SIGKILL is bit-exact, labelled
-subset and labelled mini-batches included."""
+yardstick uses, trained on only the same labels. Resume after SIGKILL (labelled subset and labelled
+mini-batches included) is in tests/test_resume_table.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cyclekit.recipes import load_config
 from cyclekit.recipes.run import build_recipe
-from tests.helpers import cli, cli_subprocess, kill_when, losses, one_error
+from tests.helpers import cli, one_error
 
 SMALL = ["model.generator.ngf=32", "model.discriminator.ndf=32", "train.log_every=1", "train.progress=false"]
 
@@ -40,20 +40,10 @@ def test_sgan_discriminator_learns_to_classify_from_ten_labels_per_class(tmp_pat
     # labelled images (chance 0.1); threshold 0.85. It does not beat the yardstick's classifier
     # trained on the same 100 images (0.95 at the full preset, D 0.953): see docs/benchmarks.md.
     assert scores["discriminator_test_accuracy"] >= 0.85, scores
-    assert scores["labelled_images"] == 100 and scores["supervised_only_test_accuracy"] > 0.5
-
-
-def test_sigkill_resume_is_bit_exact_with_the_labelled_subset(tmp_path: Path):
-    common = ["train.epochs=3", "train.decay_epochs=0", "train.checkpoint_every=5"]
-    code, _, err = cli(*args(tmp_path / "a", *common))
-    assert code == 0, err
-    full = losses(tmp_path / "a" / "digits-sgan")
-    proc = cli_subprocess(*args(tmp_path / "b", *common))
-    seen = kill_when(proc, tmp_path / "b" / "digits-sgan" / "metrics.jsonl", min_lines=12)
-    assert seen < len(full)
-    code, out, err = cli(*args(tmp_path / "b", *common), "--resume", "auto")
-    assert code == 0 and "resumed at step" in out, err
-    assert losses(tmp_path / "b" / "digits-sgan") == full
+    # The yardstick's classifier trained on the same 100 labelled images alone depends on the seed and the
+    # labelled subset only, not on the GAN: 0.9554 measured (here and at the full preset, docs/benchmarks.md).
+    # The floor 0.9 leaves 0.055 of margin (all 1,438 labelled training digits give 0.989; chance is 0.1).
+    assert scores["labelled_images"] == 100 and scores["supervised_only_test_accuracy"] >= 0.9, scores
 
 
 def test_labels_per_class_is_for_sgan_only(tmp_path: Path):

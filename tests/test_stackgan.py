@@ -1,7 +1,7 @@
 """StackGAN on the built-in captioned scenes: the scene reader is right on real scenes, the networks
 make the sizes they promise, a short run draws what held-out captions ask for well above chance,
-samples from text (stage I beside stage II), exports the chained generators to ONNX with parity,
-resumes bit-exact after SIGKILL in the right stage, and bad input is one error line."""
+samples from text (stage I beside stage II), exports the chained generators to ONNX with parity, and
+bad input is one error line. Resume after SIGKILL in stage II is in tests/test_resume_table.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import cli, cli_subprocess, kill_when, losses, one_error, skip_or_fail_in_ci
+from tests.helpers import cli, one_error, skip_or_fail_in_ci
 
 # The smallest run of the scenes-stackgan preset (16 -> 32 px): 256 scenes, one epoch of each stage
 # (8 steps each): what sampling, export and eval are tested on.
@@ -125,7 +125,13 @@ def test_the_stages_train_one_after_the_other(run: Path):
     scores = json.loads((run / "results.json").read_text())["sampling"]
     assert scores["detector_on_real"] == 1.0 and scores["caption_match_chance"] == 0.04
     assert scores["samples_scored"] == 80 and scores["stage2_size"] == 32 and scores["stage1_size"] == 16
-    assert 0 <= scores["caption_match"] <= 1 and scores["sharpness_ratio"] > 0
+    # One epoch of each stage draws at chance, so no floor on caption_match here (the learning test is the
+    # slow one below); what is checked is that it counts the 80 samples whose colour and position are both
+    # right: a whole number of 80ths, no more than either attribute alone, no fewer than both together allow.
+    match, hits = scores["caption_match"], scores["caption_match_by_attribute"]
+    assert abs(match * 80 - round(match * 80)) < 1e-6, match
+    assert hits["colour"] + hits["position"] - 1 - 1e-9 <= match <= min(hits["colour"], hits["position"]), scores
+    assert scores["sharpness_ratio"] > 0
 
 
 @pytest.mark.slow
@@ -194,36 +200,6 @@ def test_eval_rescores_the_run(run: Path):
     assert code == 0 and "caption_match" in out, err
     after = json.loads((run / "results.json").read_text())
     assert after["sampling"] == before["sampling"]  # the same bundle, the same noise
-
-
-# ---------------------------------------------------------------------------------------------
-# resume
-
-
-@pytest.mark.slow
-def test_sigkill_resume_is_bit_exact_and_keeps_the_stage(tmp_path: Path):
-    common = [
-        "data.scenes.train_scenes=256",
-        "data.scenes.test_scenes=16",
-        "data.batch_size=32",
-        "stackgan.stage1_epochs=1",
-        "stackgan.stage2_epochs=2",
-        "train.checkpoint_every=3",
-        "train.log_every=1",
-        "train.progress=false",
-    ]
-    code, _, err = cli(*args(tmp_path / "a", *common))
-    assert code == 0, err
-    full = losses(tmp_path / "a" / "scenes-stackgan")
-    assert len(full) == 24
-    proc = cli_subprocess(*args(tmp_path / "b", *common))
-    seen = kill_when(proc, tmp_path / "b" / "scenes-stackgan" / "metrics.jsonl", min_lines=13)
-    assert 13 <= seen < len(full)
-    ckpt = torch.load(tmp_path / "b" / "scenes-stackgan" / "checkpoints" / "last.pt", weights_only=False)
-    assert ckpt["step"] > 8 and ckpt["recipe"]["stage"] == {"stage": 2}  # killed in stage II
-    code, out, err = cli(*args(tmp_path / "b", *common), "--resume", "auto")
-    assert code == 0 and "resumed at step" in out, err
-    assert losses(tmp_path / "b" / "scenes-stackgan") == full
 
 
 # ---------------------------------------------------------------------------------------------

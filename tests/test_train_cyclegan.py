@@ -1,4 +1,5 @@
-"""The CycleGAN recipe end to end on tiny generated data: files, resume, odd inputs, demo scoring."""
+"""The CycleGAN recipe end to end on tiny generated data: files, odd inputs, demo scoring (SIGKILL and resume:
+tests/test_resume_table.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from PIL import Image
 
 from cyclekit.data.demo import generate_demo, render_scene, to_autumn
 from cyclekit.recipes import load_config
-from cyclekit.recipes.cyclegan import CycleGanRecipe
-from cyclekit.recipes.run import train_run
+from cyclekit.recipes.run import build_recipe, train_run
 from tests.conftest import write_images
-from tests.helpers import TINY_CYCLEGAN, cli, cli_subprocess, kill_when, losses, train_args
+from tests.helpers import TINY_CYCLEGAN, cli, losses, train_args
 from tests.test_train_gan import one_error_line
 
 TINY = [*TINY_CYCLEGAN, "train.log_every=1", "train.progress=false", "cyclegan.pool_size=3"]
@@ -54,25 +54,6 @@ def test_two_step_run_writes_exact_files(unpaired_root: Path, tmp_path: Path):
     assert bundle["networks"]["G_AtoB"]["options"]["ngf"] == 8 and bundle["step"] == 2
     # 4 fixed images per side (2 test + 2 train) -> 8 rows of 3 tiles (32 px + 2 px padding)
     assert Image.open(run / "samples" / "step_0000002.png").size == (3 * 34 + 2, 8 * 34 + 2)
-
-
-@pytest.mark.slow  # resume bit-exactness is covered by default in test_first_hour (Ctrl-C and resume by name)
-def test_sigkill_resume_reproduces_losses(tmp_path: Path):
-    root = tmp_path / "data"
-    write_images(root / "trainA", 8, seed=1)
-    write_images(root / "trainB", 6, seed=2)
-    common = ["train.epochs=4", "train.checkpoint_every=3", "data.batch_size=1"]
-    code, _, err = cli(*args(root, tmp_path / "a", *common))
-    assert code == 0, err
-    full = losses(tmp_path / "a" / "horse2zebra")
-    assert len(full) == 32  # an epoch is max(|A|, |B|) = 8 samples
-
-    proc = cli_subprocess(*args(root, tmp_path / "b", *common))
-    seen = kill_when(proc, tmp_path / "b" / "horse2zebra" / "metrics.jsonl", min_lines=10)
-    assert seen < 32
-    code, out, err = cli(*args(root, tmp_path / "b", *common), "--resume", "auto")
-    assert code == 0 and "resumed at step" in out, err
-    assert losses(tmp_path / "b" / "horse2zebra") == full
 
 
 def test_odd_inputs_train_or_fail_clearly(tmp_path: Path):
@@ -205,9 +186,9 @@ def test_batched_network_calls_change_nothing_but_speed(unpaired_root: Path):
 
     cfg = load_config("horse2zebra", [*TINY, "data.batch_size=2", "train.epochs=1"])
     seed_everything(0)
-    batched = CycleGanRecipe(cfg, data_root=unpaired_root)
+    batched = build_recipe(cfg, data_root=unpaired_root)
     seed_everything(0)
-    separate = CycleGanRecipe(cfg, data_root=unpaired_root)
+    separate = build_recipe(cfg, data_root=unpaired_root)
     separate.batch_g = separate.batch_d = False
     assert batched.batch_g and batched.batch_d
     batches = list(islice(batched.batches(0, 0), 2))
@@ -242,7 +223,7 @@ def test_batched_network_calls_change_nothing_but_speed(unpaired_root: Path):
             assert abs(la[k].item() - lb[k].item()) <= 1e-4 * max(1.0, abs(lb[k].item())), (step, k)
 
     # With batch norm the statistics would mix, so those nets keep separate calls.
-    bn = CycleGanRecipe(
+    bn = build_recipe(
         load_config("horse2zebra", [*TINY, "model.generator.norm=batch", "model.discriminator.norm=batch"]),
         data_root=unpaired_root,
     )

@@ -126,6 +126,7 @@ class ImageFolder(Dataset):
         seed: int = 0,
     ) -> None:
         self.folder = Path(folder)
+        self.root = self.folder  # the folder read (the `cyclekit.data.protocol.Dataset` interface)
         self.transform = transform
         self.channels = channels
         self.seed = int(seed)
@@ -208,6 +209,13 @@ class UnpairedFolders(Dataset):
     def __len__(self) -> int:
         # As in the reference, an epoch is max(|A|, |B|) samples.
         return max(len(self.paths_a), len(self.paths_b))
+
+    def summary(self) -> str:
+        a, b = len(self.paths_a), len(self.paths_b)
+        return (
+            f"{self.root}: {self.split}A {a} images, {self.split}B {b} images "
+            f"(unpaired; an epoch draws {max(a, b)} of each)"
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the plan used by integer indexing."""

@@ -169,6 +169,9 @@ class PairedImages(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def summary(self) -> str:
+        return f"{self.root}: {len(self)} {self.split} pairs ({self.layout})"
+
     def epoch_plan(self, epoch: int) -> list[tuple[int, int]]:
         """[(index, sample_seed)] in a shuffled order derived only from (seed, epoch)."""
         rng = _rng(self.seed, epoch)

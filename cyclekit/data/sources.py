@@ -13,9 +13,12 @@ An options class may set ``shared_keys``: the shared keys its source reads (defa
 A recipe declares the keys it needs, and a config pairing it with a source that lacks one is refused
 when it loads, before any data is read.
 
-Every dataset a source builds has the same small interface: ``len()``, ``epoch_plan(epoch)`` (the
-items of one epoch in an order fixed by (seed, epoch), so that a run resumes exactly) and
-``dataset[item]`` (a dict of tensors under the batch keys), plus ``root`` and ``summary()``.
+Every dataset a source builds has the same small interface, `cyclekit.data.protocol.Dataset`:
+``len()``, ``epoch_plan(epoch)`` (the items of one epoch in an order fixed by (seed, epoch), so that
+a run resumes exactly) and ``dataset[item]`` (a dict of tensors under the batch keys), plus ``root``
+and ``summary()``; labelled ones add ``class_names`` and ``tensors()``. The run locates the data
+once and builds the train and test splits (`cyclekit.data.protocol.RunData`); recipes ask the
+source's capabilities (`image_shape`, `n_classes`, `condition`, `has_split`), never its name.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class Source:
     description: ClassVar[str]
     Options: ClassVar[type]
     batch_keys: ClassVar[tuple[str, ...]]
+    # what a test split looks like in the located folder (said when a run has none)
+    test_layout: ClassVar[str] = "test/"
 
     @classmethod
     def check(cls, options: Any, data: DataConfig) -> None:
@@ -92,6 +97,13 @@ class Source:
     def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
         """(C, H, W) of the training images a batch holds; None for a source of points."""
         return (data.channels, data.crop_size, data.crop_size)
+
+    @classmethod
+    def n_classes(cls, data: DataConfig) -> int | None:
+        """The number of classes the source's labels have, when it is known before any data is
+        read (the digits and MNIST: 10); None for a source without labels, or one whose data
+        tells (a class folder tree: `inspect`)."""
+        return None
 
     @classmethod
     def condition(cls, data: DataConfig) -> Any:
@@ -168,6 +180,7 @@ class UnpairedSource(Source):
     description = "two folders of unpaired images: trainA/ and trainB/ (testA/, testB/)"
     Options = DomainOptions
     batch_keys = ("A", "B")
+    test_layout = "testA/ and testB/"
 
     @classmethod
     def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
@@ -180,6 +193,11 @@ class UnpairedSource(Source):
         assert root is not None
         transform = _transform(options, data.channels, train)
         return UnpairedFolders(root, split, transform, channels=data.channels, strict=data.strict, seed=seed)
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        # The train folders are required (their absence is reported when they are read).
+        return split == "train" or (root is not None and all((Path(root) / f"{split}{s}").is_dir() for s in "AB"))
 
     @classmethod
     def probe(cls, root: Path) -> str | None:
@@ -214,9 +232,11 @@ class PairedSource(Source):
 
     @classmethod
     def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
-        from cyclekit.data.paired import PairedImages
+        from cyclekit.data.paired import PairedImages, paired_test_split
 
         assert root is not None
+        if split != "train":
+            split = paired_test_split(root, options.layout) or split  # test pairs: test/, else val/
         return PairedImages(
             root,
             split,
@@ -246,6 +266,12 @@ class PairedSource(Source):
                 text += f"; test split unusable: {exc}"
         return text
 
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        from cyclekit.data.paired import paired_test_split
+
+        return split == "train" or (root is not None and paired_test_split(Path(root), options.layout) is not None)
+
 
 @dataclass(frozen=True)
 class DemoOptions(ImageOptions):
@@ -254,6 +280,8 @@ class DemoOptions(ImageOptions):
     demo_train: int = 160  # generated scenes per training folder
     demo_test: int = 16  # test scenes (their autumn versions pair up by file name)
     demo_size: int = 64  # image size in px
+    # the generated folder (a run records the one it trained on; null: generated into the cache)
+    root: Optional[str] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -276,10 +304,15 @@ class DemoSource(Source):
         if data_root is not None:
             return data_root
         o = options
+        if o.root is not None:
+            if Path(o.root).is_dir():
+                return Path(o.root)  # the folder a run recorded (or one given as data.root)
+            logger.warning("the demo folder %s is gone; generating the demo data again in the cache", o.root)
         name = demo_dir_name(o.demo_train, o.demo_test, o.demo_size, seed)
         return generate_demo((cache_dir or default_cache_dir()) / name, o.demo_train, o.demo_test, o.demo_size, seed)
 
     build = UnpairedSource.build
+    has_split = UnpairedSource.has_split
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,6 +340,10 @@ class FolderSource(Source):
         return ImageFolder(
             root, transform, channels=data.channels, strict=data.strict, recursive=options.recursive, seed=seed
         )
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        return split == "train"  # one folder: nothing held out
 
     @classmethod
     def probe(cls, root: Path) -> str | None:
@@ -343,6 +380,10 @@ class RingSource(Source):
     @classmethod
     def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         return RingPoints(options.epoch_size, seed)
+
+    @classmethod
+    def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
+        return split == "train"  # fresh points every epoch; its score needs no held-out data
 
 
 class RingPoints(torch.utils.data.Dataset):
@@ -423,6 +464,10 @@ class DigitsSource(_Greyscale):
         return (1, data.size, data.size)
 
     @classmethod
+    def n_classes(cls, data: DataConfig) -> int | None:
+        return 10
+
+    @classmethod
     def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
         from cyclekit.data.labelled import digits
 
@@ -446,6 +491,7 @@ class MnistSource(_Greyscale):
     description = "MNIST with its labels: the idx files in --data-root DIR, else the cache or a download"
     Options = MnistOptions
     batch_keys = ("image", "label")
+    test_layout = "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte"
 
     @classmethod
     def locate(cls, options: Any, data_root: Path | None, cache_dir: Path | None, seed: int) -> Path | None:
@@ -457,6 +503,10 @@ class MnistSource(_Greyscale):
     @classmethod
     def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:
         return (1, data.size, data.size)
+
+    @classmethod
+    def n_classes(cls, data: DataConfig) -> int | None:
+        return 10
 
     @classmethod
     def build(cls, options: Any, data: DataConfig, root: Path | None, split: str, seed: int, train: bool) -> Any:
@@ -507,6 +557,7 @@ class ClassesSource(Source):
     description = "a folder per class: ROOT/<class name>/*.png (class names from the folders, sorted)"
     Options = ClassesOptions
     batch_keys = ("image", "label")
+    test_layout = "train/<class>/ beside test/<class>/ folders"
 
     @classmethod
     def image_shape(cls, data: DataConfig) -> tuple[int, int, int] | None:

@@ -29,7 +29,15 @@ from cyclekit import __version__
 from cyclekit.atomic import atomic_path, check_output_folder
 from cyclekit.choices import DIRECTIONS
 from cyclekit.errors import CyclekitError
-from cyclekit.inference.bundle import Bundle, NetworkEntry, bundle_dir, file_sha256, load_network, read_bundle
+from cyclekit.inference.bundle import (
+    Bundle,
+    NetworkEntry,
+    Signature,
+    bundle_dir,
+    file_sha256,
+    load_network,
+    read_bundle,
+)
 from cyclekit.inference.onnx_backend import ONNX_FORMAT_KEY, ONNX_FORMAT_VERSION
 from cyclekit.inference.provenance import bundle_name, safe_name
 
@@ -383,29 +391,31 @@ SAMPLER_NAME = "G.onnx"
 
 
 class _Sampler(nn.Module):
-    """G(z) or G(z, label) with float32 z of shape (batch, latent_dim) and int64 labels (batch,); a
-    generator conditioned on vectors takes float32 embeddings (batch, dim) instead, and a stacked
-    one (StackGAN) also returns its stage-I image."""
+    """The generator called through its signature (`cyclekit.inference.sampling.SignatureNet`), its
+    outputs in G.onnx's order: the final image first, then the lower stages."""
 
-    def __init__(self, net: nn.Module, conditional: bool, stacked: bool = False) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net, self.conditional, self.stacked = net, conditional, stacked
+        self.net = net
 
-    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> Any:
-        if self.stacked:
-            low, high = self.net.stages(z, label)
-            return high, low
-        return self.net(z, label) if self.conditional else self.net(z)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = self.net(*inputs)
+        return (outs[-1], *outs[:-1])
 
 
 def export_sampler(
     folder: Path, bundle: Bundle, *, opset: int = DEFAULT_OPSET, fp16: bool = False, out_dir: Path | None = None
 ) -> ExportResult:
-    """A sampling bundle's generator to ``G.onnx``: input ``z`` (float32, batch x latent_dim) and, for a
-    class-conditional generator, ``label`` (int64, batch; the class names are in the metadata);
-    output images (batch x C x H x W in [-1, 1]). Checked against PyTorch for every class."""
+    """A sampling bundle's generator to ``G.onnx``, with the inputs and outputs its signature declares
+    (`cyclekit.inference.bundle.Sampling.signature`, also in the metadata as ``signature``): ``z``
+    (float32, batch x latent_dim), then ``label`` (int64, batch: a class index; the class names are in
+    the metadata) and/or ``embedding`` (float32, batch x dim); outputs ``output`` (the final images,
+    batch x C x H x W in [-1, 1]) and, for a stacked generator, ``stage1``, ``stage2``, ... (the lower
+    stages). Checked against PyTorch for every class (or three sets of embeddings) on every output."""
     import onnx
     import onnxruntime as ort
+
+    from cyclekit.inference.sampling import SignatureNet
 
     samples = bundle.samples
     assert samples is not None
@@ -422,24 +432,16 @@ def export_sampler(
     sha = file_sha256(folder / entry.file) if (folder / entry.file).is_file() else ""
     if entry.sha256 and sha != entry.sha256:
         raise CyclekitError(f"{folder / entry.file} does not match the sha256 in {folder / 'config.json'}")
-    net = load_network(folder, bundle, samples.network, "cpu")
-    cond = samples.condition  # a condition vector (StackGAN): input "embedding", float32
-    conditional = bool(samples.classes) or cond is not None
-    stacked = len(samples.stages) > 1
-    module = _Sampler(net, conditional, stacked).eval()
-    z = torch.zeros(PARITY_BATCH, samples.latent_dim)
-    labels = torch.zeros(PARITY_BATCH, cond.dim) if cond is not None else torch.zeros(PARITY_BATCH, dtype=torch.long)
-    inputs = (z, labels) if conditional else (z,)
-    second = "embedding" if cond is not None else "label"
-    names = ["z", second] if conditional else ["z"]
-    outputs = ["output", "stage1"] if stacked else ["output"]
+    signature = samples.signature
+    module = _Sampler(SignatureNet(load_network(folder, bundle, samples.network, "cpu"), samples)).eval()
+    inputs = tuple(_signature_inputs(signature, PARITY_BATCH, 0))
     try:
         with _quiet_exporter():
-            batch = torch.export.Dim("batch")
-            shapes = ({0: batch}, {0: batch}) if conditional else ({0: batch},)
+            batch = torch.export.Dim("batch")  # the inputs are one *inputs argument: one tuple of shapes
             proto = torch.onnx.export(
-                module, inputs, None, dynamo=True, opset_version=opset, input_names=names,
-                output_names=outputs, dynamic_shapes=shapes, verbose=False,
+                module, inputs, None, dynamo=True, opset_version=opset,
+                input_names=[i.name for i in signature.inputs], output_names=signature.output_names(),
+                dynamic_shapes=(tuple({0: batch} for _ in inputs),), verbose=False,
             ).model_proto  # fmt: skip
     except Exception as exc:  # the exporters raise many types; the first line is what helps
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -453,11 +455,8 @@ def export_sampler(
         "cyclekit_version": __version__,
         "recipe": bundle.recipe,
         "kind": "sampler",
-        "latent_dim": str(samples.latent_dim),
-        "noise": "z ~ N(0, 1), float32, shape [batch, latent_dim]",
-        "classes": json.dumps(list(samples.classes)),
-        "condition": "label: int64 class index, shape [batch]" if conditional else "none",
-        **(_vector_metadata(samples) if cond is not None else {}),
+        **signature.to_metadata(),
+        **sampler_metadata(signature),
         "output_layout": "NCHW",
         "output_range": "[-1, 1]",
         "channels": str(channels),
@@ -478,21 +477,17 @@ def export_sampler(
         options.log_severity_level = 3
         session = ort.InferenceSession(str(tmp), options, providers=["CPUExecutionProvider"])
         checks = []
-        for k in range(len(samples.classes)) if samples.classes else range(3) if cond is not None else [0]:
-            z = torch.randn(4, samples.latent_dim, generator=torch.Generator().manual_seed(k))
-            feed = {"z": z.numpy()}
-            if cond is not None:  # each class's one-hot vector, else random unit vectors
-                y = parity_conditions(cond.dim, k, bool(samples.classes))
-                feed["embedding"] = y.numpy()
-            elif conditional:
-                y = torch.full((4,), k)
-                feed["label"] = y.numpy()
+        klass = signature.input("class")
+        rounds = klass.size if klass is not None else 3 if signature.input("embedding") is not None else 1
+        for k in range(rounds):
+            feed = _signature_inputs(signature, 4, k)
             with torch.no_grad():
-                want = module(*((z, y) if conditional else (z,)))
-            for expected, got in zip(want if stacked else (want,), session.run(None, feed), strict=True):
+                want = module(*feed)
+            got = session.run(None, {spec.name: x.numpy() for spec, x in zip(signature.inputs, feed, strict=True)})
+            for expected, out in zip(want, got, strict=True):
                 expected = expected.numpy()
                 size = expected.shape[-1]
-                diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+                diff = float(np.abs(out - expected).max()) if out.shape == expected.shape else float("inf")
                 checks.append(ParityCheck(size, size, 4, diff))
         worst = max(checks, key=lambda c: c.max_abs_diff)
         if not worst.max_abs_diff <= FP32_TOLERANCE:
@@ -503,31 +498,48 @@ def export_sampler(
     return ExportResult("sample", target, target.stat().st_size, "fp32", opset, FP32_TOLERANCE, checks)
 
 
-def _vector_metadata(samples: Any) -> dict[str, str]:
-    """What a generator conditioned on vectors (StackGAN) takes, for a program using its G.onnx."""
-    cond = samples.condition
-    what = {
-        "text": f"a caption embedded by {cond.model}",
-        "vector": f"a precomputed embedding ({cond.model})",
-        "onehot": "the one-hot vector of a class (classes)",
-    }[cond.kind]
-    return {
-        "condition": f"embedding: float32, shape [batch, {cond.dim}]: {what}",
-        "condition_kind": cond.kind,
-        "condition_model": cond.model,
-        "condition_dim": str(cond.dim),
-        "noise": "z ~ N(0, 1), float32, shape [batch, latent_dim]: the noise and each stage's augmentation noise",
-        "stages": json.dumps(list(samples.stages)),
-        "outputs": "output: the last stage's image; stage1: the first stage's" if len(samples.stages) > 1 else "output",
-    }
+def _signature_inputs(signature: Signature, n: int, k: int) -> list[torch.Tensor]:
+    """``n`` of each input the signature declares, for tracing and round ``k`` of the parity check:
+    seeded noise, class k (modulo the classes), seeded random unit embeddings."""
+    out = []
+    for spec in signature.inputs:
+        if spec.kind == "noise":
+            out.append(torch.randn(n, spec.size, generator=torch.Generator().manual_seed(k)))
+        elif spec.kind == "class":
+            out.append(torch.full((n,), k % spec.size, dtype=torch.long))
+        else:
+            y = torch.randn(n, spec.size, generator=torch.Generator().manual_seed(1000 + k))
+            out.append(y / y.norm(dim=1, keepdim=True))
+    return out
 
 
-def parity_conditions(dim: int, k: int, onehot: bool) -> torch.Tensor:
-    """4 condition vectors for the parity check: class k's one-hot, or seeded random unit vectors."""
-    if onehot:
-        return torch.nn.functional.one_hot(torch.full((4,), k), dim).float()
-    y = torch.randn(4, dim, generator=torch.Generator().manual_seed(1000 + k))
-    return y / y.norm(dim=1, keepdim=True)
+def sampler_metadata(signature: Signature) -> dict[str, str]:
+    """The signature in words (and the keys earlier exports had), for a program using G.onnx."""
+    noise = signature.inputs[0]
+    meta = {"latent_dim": str(noise.size), "classes": json.dumps(list(signature.classes))}
+    said = []
+    for spec in signature.inputs[1:]:
+        if spec.kind == "class":
+            said.append(f"{spec.name}: int64 class index, shape [batch]")
+            continue
+        what = (
+            f"a caption embedded by {spec.model}"
+            if spec.source == "text"
+            else f"a precomputed embedding ({spec.model})"
+        )
+        said.append(f"{spec.name}: float32, shape [batch, {spec.size}]: {what}")
+        meta |= {"condition_kind": spec.source, "condition_model": spec.model, "condition_dim": str(spec.size)}
+    meta["condition"] = "; ".join(said) or "none"
+    meta["noise"] = f"{noise.name} ~ N(0, 1), float32, shape [batch, latent_dim]"
+    meta["stages"] = json.dumps([o.size for o in signature.outputs])
+    by_name = {o.name: (k, o) for k, o in enumerate(signature.outputs)}
+    meta["outputs"] = "; ".join(
+        f"{name}: the {'final' if k == len(by_name) - 1 else f'stage-{k + 1}'} image"
+        + (f" ({o.size} px)" if o.size else "")
+        for name in signature.output_names()
+        for k, o in [by_name[name]]
+    )
+    return meta
 
 
 def parity_inputs(n: int, channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 A bundle says what it can do, so consumers dispatch on that and never on a recipe's name:
 `translates` maps each direction it translates ("AtoB", "BtoA") to a network, `samples` names
-the network a GAN samples from. It also records everything pre/post-processing needs (channels,
-normalisation, the size multiple and minimum side the generator's architecture requires, domain
-names), so loading it never needs the training config or flags.
+the network a GAN samples from and declares its sampling signature (inputs and outputs). It also
+records everything pre/post-processing needs (channels, normalisation, the size multiple and
+minimum side the generator's architecture requires, domain names), so loading it never needs the
+training config or flags.
 
 `write_bundle` is the one writer, `read_bundle` the one reader: it validates every field and
 migrates the format-1 bundles of cyclekit 0.1.
@@ -50,9 +51,11 @@ class NetworkEntry:
 @dataclass(frozen=True)
 class Condition:
     """A condition given to the generator as a vector of ``dim`` floats (StackGAN): a caption embedded
-    by the sentence model ``model`` (kind text: `cyclekit sample --text`), a precomputed embedding
-    (kind vector; ``model`` says what made it), or the one-hot vector of a class (kind onehot:
-    ``dim`` classes, named in `Sampling.classes`)."""
+    by the sentence model ``model`` (kind text: `cyclekit sample --text`) or a precomputed embedding
+    (kind vector; ``model`` says what made it). A class is never a condition vector in a bundle: it
+    is the class index of `Sampling.classes`, whatever form the network takes it in (`Sampling.class_feed`);
+    kind onehot is what bundles written before the signature said instead (migrated on reading), and what
+    a recipe may call its own class condition."""
 
     kind: Literal["text", "vector", "onehot"]
     dim: int
@@ -63,34 +66,135 @@ class Condition:
             raise ConfigError(f"samples.condition.dim: must be > 0, got {self.dim}")
 
 
+# The sampling signature: what a sampling generator takes and gives, one typed description that
+# `cyclekit sample` (cyclekit.inference.sampling) and the ONNX sampler (cyclekit.export.onnx, and the
+# torch-free scripts/onnx_sample.py through its metadata) are both driven by. The bundle declares it
+# in `Sampling` (latent_dim: the noise; classes: the class index; condition: the embedding; stages:
+# the outputs) and `Sampling.signature` spells it out as ordered, named inputs and outputs.
+NOISE_INPUT, CLASS_INPUT, EMBEDDING_INPUT = "z", "label", "embedding"
+FINAL_OUTPUT = "output"
+
+
+@dataclass(frozen=True)
+class SampleInput:
+    """One input of a sampling generator, as `cyclekit sample` and G.onnx take it."""
+
+    name: str  # its name in G.onnx: z, label, embedding
+    kind: Literal["noise", "class", "embedding"]
+    size: int  # noise, embedding: the vector's length; class: the number of classes
+    dtype: Literal["float32", "int64"] = "float32"  # class: int64 (an index); the others float32
+    classes: tuple[str, ...] = ()  # class: the names, in index order
+    model: str = ""  # embedding: what made it (the embedding model)
+    source: str = ""  # embedding: text (cyclekit embeds a caption with `model`) or vector (precomputed)
+
+
+@dataclass(frozen=True)
+class SampleOutput:
+    """One output of a sampling generator: the image of one stage (or the 2-D points)."""
+
+    name: str  # output (the last stage: the network's own output), stage1, stage2, ... (the lower ones)
+    kind: Literal["image", "points"]
+    size: int = 0  # image: its side in pixels (0: not recorded); points: 2
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A sampling generator's inputs (in call order: noise, then its conditions) and outputs (low to
+    high resolution: one per declared stage, the last the network's own output)."""
+
+    inputs: tuple[SampleInput, ...]
+    outputs: tuple[SampleOutput, ...]
+
+    def input(self, kind: str) -> Optional[SampleInput]:
+        """The input of ``kind`` (noise, class, embedding), or None when the generator takes none."""
+        return next((i for i in self.inputs if i.kind == kind), None)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The names of the classes of the class input (empty: not conditioned on a class)."""
+        found = self.input("class")
+        return found.classes if found is not None else ()
+
+    def output_names(self) -> list[str]:
+        """The outputs in G.onnx's order: the final image first (what a consumer reads as
+        `session.run(...)[0]`), then the lower stages, low to high."""
+        return [self.outputs[-1].name, *(o.name for o in self.outputs[:-1])]
+
+    def to_metadata(self) -> dict[str, str]:
+        """The signature as ONNX metadata_props (strings; `signature_from_metadata` reads it back)."""
+        return {"signature": json.dumps(dataclasses.asdict(self))}
+
+
+def signature_from_metadata(metadata: Mapping[str, str]) -> Signature:
+    """The signature an exported sampler's metadata_props declare (`Signature.to_metadata`)."""
+    try:
+        return from_dict(Signature, json.loads(metadata["signature"]), "signature")
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise CyclekitError(f"the sampler's metadata has no usable signature ({exc})") from None
+    except ConfigError as exc:
+        raise CyclekitError(f"the sampler's metadata: {exc}") from None
+
+
+def stage_name(k: int, n: int) -> str:
+    """Output ``k`` of ``n`` (0: the lowest stage): `output` for the last, `stage<k+1>` for the others."""
+    return FINAL_OUTPUT if k == n - 1 else f"stage{k + 1}"
+
+
 @dataclass(frozen=True)
 class Sampling:
     """What a GAN bundle samples: `network` maps `latent_dim` noise (and, for a conditional GAN,
-    a class index or a condition vector) to images or 2-D points."""
+    a class index and/or a condition vector) to images or 2-D points; `signature` spells it out."""
 
     network: str
     latent_dim: int
     output: Literal["image", "points"] = "image"
-    # The condition: the class names of a class-conditional generator G(z, y), y = 0..K-1 indexing
-    # them; empty for an unconditional one.
+    # The class input: the class names of a class-conditional generator G(z, y), y = 0..K-1 indexing
+    # them; empty for a generator not conditioned on a class.
     classes: tuple[str, ...] = ()
-    # A generator given its condition as a vector, G(z, c) (see Condition); None: a class index
-    # (classes) or nothing.
+    # The embedding input: a generator given a vector, G(z, c) (see Condition); None: none.
     condition: Optional[Condition] = None
-    # A stacked generator (StackGAN): the side of each stage's image, low to high; its network's
-    # `stages(z, c)` returns them all (the network itself the last). Empty: one stage.
+    # The outputs: the side of each stage's image, low to high. Several: the network's `stages(...)`
+    # returns them all (its forward the last); one: its forward. Empty: one output of unrecorded side.
     stages: tuple[int, ...] = ()
+    # How the network takes the class index: as it is (int64) or as its one-hot vector (float32, K).
+    class_feed: Literal["index", "onehot"] = "index"
 
     def __post_init__(self) -> None:
+        c = self.condition
+        if c is not None and c.kind == "onehot":  # written before the signature: a class as a condition vector
+            object.__setattr__(self, "condition", None)
+            object.__setattr__(self, "class_feed", "onehot")
+            if not self.classes:
+                object.__setattr__(self, "classes", tuple(map(str, range(c.dim))))
+            if c.dim != len(self.classes):
+                raise ConfigError(f"samples.condition: a one-hot condition of {c.dim} needs {c.dim} classes")
+        if self.latent_dim < 1:
+            raise ConfigError(f"samples.latent_dim: must be >= 1, got {self.latent_dim}")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"samples.classes: names must be unique, got {list(self.classes)}")
         if any(not name.strip() for name in self.classes):
             raise ConfigError(f"samples.classes: names must not be empty, got {list(self.classes)}")
-        c = self.condition
-        if c is not None and c.kind == "onehot" and c.dim != len(self.classes):
-            raise ConfigError(f"samples.condition: a one-hot condition of {c.dim} needs {c.dim} classes")
-        if c is not None and c.kind != "onehot" and self.classes:
-            raise ConfigError(f"samples.classes: a {c.kind} condition has no classes")
+        if self.class_feed != "index" and not self.classes:
+            raise ConfigError(f"samples.class_feed: {self.class_feed} needs classes")
+        if any(side < 1 for side in self.stages):
+            raise ConfigError(f"samples.stages: sides must be >= 1, got {list(self.stages)}")
+        if self.output == "points" and len(self.stages) > 1:
+            raise ConfigError("samples.stages: a generator of 2-D points has one output")
+
+    @property
+    def signature(self) -> Signature:
+        inputs = [SampleInput(NOISE_INPUT, "noise", self.latent_dim)]
+        if self.classes:
+            inputs.append(SampleInput(CLASS_INPUT, "class", len(self.classes), "int64", classes=self.classes))
+        if self.condition is not None:
+            c = self.condition
+            inputs.append(SampleInput(EMBEDDING_INPUT, "embedding", c.dim, model=c.model, source=c.kind))
+        if self.output == "points":
+            outputs = [SampleOutput(FINAL_OUTPUT, "points", 2)]
+        else:
+            sides = self.stages or (0,)
+            outputs = [SampleOutput(stage_name(k, len(sides)), "image", s) for k, s in enumerate(sides)]
+        return Signature(tuple(inputs), tuple(outputs))
 
 
 @dataclass(frozen=True)
@@ -156,7 +260,12 @@ class Bundle:
         return self.translates[direction]
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["samples"] is not None and data["samples"]["class_feed"] == "index":
+            del data["samples"][
+                "class_feed"
+            ]  # the default, left out: a cyclekit from before the signature reads it too
+        return data
 
 
 def write_bundle(folder: Path, bundle: Bundle, modules: Mapping[str, nn.Module]) -> Bundle:
@@ -229,7 +338,7 @@ def read_bundle(path: str | Path) -> Bundle:
             )
         if entry.sha256 and not _SHA256.fullmatch(entry.sha256):
             raise CyclekitError(f"{cfg_path}: networks.{key}.sha256 is not a sha256 hex digest")
-    return _default_class_names(bundle)
+    return _declared_stages(_default_class_names(bundle))
 
 
 def with_class_names(bundle: Bundle, names: Sequence[str] | None) -> Bundle:
@@ -256,6 +365,15 @@ def _default_class_names(bundle: Bundle) -> Bundle:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         return bundle
     return dataclasses.replace(bundle, samples=dataclasses.replace(samples, classes=tuple(map(str, range(k)))))
+
+
+def _declared_stages(bundle: Bundle) -> Bundle:
+    """A bundle written before its outputs were declared (an image generator with no `stages`): its
+    one output is the image of the training size."""
+    samples = bundle.samples
+    if samples is None or samples.stages or samples.output != "image" or not bundle.train_size:
+        return bundle
+    return dataclasses.replace(bundle, samples=dataclasses.replace(samples, stages=(bundle.train_size,)))
 
 
 def _from_format_1(raw: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""Sampling a GAN bundle: noise in, images (or 2-D points) out."""
+"""Sampling a GAN bundle: noise (and the conditions its signature declares) in, the image of every
+declared stage (or 2-D points) out.
+
+One signature drives it (`cyclekit.inference.bundle.Sampling.signature`): `SignatureNet` calls any
+sampling generator through it, here and in the ONNX sampler export, so a class is always given as
+its index (the network's own form, e.g. a one-hot vector, is made inside), an embedding as a vector,
+and every stage's image comes back, however many stages the bundle declares.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,50 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from cyclekit.device import resolve_device
 from cyclekit.errors import CyclekitError
-from cyclekit.inference.bundle import bundle_dir, load_network, read_bundle
+from cyclekit.inference.bundle import Bundle, SampleInput, Sampling, Signature, bundle_dir, load_network, read_bundle
+
+CHUNK = 256  # samples per generator call
+
+
+class SignatureNet(nn.Module):
+    """A sampling generator called through its bundle's signature: ``forward(z, *conditions)`` with
+    the signature's inputs in order (float32 noise, int64 class indices, float32 embeddings) returns
+    its outputs, low to high (a tuple, one image per declared stage: the network's ``stages(...)``
+    when it declares several, its forward otherwise)."""
+
+    def __init__(self, net: nn.Module, samples: Sampling) -> None:
+        super().__init__()
+        self.net = net
+        self.signature = samples.signature
+        self.onehot = samples.class_feed == "onehot"
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        args = [inputs[0]]
+        for spec, x in zip(self.signature.inputs[1:], inputs[1:], strict=True):
+            if spec.kind == "class" and self.onehot:  # the class index as the one-hot vector the network takes
+                x = (x[:, None] == torch.arange(spec.size, device=x.device)).to(inputs[0].dtype)
+            args.append(x)
+        if len(self.signature.outputs) == 1:
+            return (self.net(*args),)
+        outs = tuple(self.net.stages(*args))  # type: ignore[operator]
+        if len(outs) != len(self.signature.outputs):
+            raise CyclekitError(
+                f"the generator gives {len(outs)} stages; its bundle declares {len(self.signature.outputs)}"
+            )
+        return outs
+
+
+def sampling_bundle(path: Path) -> tuple[Path, Bundle, Sampling]:
+    """The bundle folder, bundle and sampling declaration of a run or bundle that samples."""
+    folder = bundle_dir(path)
+    bundle = read_bundle(folder)
+    if bundle.samples is None:
+        raise CyclekitError(f"{folder} holds a model that translates, not samples (use `cyclekit translate`)")
+    return folder, bundle, bundle.samples
 
 
 def class_labels(classes: Sequence[str], choice: str, per_class: int) -> list[int]:
@@ -30,96 +77,93 @@ def class_labels(classes: Sequence[str], choice: str, per_class: int) -> list[in
     )
 
 
-def sample_gan(
-    path: Path, n: int, seed: int = 0, device: str = "auto", labels: Sequence[int] | None = None
-) -> torch.Tensor:
-    """``n`` samples from a bundle that samples, with noise from ``seed`` (CPU tensor). A
-    class-conditional bundle needs ``labels`` (``n`` class indices; see `class_labels`)."""
-    folder = bundle_dir(path)
-    bundle = read_bundle(folder)
-    if bundle.samples is None:
-        raise CyclekitError(f"{folder} holds a model that translates, not samples (use `cyclekit translate`)")
-    if bundle.samples.condition is not None:
-        vectors = None if labels is None else onehot(bundle.samples.classes, labels, n)
-        return sample_stages(folder, n, seed, device, vectors)[-1]
-    classes = bundle.samples.classes
-    if classes and labels is None:
-        raise CyclekitError(f"{folder} holds a class-conditional generator: name a class (--class N, or all)")
-    if not classes and labels is not None:
-        raise CyclekitError(f"--class: {folder} holds a generator that is not conditioned on a class")
-    dev = resolve_device(device)
-    generator = load_network(folder, bundle, bundle.samples.network, dev)
-    z = torch.randn(n, bundle.samples.latent_dim, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        if labels is None:
-            return torch.cat([generator(chunk.to(dev)).cpu() for chunk in z.split(256)])
-        y = torch.as_tensor(list(labels), dtype=torch.long)
-        if len(y) != n or (y < 0).any() or (y >= len(classes)).any():
-            raise CyclekitError(f"labels: expected {n} class indices in 0..{len(classes) - 1}")
-        return torch.cat(
-            [generator(zc.to(dev), yc.to(dev)).cpu() for zc, yc in zip(z.split(256), y.split(256), strict=True)]
-        )
-
-
-def onehot(classes: Sequence[str], labels: Sequence[int], n: int) -> torch.Tensor:
-    """Class indices as the one-hot condition vectors of a generator conditioned on vectors."""
-    y = torch.as_tensor(list(labels), dtype=torch.long)
-    if len(y) != n or (y < 0).any() or (y >= len(classes)).any():
-        raise CyclekitError(f"labels: expected {n} class indices in 0..{len(classes) - 1}")
-    return torch.nn.functional.one_hot(y, len(classes)).float()
+def missing_embedding(folder: Path, spec: SampleInput) -> str:
+    """What to say when a generator taking embeddings is given none."""
+    if spec.source == "text":
+        return f'{folder} holds a generator conditioned on text: give a caption (--text "...")'
+    return (
+        f"{folder} holds a generator conditioned on precomputed {spec.size}-d embeddings "
+        f"({spec.model or 'unnamed'}), which cyclekit cannot compute from text; pass vectors from Python "
+        "(cyclekit.inference.sampling.sample_stages) or to the exported G.onnx"
+    )
 
 
 def text_condition(path: Path, texts: Sequence[str]) -> torch.Tensor:
     """``texts`` embedded as the bundle's generator was trained: with the embedding model its
-    condition names (a text-conditioned bundle only; one-line errors otherwise)."""
+    signature names (a text-conditioned bundle only; one-line errors otherwise)."""
     from cyclekit.data.text import embed_texts
 
-    folder = bundle_dir(path)
-    samples = read_bundle(folder).samples
-    cond = samples.condition if samples is not None else None
-    if cond is None or cond.kind == "onehot":
-        what = "classes (use --class)" if samples is not None and samples.classes else "no text"
-        raise CyclekitError(f"--text: {folder} holds a generator conditioned on {what}")
-    if cond.kind != "text":
-        raise CyclekitError(
-            f"--text: {folder} holds a generator conditioned on precomputed {cond.dim}-d embeddings "
-            f"({cond.model or 'unnamed'}), which cyclekit cannot compute from text; pass vectors from Python "
-            "(cyclekit.inference.sampling.sample_stages) or to the exported G.onnx"
-        )
-    vectors = torch.from_numpy(embed_texts(cond.model, list(texts)))
-    if vectors.shape[1] != cond.dim:
-        raise CyclekitError(f"--text: {cond.model} gives {vectors.shape[1]}-d vectors; the generator takes {cond.dim}")
+    folder, _, samples = sampling_bundle(path)
+    spec = samples.signature.input("embedding")
+    if spec is None:
+        also = " (it takes a class: use --class)" if samples.classes else ""
+        raise CyclekitError(f"--text: {folder} holds a generator that is not conditioned on text{also}")
+    if spec.source != "text":
+        raise CyclekitError("--text: " + missing_embedding(folder, spec))
+    vectors = torch.from_numpy(embed_texts(spec.model, list(texts)))
+    if vectors.shape[1] != spec.size:
+        raise CyclekitError(f"--text: {spec.model} gives {vectors.shape[1]}-d vectors; the generator takes {spec.size}")
     return vectors
 
 
-def sample_stages(
-    path: Path, n: int, seed: int = 0, device: str = "auto", condition: torch.Tensor | None = None
+def _conditions(
+    folder: Path, signature: Signature, n: int, labels: Sequence[int] | None, embeddings: torch.Tensor | None
 ) -> list[torch.Tensor]:
-    """``n`` samples of a generator conditioned on vectors (StackGAN), with noise from ``seed``: the
-    image of every stage it has (CPU tensors, low to high resolution). ``condition``: n x dim
-    vectors (`text_condition`, `onehot`)."""
-    folder = bundle_dir(path)
-    bundle = read_bundle(folder)
-    samples = bundle.samples
-    if samples is None or samples.condition is None:
-        raise CyclekitError(f"{folder} holds no generator conditioned on vectors")
-    dim = samples.condition.dim
-    if condition is None:
-        raise CyclekitError(
-            f"{folder} holds a generator conditioned on "
-            + ("a class: name one (--class N, or all)" if samples.classes else "text: give a caption (--text ...)")
-        )
-    if tuple(condition.shape) != (n, dim):
-        raise CyclekitError(f"condition: expected {n} x {dim} vectors, got {tuple(condition.shape)}")
+    """The tensors of the signature's inputs after the noise, in order, checked against it."""
+    given = {"class": labels is not None, "embedding": embeddings is not None}
+    for kind, is_given in given.items():
+        if is_given and signature.input(kind) is None:
+            what = "a class" if kind == "class" else "an embedding"
+            flag = "--class: " if kind == "class" else ""
+            raise CyclekitError(f"{flag}{folder} holds a generator that is not conditioned on {what}")
+    out = []
+    for spec in signature.inputs[1:]:
+        if spec.kind == "class":
+            if labels is None:
+                raise CyclekitError(f"{folder} holds a class-conditional generator: name a class (--class N, or all)")
+            y = torch.as_tensor(list(labels), dtype=torch.long)
+            if len(y) != n or (y < 0).any() or (y >= spec.size).any():
+                raise CyclekitError(f"labels: expected {n} class indices in 0..{spec.size - 1}")
+            out.append(y)
+        else:
+            if embeddings is None:
+                raise CyclekitError(missing_embedding(folder, spec))
+            if tuple(embeddings.shape) != (n, spec.size):
+                raise CyclekitError(f"condition: expected {n} x {spec.size} vectors, got {tuple(embeddings.shape)}")
+            out.append(embeddings.float())
+    return out
+
+
+def sample_stages(
+    path: Path,
+    n: int,
+    seed: int = 0,
+    device: str = "auto",
+    labels: Sequence[int] | None = None,
+    embeddings: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """``n`` samples from a bundle that samples, with noise from ``seed``: the output of every stage
+    its signature declares (CPU tensors, low to high resolution; one for a one-stage generator).
+    ``labels``: ``n`` class indices for a class-conditional generator (`class_labels`);
+    ``embeddings``: n x dim vectors for one conditioned on embeddings (`text_condition`)."""
+    folder, bundle, samples = sampling_bundle(path)
+    conditions = _conditions(folder, samples.signature, n, labels, embeddings)
     dev = resolve_device(device)
-    generator = load_network(folder, bundle, samples.network, dev)
+    generator = SignatureNet(load_network(folder, bundle, samples.network, dev), samples)
     z = torch.randn(n, samples.latent_dim, generator=torch.Generator().manual_seed(seed))
-    outs: list[list[torch.Tensor]] = []
+    outs: list[tuple[torch.Tensor, ...]] = []
     with torch.no_grad():
-        for zc, cc in zip(z.split(256), condition.float().split(256), strict=True):
-            got = generator.stages(zc.to(dev), cc.to(dev)) if samples.stages else (generator(zc.to(dev), cc.to(dev)),)
-            outs.append([t.cpu() for t in got])
-    return [torch.cat([o[k] for o in outs]) for k in range(len(outs[0]))]
+        for start in range(0, n, CHUNK):
+            feed = [t[start : start + CHUNK].to(dev) for t in (z, *conditions)]
+            outs.append(tuple(t.cpu() for t in generator(*feed)))
+    return [torch.cat(stage) for stage in zip(*outs, strict=True)]
+
+
+def sample_gan(
+    path: Path, n: int, seed: int = 0, device: str = "auto", labels: Sequence[int] | None = None
+) -> torch.Tensor:
+    """The final output of `sample_stages` (images, or 2-D points)."""
+    return sample_stages(path, n, seed, device, labels)[-1]
 
 
 def save_stage_grid(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cyclekit.models.capabilities import Capabilities, Condition, FeatureTaps, Sizing
 from cyclekit.models.dcgan import (
     DCGANDiscriminator,
     DCGANDiscriminatorOptions,
@@ -14,10 +15,14 @@ from cyclekit.models.registry import (
     MODELS,
     ModelEntry,
     build_model,
+    build_on_meta,
+    capabilities,
+    feature_channels,
     list_models,
     model_options,
     options_dict,
     resolve_options,
+    sizing,
 )
 from cyclekit.models.resnet import ResnetGenerator, ResnetOptions
 from cyclekit.nn.init import INIT_KINDS, count_parameters, init_weights
@@ -25,10 +30,13 @@ from cyclekit.nn.init import INIT_KINDS, count_parameters, init_weights
 __all__ = [
     "INIT_KINDS",
     "MODELS",
+    "Capabilities",
+    "Condition",
     "DCGANDiscriminator",
     "DCGANDiscriminatorOptions",
     "DCGANGenerator",
     "DCGANGeneratorOptions",
+    "FeatureTaps",
     "MLPDiscriminator",
     "MLPDiscriminatorOptions",
     "MLPGenerator",
@@ -38,11 +46,16 @@ __all__ = [
     "PatchGANOptions",
     "ResnetGenerator",
     "ResnetOptions",
+    "Sizing",
     "build_model",
+    "build_on_meta",
+    "capabilities",
     "count_parameters",
+    "feature_channels",
     "init_weights",
     "list_models",
     "model_options",
     "options_dict",
     "resolve_options",
+    "sizing",
 ]

@@ -19,14 +19,18 @@ clamped to the pixel range [-1, 1].
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
 from cyclekit.models._checks import positive
+from cyclekit.models.capabilities import Capabilities, Sizing
 
 ImageSize = Literal[16, 32, 64, 128]
+IMAGE_SIZES: tuple[int, ...] = typing.get_args(ImageSize)
+SIZE_RULE = "8 x 2^k"  # the first and last feature maps are 8 x 8
 BASE = 8  # side of the first (decoder) and last (encoder) feature map: Berthelot et al. 2017, Fig. 1
 
 
@@ -109,6 +113,14 @@ class _Encoder(nn.Module):
 class BeganGenerator(nn.Module):
     """z of shape (N, latent_dim) -> images (N, channels, size, size); clamped to [-1, 1] in eval mode."""
 
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "image_size": "image_size", "latent_dim": "latent_dim"}, IMAGE_SIZES, SIZE_RULE
+    )
+
+    @classmethod
+    def capabilities(cls, options: BeganGeneratorOptions) -> Capabilities:
+        return Capabilities(takes="latent", image_size=options.image_size, label="BEGAN generator")
+
     def __init__(self, config: BeganGeneratorOptions | None = None) -> None:
         super().__init__()
         self.config = cfg = config or BeganGeneratorOptions()
@@ -126,6 +138,13 @@ class BeganGenerator(nn.Module):
 class BeganDiscriminator(nn.Module):
     """Images -> their reconstructions, the same shape: decoder(encoder(x)). `embed` gives the
     ``h`` values of the embedding."""
+
+    sizing: ClassVar[Sizing] = Sizing({"channels": "channels", "image_size": "image_size"}, IMAGE_SIZES, SIZE_RULE)
+
+    @classmethod
+    def capabilities(cls, options: BeganDiscriminatorOptions) -> Capabilities:
+        """An autoencoder: D(x) is the reconstruction of x (`embed` gives the h values between)."""
+        return Capabilities(heads=("reconstruction",), image_size=options.image_size, label="BEGAN autoencoder")
 
     def __init__(self, config: BeganDiscriminatorOptions | None = None) -> None:
         super().__init__()

@@ -17,14 +17,15 @@ The discriminator has three heads, one per recipe:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cyclekit.models._checks import positive
-from cyclekit.models.dcgan import _LAYOUT, DCGANGenerator, DCGANGeneratorOptions, ImageSize
+from cyclekit.models.capabilities import NO_CONDITION, Capabilities, Condition, Sizing
+from cyclekit.models.dcgan import _LAYOUT, IMAGE_SIZES, DCGANGenerator, DCGANGeneratorOptions, ImageSize
 from cyclekit.nn.layers import NormKind, conv_norm_act
 
 Head = Literal["concat", "aux", "classes"]
@@ -70,6 +71,21 @@ class CondDiscriminatorOptions:
 class ConditionalGenerator(nn.Module):
     """(z, y) -> image in [-1, 1]: a DCGAN generator whose input is z concatenated with one-hot y."""
 
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "image_size": "image_size", "latent_dim": "latent_dim", "n_classes": "n_classes"},
+        IMAGE_SIZES,
+    )
+
+    @classmethod
+    def capabilities(cls, options: CondGeneratorOptions) -> Capabilities:
+        """G(z, y): a class index y, one-hot of n_classes."""
+        return Capabilities(
+            takes="latent",
+            condition=Condition("class", options.n_classes),
+            image_size=options.image_size,
+            label="conditional generator",
+        )
+
     def __init__(self, config: CondGeneratorOptions | None = None):
         super().__init__()
         self.config = cfg = config or CondGeneratorOptions()
@@ -94,6 +110,19 @@ class ConditionalGenerator(nn.Module):
 
 class ConditionalDiscriminator(nn.Module):
     """Image (and, for the concat head, label) -> the head's outputs; see the module docstring."""
+
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "image_size": "image_size", "n_classes": "n_classes"}, IMAGE_SIZES
+    )
+
+    @classmethod
+    def capabilities(cls, options: CondDiscriminatorOptions) -> Capabilities:
+        """concat: D(x, y) -> logit; aux: D(x) -> (logit, class logits); classes: D(x) -> class logits."""
+        heads = {"concat": ("logit",), "aux": ("logit", "classes"), "classes": ("classes",)}[options.head]
+        condition = Condition("class", options.n_classes) if options.head == "concat" else NO_CONDITION
+        return Capabilities(
+            heads=heads, condition=condition, image_size=options.image_size, label="conditional discriminator"
+        )
 
     def __init__(self, config: CondDiscriminatorOptions | None = None):
         super().__init__()

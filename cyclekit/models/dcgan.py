@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
 from cyclekit.models._checks import positive
+from cyclekit.models.capabilities import Capabilities, Sizing
 from cyclekit.nn.layers import NormKind, conv_bias, conv_norm_act, norm_layer
 
 ImageSize = Literal[16, 28, 32, 64]
@@ -17,6 +19,7 @@ ImageSize = Literal[16, 28, 32, 64]
 # two stride-2 stages land exactly on 28 without cropping.
 # 16 (the scikit-learn digits, upscaled) starts from 4x4 with one stage fewer than 32.
 _LAYOUT: dict[int, tuple[int, int]] = {16: (4, 2), 28: (7, 2), 32: (4, 3), 64: (4, 4)}
+IMAGE_SIZES: tuple[int, ...] = typing.get_args(ImageSize)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,14 @@ class DCGANGenerator(nn.Module):
 
     Accepts z of shape (N, latent_dim) or (N, latent_dim, 1, 1); returns (N, channels, size, size).
     """
+
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "image_size": "image_size", "latent_dim": "latent_dim"}, IMAGE_SIZES
+    )
+
+    @classmethod
+    def capabilities(cls, options: DCGANGeneratorOptions) -> Capabilities:
+        return Capabilities(takes="latent", image_size=options.image_size, label="DCGAN generator")
 
     def __init__(self, config: DCGANGeneratorOptions | None = None):
         super().__init__()
@@ -87,6 +98,12 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """Image -> one raw logit per sample, shape (N,): strided convs, norm + LeakyReLU(0.2)."""
+
+    sizing: ClassVar[Sizing] = Sizing({"channels": "channels", "image_size": "image_size"}, IMAGE_SIZES)
+
+    @classmethod
+    def capabilities(cls, options: DCGANDiscriminatorOptions) -> Capabilities:
+        return Capabilities(heads=("logit",), image_size=options.image_size, label="DCGAN discriminator")
 
     def __init__(self, config: DCGANDiscriminatorOptions | None = None):
         super().__init__()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
 from cyclekit.errors import ConfigError
 from cyclekit.models._checks import positive, probability
+from cyclekit.models.capabilities import Capabilities, Sizing
 
 TOY_FEATURES = 2  # the 2-D ring of Gaussians (Metz et al. 2017, Sec. 3.1)
 
@@ -76,6 +77,18 @@ class MLPGenerator(nn.Module):
     Returns (N, out_features), or (N, *image_shape) when ``image_shape`` is set.
     """
 
+    sizing: ClassVar[Sizing] = Sizing(
+        {"latent_dim": "latent_dim", "image_shape": "image_shape", "features": "out_features"}
+    )
+
+    @classmethod
+    def capabilities(cls, options: MLPGeneratorOptions) -> Capabilities:
+        image = options.image_shape is not None
+        side = options.image_shape[-1] if image and len(options.image_shape) == 3 else None
+        return Capabilities(
+            takes="latent", heads=("image",) if image else ("points",), image_size=side, label="MLP generator"
+        )
+
     def __init__(self, config: MLPGeneratorOptions | None = None):
         super().__init__()
         self.config = cfg = config or MLPGeneratorOptions()
@@ -98,6 +111,16 @@ class MLPGenerator(nn.Module):
 
 class MLPDiscriminator(nn.Module):
     """Flattened input -> Linear+LeakyReLU(0.2) per hidden width -> one raw logit, shape (N,)."""
+
+    sizing: ClassVar[Sizing] = Sizing({"image_shape": "image_shape", "features": "in_features"})
+
+    @classmethod
+    def capabilities(cls, options: MLPDiscriminatorOptions) -> Capabilities:
+        image = options.image_shape is not None
+        side = options.image_shape[-1] if image and len(options.image_shape) == 3 else None
+        return Capabilities(
+            takes="image" if image else "points", heads=("logit",), image_size=side, label="MLP discriminator"
+        )
 
     def __init__(self, config: MLPDiscriminatorOptions | None = None):
         super().__init__()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from cyclekit.models._checks import positive
+from cyclekit.models.capabilities import Capabilities, Sizing
 from cyclekit.nn.layers import NormKind, conv_norm_act
 
 
@@ -48,6 +50,15 @@ class PatchGAN(nn.Module):
             )
         layers.append(nn.Conv2d(cfg.ndf * mult, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
+
+    sizing: ClassVar[Sizing] = Sizing({"channels": "in_channels"})
+
+    @classmethod
+    def capabilities(cls, options: PatchGANOptions) -> Capabilities:
+        """Image -> a map of patch logits; at least 3 * 2**n_layers px (see the class docstring)."""
+        return Capabilities(
+            heads=("patch_logits",), min_size=3 * 2**options.n_layers, label="PatchGAN", depth_option="n_layers"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+import torch
 from torch import nn
 
 from cyclekit.errors import ConfigError, did_you_mean
@@ -21,6 +22,7 @@ from cyclekit.models.began import (
     BeganGenerator,
     BeganGeneratorOptions,
 )
+from cyclekit.models.capabilities import NO_SIZING, Capabilities, FeatureTaps, Sizing
 from cyclekit.models.conditional import (
     CondDiscriminatorOptions,
     CondGeneratorOptions,
@@ -129,6 +131,50 @@ def model_options(name: str, options: Mapping[str, Any] | None = None, *, key: s
     ``build_model(name, model_options(name, opts))`` rebuilds the same architecture.
     """
     return options_dict(resolve_options(name, options, key=key))
+
+
+def sizing(name: str, *, key: str = "model") -> Sizing:
+    """What the data decides of model ``name`` (the options it fills in, the fixed image sides),
+    known from the class alone, before any option is read. Undeclared: nothing."""
+    return getattr(_entry(name, key).build, "sizing", NO_SIZING)
+
+
+def capabilities(name: str, options: Mapping[str, Any] | None = None, *, key: str = "model") -> Capabilities:
+    """What model ``name`` with ``options`` takes and gives (`cyclekit.models.capabilities`), from
+    its options alone: nothing is built and no data is read. A builder that declares nothing is
+    built on the meta device for its ``size_multiple`` and ``min_size``."""
+    entry = _entry(name, key)
+    resolved = resolve_options(name, options, key=key)
+    declare = getattr(entry.build, "capabilities", None)
+    if callable(declare):
+        return declare(resolved)
+    net = build_on_meta(name, resolved, key=key)
+    return Capabilities(size_multiple=int(getattr(net, "size_multiple", 1)), min_size=int(getattr(net, "min_size", 1)))
+
+
+def build_on_meta(name: str, options: Any = None, *, key: str = "model") -> nn.Module:
+    """Model ``name`` built on the meta device: its shapes without memory or data. The global RNG is
+    left as it was (building initialises weights; a draw here would change the following training
+    steps and break exact resume). ``options``: plain options or a resolved options dataclass."""
+    entry = _entry(name, key)
+    if not isinstance(options, entry.options):
+        options = resolve_options(name, options, key=key)
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        return entry.build(options)
+
+
+def feature_channels(
+    name: str, options: Mapping[str, Any] | None, layers: Sequence[int], *, key: str = "model"
+) -> list[int]:
+    """The channel counts of model ``name``'s feature taps at ``layers`` (`FeatureTaps`), from a copy
+    built on the meta device: what a head sized from them needs, before any data is seen."""
+    net = build_on_meta(name, options, key=key)
+    if not isinstance(net, FeatureTaps):
+        raise ConfigError(f"{key}: model '{name}' has no feature taps")
+    try:
+        return net.feature_channels(layers)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def options_dict(opts: Any) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
 from cyclekit.errors import ConfigError
 from cyclekit.models._checks import positive, probability
+from cyclekit.models.capabilities import Capabilities, Sizing, check_layers
 from cyclekit.nn.layers import NormKind, PaddingKind, ResnetBlock, conv_bias, norm_layer, padding_layers
 
 
@@ -74,15 +76,51 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, cfg.out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
+    sizing: ClassVar[Sizing] = Sizing({"channels": ("in_channels", "out_channels")})
+
+    @classmethod
+    def capabilities(cls, options: ResnetOptions) -> Capabilities:
+        """Image -> image; sides multiples of 4 (two stride-2 downsamplings), at least 8 px (at 4 px
+        the residual blocks would see 1x1 maps, which reflection padding cannot pad); every layer of
+        ``model`` can be tapped."""
+        multiple = 2**N_DOWNSAMPLING
+        up = 3 if options.upsample == "transpose" else 4 + len(padding_layers(options.padding, 1)[0])
+        n_layers = 4 + 3 * N_DOWNSAMPLING + options.n_blocks + N_DOWNSAMPLING * up + 3
+        return Capabilities(
+            size_multiple=multiple, min_size=2 * multiple, label="ResNet generator", feature_taps=n_layers
+        )
+
     @property
     def size_multiple(self) -> int:
         """Sides must be multiples of this: two stride-2 downsamplings."""
-        return 2**N_DOWNSAMPLING
+        return self.capabilities(self.config).size_multiple
 
     @property
     def min_size(self) -> int:
-        # At 4 px the residual blocks would see 1x1 maps, which reflection padding cannot pad.
-        return 2 * self.size_multiple
+        return self.capabilities(self.config).min_size
+
+    def feature_channels(self, layers: Sequence[int]) -> list[int]:
+        """Channels of the outputs of ``model[i]`` for each i in ``layers``, read off the layers
+        (works on a network built on the meta device; nothing runs)."""
+        layers = check_layers(layers, len(self.model), "ResnetGenerator.feature_channels")
+        channels, c = [], self.config.in_channels
+        for layer in self.model:
+            c = int(getattr(layer, "out_channels", c))  # convs change it; norms, pads, blocks keep it
+            channels.append(c)
+        return [channels[i] for i in layers]
+
+    def features(self, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """The outputs of ``model[i]`` for each i in ``layers`` (in that order), running the layers
+        only as far as the deepest one asked (as the CUT reference's ``encode_only``)."""
+        layers = check_layers(layers, len(self.model), "ResnetGenerator.features")
+        wanted, found = set(layers), {}
+        for i, layer in enumerate(self.model):
+            x = layer(x)
+            if i in wanted:
+                found[i] = x
+                if len(found) == len(wanted):
+                    break
+        return [found[i] for i in layers]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

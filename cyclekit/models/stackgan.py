@@ -24,7 +24,7 @@ graph is deterministic. The forward of a generator returns (image, mu, log_sigma
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from cyclekit.errors import ConfigError
 from cyclekit.models._checks import positive
+from cyclekit.models.capabilities import Capabilities, Condition, Sizing
 
 
 def _side(name: str, value: int, least: int = 8) -> None:
@@ -137,6 +138,20 @@ class StageIGeneratorOptions:
 class StageIGenerator(nn.Module):
     """(noise [z, eps], embedding) -> (image in [-1, 1], mu, log_sigma)."""
 
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "image_size": "image_size", "embed_dim": "embed_dim"}, rule="4 x 2^k, at least 8"
+    )
+
+    @classmethod
+    def capabilities(cls, options: StageIGeneratorOptions) -> Capabilities:
+        return Capabilities(
+            takes="latent",
+            heads=("image", "mu", "log_sigma"),
+            condition=Condition("embedding", options.embed_dim),
+            image_size=options.image_size,
+            label="stage-I generator",
+        )
+
     def __init__(self, config: StageIGeneratorOptions | None = None) -> None:
         super().__init__()
         self.config = cfg = config or StageIGeneratorOptions()
@@ -196,6 +211,21 @@ class StageIIGeneratorOptions:
 
 class StageIIGenerator(nn.Module):
     """(stage-I image, noise eps, embedding) -> (image of scale x the side, mu, log_sigma)."""
+
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "embed_dim": "embed_dim"}, rule="4 x 2^k, at least 8"
+    )  # its in_size and scale are the stages' business (the stackgan recipe sets them)
+
+    @classmethod
+    def capabilities(cls, options: StageIIGeneratorOptions) -> Capabilities:
+        """Takes the stage-I image (``in_size``) and gives one ``scale`` times larger."""
+        return Capabilities(
+            takes="image",
+            heads=("image", "mu", "log_sigma"),
+            condition=Condition("embedding", options.embed_dim),
+            image_size=options.in_size,
+            label="stage-II generator",
+        )
 
     def __init__(self, config: StageIIGeneratorOptions | None = None) -> None:
         super().__init__()
@@ -265,6 +295,20 @@ class StageDiscriminatorOptions:
 class StageDiscriminator(nn.Module):
     """(image, embedding) -> one logit per sample: real and matching the condition, or not."""
 
+    sizing: ClassVar[Sizing] = Sizing(
+        {"channels": "channels", "image_size": "image_size", "embed_dim": "embed_dim"}, rule="4 x 2^k, at least 8"
+    )
+
+    @classmethod
+    def capabilities(cls, options: StageDiscriminatorOptions) -> Capabilities:
+        """Matching-aware: D(image, embedding) -> one logit."""
+        return Capabilities(
+            heads=("logit",),
+            condition=Condition("embedding", options.embed_dim),
+            image_size=options.image_size,
+            label="stage discriminator",
+        )
+
     def __init__(self, config: StageDiscriminatorOptions | None = None) -> None:
         super().__init__()
         self.config = cfg = config or StageDiscriminatorOptions()
@@ -326,6 +370,19 @@ class StackChain(nn.Module):
     """(noise [z, eps_I, eps_II], embedding) -> the stage-II image; `stages` gives both images.
 
     ``stage1``/``stage2``: existing generators to chain (a training run's, shared, not copied)."""
+
+    sizing: ClassVar[Sizing] = Sizing()  # its options are the two stages' own, already sized
+
+    @classmethod
+    def capabilities(cls, options: StackChainOptions) -> Capabilities:
+        o1 = StageIGeneratorOptions(**options.stage1)
+        o2 = StageIIGeneratorOptions(**options.stage2)
+        return Capabilities(
+            takes="latent",
+            condition=Condition("embedding", o1.embed_dim),
+            image_size=o2.out_size,
+            label="StackGAN chain",
+        )
 
     def __init__(
         self,

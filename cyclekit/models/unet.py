@@ -10,12 +10,14 @@ parameter counts and state dict keys are the reference's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from cyclekit.errors import ConfigError
 from cyclekit.models._checks import positive, probability
+from cyclekit.models.capabilities import Capabilities, Sizing
 from cyclekit.nn.layers import conv_bias, norm_layer
 
 MIN_DOWNS = 5  # the fixed outer blocks: ngf -> 2 ngf -> 4 ngf -> 8 ngf, plus the innermost
@@ -112,14 +114,23 @@ class UnetGenerator(nn.Module):
         block = UnetSkipBlock(g, g * 2, submodule=block, **kw)
         self.model = UnetSkipBlock(cfg.out_channels, g, input_nc=cfg.in_channels, submodule=block, outermost=True, **kw)
 
+    sizing: ClassVar[Sizing] = Sizing({"channels": ("in_channels", "out_channels")})
+
+    @classmethod
+    def capabilities(cls, options: UnetOptions) -> Capabilities:
+        """Image -> image; sides multiples of 2**n_downs (n_downs halvings down to the bottleneck),
+        and at least that: a 1x1 bottleneck is fine, no norm runs on it."""
+        multiple = 2**options.n_downs
+        return Capabilities(size_multiple=multiple, min_size=multiple, label="U-Net", depth_option="n_downs")
+
     @property
     def size_multiple(self) -> int:
         """Sides must be multiples of this: n_downs halvings down to the bottleneck."""
-        return 2**self.config.n_downs
+        return self.capabilities(self.config).size_multiple
 
     @property
     def min_size(self) -> int:
-        return self.size_multiple  # a 1x1 bottleneck is fine: no norm runs on it
+        return self.capabilities(self.config).min_size
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

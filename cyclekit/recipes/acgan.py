@@ -60,7 +60,9 @@ class AcganRecipe(ImageSampler):
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        cls.check_conditional_pair(config, "aux", "D(x) -> (logit, class logits): cond_d with head aux")
+        cls.check_conditional_pair(
+            config, "D(x) -> (logit, class logits): cond_d with head aux", heads=("logit", "classes")
+        )
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         mode, weight = self.config.options.gan_mode, self.config.options.lambda_class

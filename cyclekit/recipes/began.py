@@ -35,7 +35,8 @@ from torch import Tensor
 from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import frozen, optimizer_step
-from cyclekit.models import build_model
+from cyclekit.models import build_model, sizing
+from cyclekit.players import Player, generator_and_discriminator
 from cyclekit.recipes.sampler import ImageSampler, image_shape
 from cyclekit.train import distributed
 from cyclekit.train.state import TrainingState
@@ -120,7 +121,6 @@ class BeganRecipe(ImageSampler):
     needs = (("image",),)
     networks = {"generator": "G(z), the shape of D's decoder", "discriminator": "the autoencoder D(x) -> x"}
     defaults: dict[str, Any] = {
-        "optim": {"kind": "adam", "lr": 1e-4, "beta1": 0.5, "beta2": 0.999},
         "model": {
             "generator": {"name": "began_g"},
             "discriminator": {"name": "began_d"},
@@ -130,6 +130,12 @@ class BeganRecipe(ImageSampler):
             "init_gain": 1.0,
         },
     }
+
+    @classmethod
+    def players(cls, options: Any) -> tuple[Player, ...]:
+        """G and D with Adam at 1e-4, beta1 0.5 (Berthelot et al. 2017, Sec. 4); `_plateau` may decay
+        both rates (the linear schedules' base rates)."""
+        return generator_and_discriminator(lr=1e-4)
 
     @classmethod
     def check(cls, config: Config) -> None:
@@ -148,11 +154,13 @@ class BeganRecipe(ImageSampler):
 
     @classmethod
     def _checked_spec(cls, config: Config, part: str, size: int, size_key: str) -> tuple[str, dict[str, Any]]:
-        """The network's spec; a data size the BEGAN networks cannot take named by its data key."""
+        """The network's spec; a data size the network cannot be built for (its declared sides)
+        named by its data key."""
         arch = getattr(config.model, part)["name"]
-        if arch in ("began_g", "began_d") and size not in (16, 32, 64, 128):
+        fixed = sizing(arch, key=f"model.{part}")
+        if fixed.takes("image_size") and fixed.image_sizes and size not in fixed.image_sizes:
             raise ConfigError(
-                f"{size_key}: {size} px does not fit the {arch} network, whose side is 8 x 2^k: 16, 32, 64 or 128 px"
+                f"{size_key}: {size} px does not fit the {arch} network, whose side is {fixed.sizes_text()} px"
             )
         return cls.net_spec(config, part)
 

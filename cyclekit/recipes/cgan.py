@@ -51,7 +51,9 @@ class CganRecipe(ImageSampler):
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        cls.check_conditional_pair(config, "concat", "D(x, y): name cond_d with head concat", "concat")
+        cls.check_conditional_pair(
+            config, "D(x, y): name cond_d with head concat", heads=("logit",), d_condition="class"
+        )
 
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         mode = self.config.options.gan_mode

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cyclekit.config import Config, OptimConfig
+from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.schedule import linear_decay_scheduler
-from cyclekit.models import init_weights, model_options, resolve_options
+from cyclekit.models import capabilities, init_weights, model_options
+from cyclekit.players import Player, Settings
+from cyclekit.players import generator_and_discriminator as default_players
 from cyclekit.train.state import TrainingState
 
 N_FIXED = 4  # test images (pairs) per side in the sample grids of the translation recipes
@@ -37,28 +39,9 @@ def net_spec(config: Config, part: str, **fill: Any) -> tuple[str, dict[str, Any
     return arch, model_options(arch, spec, key=f"model.{part}")
 
 
-def size_needs(arch: str, options: Mapping[str, Any]) -> tuple[int, int]:
-    """(size multiple, minimum side) the generator ``arch`` needs, from its built architecture.
-
-    Built on the meta device (no memory) under a forked RNG: building initialises weights, and a
-    draw from the global RNG here (e.g. while writing a bundle) would change the dropout masks of
-    the following training steps and break exact resume."""
-    from cyclekit.models import MODELS
-
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        net = MODELS[arch].build(resolve_options(arch, options))
-    return net_size_needs(net)
-
-
 def net_size_needs(net: torch.nn.Module) -> tuple[int, int]:
     """(size multiple, minimum side) of a built generator (1, 1 when it declares none)."""
     return int(getattr(net, "size_multiple", 1)), int(getattr(net, "min_size", 1))
-
-
-def patchgan_min_size(options: Mapping[str, Any]) -> int:
-    """Smallest input a PatchGAN gives any output for: n_layers halvings, then two stride-1 4x4
-    convs that each remove one pixel."""
-    return 3 * 2 ** int(options.get("n_layers", 3))
 
 
 def check_crop_for_generator(config: Config, arch: str, options: Mapping[str, Any]) -> None:
@@ -67,71 +50,113 @@ def check_crop_for_generator(config: Config, arch: str, options: Mapping[str, An
     data = config.data
     if data.preprocess not in ("resize_and_crop", "crop", "scale_width_and_crop"):
         return
-    multiple, min_size = size_needs(arch, options)
+    caps = capabilities(arch, options, key="model.generator")
+    multiple, min_size = caps.size_multiple, caps.min_size
     crop = data.crop_size
     if crop % multiple == 0 and crop >= min_size:
         return
     why = f"is not a multiple of {multiple}" if crop % multiple else f"is smaller than {min_size} px"
     fix = f"data.crop_size={max(min_size, crop // multiple * multiple)}"
-    if arch == "unet":
-        # A U-Net halves the image n_downs times: the crop decides how deep it can be.
+    if caps.depth_option is not None:
+        # A network whose depth is an option (a U-Net's n_downs) halves the image that many times:
+        # the crop decides how deep it can be.
+        opt, n = caps.depth_option, options.get(caps.depth_option)
         depth = max(1, (crop & -crop).bit_length() - 1)  # the largest n with 2**n dividing the crop
-        fix += f", or model.generator.n_downs={depth} for {crop} px"
-        why += f" (a U-Net with n_downs {options.get('n_downs')} halves it {options.get('n_downs')} times)"
+        fix += f", or model.generator.{opt}={depth} for {crop} px"
+        why += f" (a {caps.label} with {opt} {n} halves it {n} times)"
     raise ConfigError(f"data.crop_size: {crop} {why}, which the {arch} generator needs; use {fix}")
 
 
 def check_image_discriminator(config: Config, arch: str, options: Mapping[str, Any], gan_mode: str) -> None:
-    """Refuse crops a PatchGAN cannot judge and WGAN-GP with a batch-norm critic."""
+    """Refuse crops smaller than the discriminator's declared minimum side (a PatchGAN's: n_layers
+    halvings, then two stride-1 4x4 convs that each remove one pixel) and WGAN-GP with a batch-norm
+    critic."""
     data = config.data
-    if arch == "patchgan" and data.preprocess != "none" and data.crop_size < patchgan_min_size(options):
-        need = patchgan_min_size(options)
-        need_text = str(need) if need < 10**12 else f"3 x 2^{options.get('n_layers')}"  # huge n_layers
-        raise ConfigError(
-            f"data.crop_size: {data.crop_size} is too small for a PatchGAN with n_layers "
-            f"{options.get('n_layers')}; it needs at least {need_text}"
-        )
+    caps = capabilities(arch, options, key="model.discriminator")
+    need = caps.min_size
+    if data.preprocess != "none" and data.crop_size < need:
+        what = f"the {arch} discriminator"
+        if caps.depth_option is not None:
+            what = f"a {caps.label} with {caps.depth_option} {options.get(caps.depth_option)}"
+        need_text = str(need) if need < 10**12 else f"more than 2^{need.bit_length() - 1}"  # absurd depths
+        raise ConfigError(f"data.crop_size: {data.crop_size} is too small for {what}; it needs at least {need_text}")
     if gan_mode == "wgan-gp" and options.get("norm") == "batch":
         # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
         raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
 
 
-def optimizer_with_schedule(
-    params: Iterable[torch.nn.Parameter], lr: float, optim: OptimConfig, constant: int, decay: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer `optim.kind` names (Adam or RMSprop) at ``lr``, with the linear-decay schedule."""
+def make_optimizer(params: Iterable[torch.nn.Parameter], settings: Settings) -> torch.optim.Optimizer:
+    """Adam or RMSprop, as ``settings`` (one player's, `OptimConfig.settings`) say."""
     params = list(params)
-    if optim.kind == "rmsprop":
-        rms = torch.optim.RMSprop(params, lr=lr)
-        return rms, linear_decay_scheduler(rms, constant, decay)
+    if settings.kind == "rmsprop":
+        assert settings.alpha is not None
+        return torch.optim.RMSprop(params, lr=settings.lr, alpha=settings.alpha)
+    assert settings.betas is not None
     # The fused kernel updates all parameters in one pass: measured 1.035x per CycleGAN step at
     # 64 px on a 2-core CPU (interleaved medians, twice); the for-each variant measured 0.98x, so
     # it stays off. Fused runs on CPU and CUDA float32 only.
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
-    opt = torch.optim.Adam(params, lr=lr, betas=(optim.beta1, optim.beta2), fused=True if fused else None)
-    return opt, linear_decay_scheduler(opt, constant, decay)
+    return torch.optim.Adam(params, lr=settings.lr, betas=settings.betas, fused=True if fused else None)
 
 
 def schedule_steps(config: Config, steps_per_epoch: int) -> tuple[int, int]:
     return config.train.epochs * steps_per_epoch, config.train.decay_epochs * steps_per_epoch
 
 
-def generator_and_discriminator(
-    config: Config, nets: Mapping[str, torch.nn.Module], device: torch.device, steps_per_epoch: int
+def build_players(
+    config: Config, players: Sequence[Player], nets: Mapping[str, torch.nn.Module], steps_per_epoch: int
+) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.optim.lr_scheduler.LambdaLR]]:
+    """The optimizers (``opt_<player>``) and lr schedules (``sched_<player>``, for players with the
+    linear schedule: train.epochs constant, then train.decay_epochs down to zero) of any number of
+    players, each over the parameters of its networks in the order it names them, with the
+    settings `config.optim` resolves for it."""
+    constant, decay = schedule_steps(config, steps_per_epoch)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+    for player in players:
+        missing = [k for k in player.nets if k not in nets]
+        if missing:
+            raise ValueError(f"player {player.name}: no network {missing[0]} (networks: {', '.join(nets)})")
+        params = [p for k in player.nets for p in nets[k].parameters()]
+        opt = optimizers[f"opt_{player.name}"] = make_optimizer(params, config.optim.settings(player))
+        if player.schedule == "linear":
+            schedulers[f"sched_{player.name}"] = linear_decay_scheduler(opt, constant, decay)
+    return optimizers, schedulers
+
+
+def players_state(
+    config: Config,
+    players: Sequence[Player],
+    nets: Mapping[str, torch.nn.Module],
+    device: torch.device,
+    steps_per_epoch: int,
+    extras: Mapping[str, Any] | None = None,
+    config_keys: Mapping[str, str] | None = None,
 ) -> TrainingState:
-    """``nets`` {G, D} on ``device``, initialised as `model.init` says, each with its optimizer and lr
-    schedule, as the training state {G, D, opt_g, opt_d, sched_g, sched_d}."""
+    """``nets`` on ``device``, initialised as `model.init` says, with the optimizers and schedules
+    of ``players`` (`build_players`), as one training state."""
     nets = {k: net.to(device) for k, net in nets.items()}
     for net in nets.values():
         init_weights(net, config.model.init, config.model.init_gain)
-    constant, decay = schedule_steps(config, steps_per_epoch)
-    optim = config.optim
-    opt_g, sched_g = optimizer_with_schedule(nets["G"].parameters(), optim.lr, optim, constant, decay)
-    opt_d, sched_d = optimizer_with_schedule(nets["D"].parameters(), optim.lr_d or optim.lr, optim, constant, decay)
-    return TrainingState(
+    optimizers, schedulers = build_players(config, players, nets, steps_per_epoch)
+    return TrainingState(nets, optimizers, schedulers, extras, config_keys=config_keys)
+
+
+def generator_and_discriminator(
+    config: Config,
+    nets: Mapping[str, torch.nn.Module],
+    device: torch.device,
+    steps_per_epoch: int,
+    players: Sequence[Player] | None = None,
+) -> TrainingState:
+    """``nets`` {G, D} with their players (by default ``g`` and ``d``, `Recipe.players`) as the
+    training state {G, D, opt_g, opt_d, sched_g, sched_d}."""
+    return players_state(
+        config,
+        players if players is not None else default_players(),
         nets,
-        {"opt_g": opt_g, "opt_d": opt_d},
-        {"sched_g": sched_g, "sched_d": sched_d},
+        device,
+        steps_per_epoch,
         config_keys={"G": "model.generator", "D": "model.discriminator"},
     )
 

@@ -11,7 +11,6 @@ with L_cyc = |G_BtoA(G_AtoB(a)) - a|_1 + |G_AtoB(G_BtoA(b)) - b|_1 (Eq. 2) and t
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,23 +23,24 @@ from torch import Tensor
 from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
+from cyclekit.data.protocol import RunData
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.gan.pool import ImagePool
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry
 from cyclekit.models import build_model, init_weights
+from cyclekit.players import Player
 from cyclekit.recipe import Recipe
 from cyclekit.recipes.common import (
     N_FIXED,
+    build_players,
     check_crop_for_generator,
     check_image_discriminator,
     net_size_needs,
     net_spec,
-    optimizer_with_schedule,
     run_eval,
     save_rows,
-    schedule_steps,
 )
 from cyclekit.train.batches import n_batches, plan_batches
 from cyclekit.train.state import TrainingState
@@ -102,45 +102,35 @@ class CycleGanRecipe(Recipe):
     }
 
     @classmethod
+    def players(cls, options: Any) -> tuple[Player, ...]:
+        """One Adam for both generators and one for both discriminators, as the reference does."""
+        return (Player("g", ("G_AtoB", "G_BtoA")), Player("d", ("D_A", "D_B"), lr_key="lr_d"))
+
+    @classmethod
     def check(cls, config: Config) -> None:
         (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
         check_crop_for_generator(config, g_arch, g_opts)
         check_image_discriminator(config, d_arch, d_opts, config.options.gan_mode)
 
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        from cyclekit.data.sources import build_dataset, locate_data
+    def __init__(self, config: Config, data: RunData) -> None:
         from cyclekit.data.transforms import build_eval_transform
 
         self.config = cfg = config
         self.options: CycleGanOptions = config.options or CycleGanOptions()
-        data = cfg.data
+        self.data = data
         self.device = resolve_device(cfg.train.device)
         (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
-        self.root = locate_data(data, data_root, cache_dir, cfg.seed)
-        self.dataset = build_dataset(data, self.root, "train", cfg.seed)
-        self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
+        self.dataset = data.train
+        d = cfg.data
+        self.eval_transform = build_eval_transform(d.preprocess, d.load_size, d.crop_size, d.channels)
         self.fixed_a, self.fixed_b = self._fixed_images()
 
         nets = {k: net.to(self.device) for k, net in self.build_networks(cfg).items()}
         self.G_AtoB, self.G_BtoA, self.D_A, self.D_B = (nets[k] for k in ("G_AtoB", "G_BtoA", "D_A", "D_B"))
         for net in nets.values():
             init_weights(net, cfg.model.init, cfg.model.init_gain)
-        constant, decay = schedule_steps(cfg, self.steps_per_epoch())
-        # One Adam for both generators and one for both discriminators, as the reference does.
-        self.opt_g, sched_g = optimizer_with_schedule(
-            itertools.chain(self.G_AtoB.parameters(), self.G_BtoA.parameters()),
-            cfg.optim.lr,
-            cfg.optim,
-            constant,
-            decay,
-        )
-        self.opt_d, sched_d = optimizer_with_schedule(
-            itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
-            cfg.optim.lr_d or cfg.optim.lr,
-            cfg.optim,
-            constant,
-            decay,
-        )
+        optimizers, schedulers = build_players(cfg, self.players(cfg.options), nets, self.steps_per_epoch())
+        self.opt_g, self.opt_d = optimizers["opt_g"], optimizers["opt_d"]
         # Separate histories of generated A and B images for D_A and D_B.
         pool = self.options.pool_size
         self.pool_a = ImagePool(pool, seed=derive_seed(cfg.seed, 11), device=self.device)
@@ -151,8 +141,8 @@ class CycleGanRecipe(Recipe):
         self.batch_d = not _has_batch_norm(self.D_A)
         self.state = TrainingState(
             nets,
-            {"opt_g": self.opt_g, "opt_d": self.opt_d},
-            {"sched_g": sched_g, "sched_d": sched_d},
+            optimizers,
+            schedulers,
             {"pool_a": self.pool_a, "pool_b": self.pool_b},
             config_keys=CONFIG_KEYS,
         )
@@ -171,8 +161,7 @@ class CycleGanRecipe(Recipe):
     # -- loop protocol --------------------------------------------------------------------------
 
     def data_summary(self) -> str:
-        a, b = len(self.dataset.paths_a), len(self.dataset.paths_b)
-        return f"{self.root}: trainA {a} images, trainB {b} images (unpaired; an epoch draws {max(a, b)} of each)"
+        return self.dataset.summary()
 
     def steps_per_epoch(self) -> int:
         n = max(len(self.dataset.paths_a), len(self.dataset.paths_b))
@@ -248,14 +237,15 @@ class CycleGanRecipe(Recipe):
     def _fixed_images(self) -> tuple[list[Tensor], list[Tensor]]:
         """The first few test images per side (training images when there is no test split);
         a list, as with preprocess none or scale_width their sizes may differ."""
-        from cyclekit.data.images import list_images, load_image
+        from cyclekit.data.images import load_image
 
         out = []
-        for side, paths in (("A", self.dataset.paths_a), ("B", self.dataset.paths_b)):
-            test = self.root / f"test{side}"
-            files = list_images(test) if test.is_dir() else []
+        train, test = self.dataset, self.data.test
+        held = (test.paths_a, test.paths_b) if test is not None else ([], [])  # type: ignore[attr-defined]
+        sides = ((train.paths_a, held[0]), (train.paths_b, held[1]))  # type: ignore[attr-defined]
+        for paths, files in sides:
             picked = []
-            for path in files + list(paths):
+            for path in list(files) + list(paths):
                 try:
                     picked.append(self.eval_transform(load_image(path, self.config.data.channels)))
                 except DataError:

@@ -17,14 +17,14 @@ from torch import Tensor
 from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
+from cyclekit.data.protocol import RunData
 from cyclekit.data.ring import save_samples, score_ring
-from cyclekit.data.sources import build_dataset, locate_data
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.pack import Packed
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling
-from cyclekit.models import build_model
+from cyclekit.models import build_model, sizing
 from cyclekit.recipe import Recipe
 from cyclekit.recipes.common import generator_and_discriminator, net_spec
 from cyclekit.train import distributed
@@ -96,26 +96,24 @@ class GanRecipe(Recipe):
             # The gradient penalty is per sample; batch norm couples samples (Gulrajani et al. 2017, Sec. 4).
             raise ConfigError("model.discriminator.norm: wgan-gp needs a discriminator without batch norm")
 
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(self, config: Config, data: RunData) -> None:
         self.config = config
+        self.data = data
         self.options: GanOptions = config.options or GanOptions()
         self.device = resolve_device(config.train.device)
-        data = config.data
         self.image_shape = _image_shape(config)
         self.g_arch, self.g_opts = _net_spec(config, "generator", self.image_shape)
         self.d_arch, self.d_opts = _net_spec(config, "discriminator", self.image_shape)
         self.key = "image" if self.image_shape is not None else "points"  # the batch key a step reads
-        self.root = locate_data(data, data_root, cache_dir, config.seed)
-        self.dataset = build_dataset(data, self.root, "train", config.seed)
+        self.dataset = data.train
         self.n_items = len(self.dataset)
         world = distributed.current().world
-        if self.n_items < data.batch_size * world:
+        batch_size = config.data.batch_size
+        if self.n_items < batch_size * world:
             per = f" per process x {world} processes" if world > 1 else ""
-            raise ConfigError(
-                f"data.batch_size: {data.batch_size}{per} is larger than the dataset ({self.n_items} samples)"
-            )
+            raise ConfigError(f"data.batch_size: {batch_size}{per} is larger than the dataset ({self.n_items} samples)")
         self.state = generator_and_discriminator(
-            config, self.build_networks(config), self.device, self.steps_per_epoch()
+            config, self.build_networks(config), self.device, self.steps_per_epoch(), self.players(config.options)
         )
         self.G, self.D = self.state.nets["G"], self.state.nets["D"]
         self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
@@ -202,7 +200,7 @@ class GanRecipe(Recipe):
         bundle = Bundle(
             recipe=cls.name,
             networks={"G": NetworkEntry(*_net_spec(config, "generator", shape))},
-            samples=Sampling("G", opts.latent_dim, "image" if shape else "points"),
+            samples=Sampling("G", opts.latent_dim, "image" if shape else "points", stages=shape[1:2] if shape else ()),
             channels=shape[0] if shape else None,
             train_size=shape[1] if shape else None,
             step=step,
@@ -226,21 +224,17 @@ class GanRecipe(Recipe):
 
 
 def _net_spec(config: Config, part: str, image_shape: tuple[int, int, int] | None) -> tuple[str, dict]:
-    """Fill in the sizes the data fixes (latent size, channels, image size) unless set explicitly."""
+    """Fill in the sizes the data fixes (latent size, channels, image size, sample length) unless set
+    explicitly: those the network declares it takes from the data (its `Sizing`)."""
     arch = getattr(config.model, part)["name"]
     opts: GanOptions = config.options or GanOptions()
-    m = opts.pack
-    fill: dict[str, Any] = {}
-    if arch.startswith("dcgan") and image_shape is not None:
-        # Packed samples arrive side by side in the channel axis.
-        fill.update(channels=image_shape[0] * (m if arch == "dcgan_d" else 1), image_size=image_shape[1])
-    if arch in ("dcgan_g", "mlp_g"):
-        fill["latent_dim"] = opts.latent_dim
-    if arch.startswith("mlp") and image_shape is not None:
-        shape = list(image_shape)
-        if part == "discriminator":
-            shape[0] *= m
-        fill["image_shape"] = shape
-    elif arch == "mlp_d":
-        fill["in_features"] = 2 * m
-    return net_spec(config, part, **fill)
+    m = opts.pack if part == "discriminator" else 1  # packed samples arrive side by side in the channel axis
+    data: dict[str, Any] = {}
+    if image_shape is not None:
+        c, h, w = image_shape
+        data.update(channels=c * m, image_size=h, image_shape=[c * m, h, w])
+    else:
+        data["features"] = 2 * m  # a point of the ring
+    if part == "generator":
+        data["latent_dim"] = opts.latent_dim
+    return net_spec(config, part, **sizing(arch, key=f"model.{part}").fill(data))

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from cyclekit.choices import Direction, GanMode
 from cyclekit.config import Config
+from cyclekit.data.protocol import RunData
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
@@ -106,34 +107,33 @@ class Pix2PixRecipe(Recipe):
         check_crop_for_generator(config, g_arch, g_opts)
         check_image_discriminator(config, d_arch, d_opts, config.options.gan_mode)
 
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        from cyclekit.data.paired import PairedImages, paired_test_split
-        from cyclekit.data.sources import build_dataset, locate_data
+    def __init__(self, config: Config, data: RunData) -> None:
         from cyclekit.data.transforms import build_eval_transform
 
         self.config = cfg = config
         self.options: Pix2PixOptions = config.options or Pix2PixOptions()
-        data = cfg.data
+        self.data = data
         self.device = resolve_device(cfg.train.device)
         (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
-        self.root = locate_data(data, data_root, cache_dir, cfg.seed)
-        self.dataset = build_dataset(data, self.root, "train", cfg.seed)
-        common = {"channels": data.channels, "layout": data.layout, "suffixes": data.pair_suffixes}
-        self.eval_transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
-        split = paired_test_split(self.root, data.layout)
-        self.test = PairedImages(self.root, split, **common) if split else None
-        fixed_from = self.test or self.dataset
+        self.dataset = data.train
+        d = cfg.data
+        self.eval_transform = build_eval_transform(d.preprocess, d.load_size, d.crop_size, d.channels)
+        self.test = data.test  # the test pairs (test/, else val/), None without
+        fixed_from = self.test if self.test is not None else self.dataset
         self.fixed = fixed_from.stack(range(min(N_FIXED, len(fixed_from))), self.eval_transform)
 
-        self.state = generator_and_discriminator(cfg, self.build_networks(cfg), self.device, self.steps_per_epoch())
+        self.state = generator_and_discriminator(
+            cfg, self.build_networks(cfg), self.device, self.steps_per_epoch(), self.players(cfg.options)
+        )
         self.G, self.D = self.state.nets["G"], self.state.nets["D"]
         self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
 
     # -- loop protocol --------------------------------------------------------------------------
 
     def data_summary(self) -> str:
-        test = f", {len(self.test)} test pairs ({self.test.split})" if self.test is not None else ", no test pairs"
-        return f"{self.root}: {len(self.dataset)} train pairs ({self.dataset.layout}){test}"
+        if self.test is None:
+            return f"{self.dataset.summary()}, no test pairs"
+        return f"{self.dataset.summary()}, {len(self.test)} test pairs ({self.test.split})"  # type: ignore[attr-defined]
 
     def steps_per_epoch(self) -> int:
         return n_batches(len(self.dataset), self.config.data.batch_size, drop_last=False)

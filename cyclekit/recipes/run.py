@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from cyclekit.config import Config, dump_config
+from cyclekit.data.protocol import RunData
 from cyclekit.errors import ConfigError, CyclekitError
 from cyclekit.recipe import Recipe
 from cyclekit.recipes import RECIPES, config_from_dict, get_recipe
 from cyclekit.recipes.common import seed_everything
 from cyclekit.train.loop import CHECKPOINT_NAME, FitResult, checkpoint_path, fit
 
-FINGERPRINT_VERSION = 4  # 4: loss options in the recipe section; 3: data.<kind>: sections; 2: flat data keys
+# 5: optim keys the players' optimizer does not read are null (and alpha is recorded); 4: loss options in the
+# recipe section; 3: data.<kind>: sections; 2: flat data keys
+FINGERPRINT_VERSION = 5
 
 
 @dataclass
@@ -28,8 +31,21 @@ class RunReport:
     not_scored: str | None = None  # why there is no score record ({} evaluation), in one line
 
 
+def open_data(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> tuple[Config, RunData]:
+    """The run's data, located once (``data_root`` as given, else data.root, the catalogue's cache
+    or a download, the generated demo set) and opened through its Source: the config with what it
+    leaves to the data filled in (the recipe's `fit_to_data`), and the train and test splits."""
+    from cyclekit.data.sources import locate_data
+
+    root = locate_data(config.data, data_root, cache_dir, config.seed)
+    config = get_recipe(config.recipe).fit_to_data(config, root)
+    return config, RunData.open(config.data, root, config.seed)
+
+
 def build_recipe(config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> Recipe:
-    return get_recipe(config.recipe)(config, data_root=data_root, cache_dir=cache_dir)
+    """The recipe of ``config``, given its data (`open_data`)."""
+    config, data = open_data(config, data_root, cache_dir)
+    return get_recipe(config.recipe)(config, data)
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
@@ -50,12 +66,13 @@ def fingerprint(config: Config) -> dict[str, Any]:
 def upgrade_fingerprint(stored: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint of an earlier cyclekit stored its settings in an earlier layout (0.1: before
     recipe sections existed; version 2: before data sources had their own options; version 3:
-    before loss options moved into the recipe's section): rebuild that config in today's layout
-    and fingerprint it, so such a run still resumes."""
+    before loss options moved into the recipe's section; version 4: before the optim keys were
+    read per player, when RMSprop runs recorded Adam's betas): rebuild that config in today's
+    layout and fingerprint it, so such a run still resumes."""
     if stored.get("version") == FINGERPRINT_VERSION:
         return stored
     raw = {k: v for k, v in stored.items() if k not in ("version", "options")}
-    if stored.get("version") in (2, 3) and isinstance(stored.get("recipe"), str):
+    if stored.get("version") in (2, 3, 4) and isinstance(stored.get("recipe"), str):
         raw[stored["recipe"]] = stored.get("options") or {}
     config_logger = logging.getLogger("cyclekit.config")
     level = config_logger.level
@@ -206,10 +223,11 @@ def train_run(
             if resume_path is None:
                 _clear_run(run_dir)  # cyclekit's files of an earlier run (--overwrite), never anyone else's
             dumped = config
-            root = recipe.root
-            if root is not None and config.data.kind != "demo":
-                # Record the data folder the run trains on (--data-root, data.root, or the cache), so a
-                # resume by name, `cyclekit eval RUN` and `cyclekit train RUN/config.yaml` use exactly it.
+            root = recipe.data.root
+            if root is not None:
+                # Record the data folder the run trains on (--data-root, data.root, the cache, the
+                # generated demo set), so a resume by name, `cyclekit eval RUN` and `cyclekit train
+                # RUN/config.yaml` use exactly it. Sources that read no folder have no root to record.
                 dumped = dataclasses.replace(config, data=config.data.with_root(str(Path(root).resolve())))
             if not _same_file(config_source, run_dir / "config.yaml"):
                 dump_config(dumped, run_dir / "config.yaml")
@@ -267,7 +285,7 @@ def _score_run(config: Config, recipe: Recipe, run_dir: Path) -> tuple[dict[str,
         write_results,
     )
 
-    root = recipe.root
+    root = recipe.data.root
     if not recipe.translates or root is None:
         scores = recipe.evaluate(run_dir)
         if not scores:
@@ -408,9 +426,9 @@ def _epoch_end(config: Config, recipe: Recipe, run_dir: Path, resuming: bool) ->
     data = None
     sampler_scores = None
     if t.eval_every and recipe.translates:
-        if recipe.root is None:
+        if recipe.data.root is None:
             raise ConfigError(f"train.eval_every: the {config.recipe} run has no data folder with a test split")
-        data = EvalData.of(config.data, recipe.root)
+        data = EvalData.of(config.data, recipe.data.root)
     elif t.eval_every:
 
         def sampler_scores() -> dict[str, Any]:

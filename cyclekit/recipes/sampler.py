@@ -7,7 +7,6 @@ on the class (``conditional``) and writes `train_step`, `build_networks` and its
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,11 +17,12 @@ from torch import Tensor
 
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
-from cyclekit.data.sources import SOURCES, build_dataset, locate_data
+from cyclekit.data.protocol import Labelled, RunData
+from cyclekit.data.sources import SOURCES
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.inference.bundle import Bundle, NetworkEntry, Sampling
-from cyclekit.models import build_model
+from cyclekit.models import MODELS, build_model, capabilities, sizing
 from cyclekit.recipe import Recipe
 from cyclekit.recipes.common import net_spec
 from cyclekit.train import distributed
@@ -56,10 +56,12 @@ def n_classes(config: Config) -> int:
     given = config.model.generator.get("n_classes")
     if isinstance(given, int):
         return given
-    if config.data.kind in ("digits", "mnist"):
-        return 10
-    if config.data.kind == "classes":
-        return PLACEHOLDER_CLASSES
+    source = SOURCES[config.data.kind]
+    known = source.n_classes(config.data)
+    if known is not None:
+        return known
+    if "label" in source.batch_keys:
+        return PLACEHOLDER_CLASSES  # labels whose classes the data tells (its `inspect`)
     raise ConfigError(f"model.generator.n_classes: required with data.kind {config.data.kind} (its class folders)")
 
 
@@ -84,7 +86,8 @@ def fit_to_data(config: Config, root: Path | None) -> Config:
         section["channels"] = found["channels"]
         filled.append(f"data.channels {found['channels']}")
     gen = raw["model"]["generator"]
-    if "n_classes" in found and str(gen.get("name", "")).startswith("cond_"):
+    takes_classes = gen.get("name") in MODELS and sizing(gen["name"]).takes("n_classes")
+    if "n_classes" in found and takes_classes:
         given = gen.get("n_classes")
         if given is None:
             gen["n_classes"] = found["n_classes"]
@@ -128,31 +131,34 @@ class ImageSampler(Recipe):
             )
 
     @classmethod
-    def check_conditional_pair(cls, config: Config, head: str, d_needs: str, default_head: str | None = None) -> None:
-        """G(z, y) = cond_g and D = cond_d with ``head`` (``d_needs`` says what the recipe needs), and no
+    def check_conditional_pair(
+        cls, config: Config, d_needs: str, *, heads: tuple[str, ...], d_condition: str = "none"
+    ) -> None:
+        """A class-conditional G(z, y), a D with the ``heads`` the recipe reads that takes the
+        ``d_condition`` it gives (as the networks declare them; ``d_needs`` says it in words), and no
         wgan-gp (no gradient penalty step): the checks the class-conditional recipes share."""
         if config.options.gan_mode == "wgan-gp":
             raise ConfigError(
                 f"{cls.name}.gan_mode: {cls.name} has no gradient penalty step; train Wasserstein GANs with recipe wgan"
             )
-        _, d_opts = cls.net_spec(config, "discriminator")
-        if config.model.discriminator["name"] != "cond_d" or d_opts.get("head", default_head) != head:
+        d_caps = capabilities(*cls.net_spec(config, "discriminator"), key="model.discriminator")
+        if d_caps.heads != heads or d_caps.condition.kind != d_condition:
             raise ConfigError(f"model.discriminator: {cls.name} needs {d_needs}")
-        if config.model.generator["name"] != "cond_g":
+        g_caps = capabilities(*cls.net_spec(config, "generator"), key="model.generator")
+        if g_caps.takes != "latent" or g_caps.condition.kind != "class":
             raise ConfigError(f"model.generator: {cls.name} needs G(z, y): name cond_g")
-        cls.net_spec(config, "generator")
 
     @classmethod
     def net_spec(cls, config: Config, part: str) -> tuple[str, dict[str, Any]]:
         """The network's name and options, with the sizes the data fixes filled in unless given."""
         c, size, _ = image_shape(config)
-        arch = getattr(config.model, part)["name"]
-        fill: dict[str, Any] = {"channels": c, "image_size": size}
+        takes = sizing(getattr(config.model, part)["name"], key=f"model.{part}")
+        data: dict[str, Any] = {"channels": c, "image_size": size}
         if part == "generator":
-            fill["latent_dim"] = config.options.latent_dim
-        if arch.startswith("cond_"):
-            fill["n_classes"] = n_classes(config)
-        return net_spec(config, part, **fill)
+            data["latent_dim"] = config.options.latent_dim
+        if takes.takes("n_classes"):  # a class-conditional network: one-hot of the data's classes
+            data["n_classes"] = n_classes(config)
+        return net_spec(config, part, **takes.fill(data))
 
     @classmethod
     def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
@@ -162,18 +168,22 @@ class ImageSampler(Recipe):
             "D": build_model(*cls.net_spec(config, "discriminator"), key="model.discriminator"),
         }
 
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+    @classmethod
+    def fit_to_data(cls, config: Config, root: Path | None) -> Config:
+        """Size, channels and n_classes the config leaves to the data (see `fit_to_data`)."""
+        return fit_to_data(config, root)
+
+    def __init__(self, config: Config, data: RunData) -> None:
         self.device = resolve_device(config.train.device)
-        self.root = locate_data(config.data, data_root, cache_dir, config.seed)
-        config = fit_to_data(config, self.root)  # size, channels, n_classes the config leaves to the data
+        self.data = data
         self.config = config
         self.options = config.options
-        self.dataset = build_dataset(config.data, self.root, "train", config.seed)
+        self.dataset = data.train
         # Class names come from a labelled source; an unconditional sampler also trains on a
         # source without labels (an image folder), with no classes and no yardstick.
-        self.labelled = "label" in SOURCES[config.data.kind].batch_keys
-        self._unscored = self._why_unscored()  # decided (and the test split's layout checked) before training
-        self.class_names: list[str] = list(self.dataset.class_names) if self.labelled else []
+        self.labelled = data.labelled
+        self._unscored = self._why_unscored()  # decided (the test split's layout checked when opened) before training
+        self.class_names: list[str] = list(data.class_names) if self.labelled else []
         world = distributed.current().world
         if len(self.dataset) < config.data.batch_size * world:
             raise ConfigError(
@@ -190,7 +200,8 @@ class ImageSampler(Recipe):
     def training_state(self, config: Config, nets: dict[str, torch.nn.Module]) -> Any:
         from cyclekit.recipes.common import generator_and_discriminator
 
-        return generator_and_discriminator(config, nets, self.device, self.steps_per_epoch())
+        players = self.players(config.options)
+        return generator_and_discriminator(config, nets, self.device, self.steps_per_epoch(), players)
 
     # -- loop protocol --------------------------------------------------------------------------
 
@@ -208,13 +219,9 @@ class ImageSampler(Recipe):
         data = self.config.data
         if not self.labelled:
             return f"the {data.kind} data has no labels, and the yardstick that scores a run needs labelled test images"
-        if not SOURCES[data.kind].has_split(data.source, self.root, "test"):
-            where = {
-                "mnist": "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte",
-                "classes": "train/<class>/ beside test/<class>/ folders",
-            }
+        if self.data.test is None:
             return (
-                f"{self.root} has no test split ({where.get(data.kind, 'test/')}), which the yardstick "
+                f"{self.root} has no test split ({self.data.source.test_layout}), which the yardstick "
                 "that scores the run needs"
             )
         return None
@@ -276,7 +283,7 @@ class ImageSampler(Recipe):
         bundle = Bundle(
             recipe=cls.name,
             networks={"G": NetworkEntry(*cls.net_spec(config, "generator"))},
-            samples=Sampling("G", config.options.latent_dim, "image", classes=classes),
+            samples=Sampling("G", config.options.latent_dim, "image", classes=classes, stages=(shape[1],)),
             channels=shape[0],
             train_size=shape[1],
             step=step,
@@ -310,11 +317,10 @@ class ImageSampler(Recipe):
         data = self.config.data
         if not self.labelled:
             return None
-        all_labels = dataclasses.replace(data, source=dataclasses.replace(data.source, labels_per_class=None))
-        train = build_dataset(all_labels, self.root, "train", self.config.seed)
-        test = build_dataset(all_labels, self.root, "test", self.config.seed)
+        train, test = self.data.build("train", all_labels=True), self.data.test
         if test is None:
             return None
+        assert isinstance(train, Labelled) and isinstance(test, Labelled)
         (x, y), (xt, yt) = train.tensors(), test.tensors()
         c = classifier  # its training settings are part of the key: other settings, another classifier
         settings = (c.STATE_VERSION, c.STEPS, c.BATCH_SIZE, c.LR, c.DROPOUT, c.SHIFT, YARDSTICK_SEED)

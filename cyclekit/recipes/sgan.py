@@ -27,8 +27,10 @@ from torch import Tensor
 
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
+from cyclekit.data.protocol import Labelled, RunData
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import frozen, optimizer_step
+from cyclekit.models import capabilities
 from cyclekit.recipes.sampler import ImageSampler
 
 
@@ -71,13 +73,13 @@ class SganRecipe(ImageSampler):
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
-        _, d_opts = cls.net_spec(config, "discriminator")
-        if config.model.discriminator["name"] != "cond_d" or d_opts.get("head") != "classes":
+        d_caps = capabilities(*cls.net_spec(config, "discriminator"), key="model.discriminator")
+        if d_caps.heads != ("classes",) or d_caps.condition.kind != "none":
             raise ConfigError("model.discriminator: sgan needs D(x) -> K class logits: cond_d with head classes")
         cls.net_spec(config, "generator")
 
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
-        super().__init__(config, data_root, cache_dir)
+    def __init__(self, config: Config, data: RunData) -> None:
+        super().__init__(config, data)
         images, labels = self.dataset.tensors()
         keep = labels >= 0
         if not keep.any():
@@ -126,11 +128,10 @@ class SganRecipe(ImageSampler):
     def extra_scores(self, run_dir: Path) -> dict[str, Any]:
         """D as a classifier on the test split, next to the yardstick classifier trained on only
         the same labelled images (the bar semi-supervised learning must clear)."""
-        from cyclekit.data.sources import build_dataset
         from cyclekit.evaluation.classifier import supervised_baseline
 
-        test = build_dataset(self.config.data, self.root, "test", self.config.seed)
-        if test is None:
+        test = self.data.test
+        if not isinstance(test, Labelled):
             return {}
         x_test, y_test = test.tensors()
         D = self.state.nets["D"]

@@ -37,13 +37,14 @@ from torch import Tensor
 
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
-from cyclekit.data.sources import SOURCES, build_dataset, locate_data
+from cyclekit.data.protocol import Conditioned, RunData
+from cyclekit.data.sources import SOURCES
 from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import d_loss, g_loss
 from cyclekit.gan.steps import frozen, optimizer_step
 from cyclekit.inference.bundle import Bundle, Condition, NetworkEntry, Sampling
-from cyclekit.models import build_model, init_weights, options_dict
+from cyclekit.models import build_model, capabilities, options_dict
 from cyclekit.models.stackgan import (
     StackChain,
     StackChainOptions,
@@ -52,11 +53,11 @@ from cyclekit.models.stackgan import (
     check_stages,
     kl_loss,
 )
+from cyclekit.players import Player
 from cyclekit.recipe import Recipe
-from cyclekit.recipes.common import net_spec, optimizer_with_schedule
+from cyclekit.recipes.common import net_spec, players_state
 from cyclekit.train import distributed
 from cyclekit.train.batches import n_batches, plan_batches
-from cyclekit.train.state import TrainingState
 
 SAMPLE_ROWS = 8  # conditions in a sample grid (one row each)
 SAMPLE_PAIRS = 4  # stage I | stage II pairs per row
@@ -91,7 +92,7 @@ def condition(config: Config) -> Condition:
     if info is not None:
         assert info.dim is not None
         return Condition(info.kind, info.dim, info.model)
-    k = config.options.n_classes or (10 if kind in ("digits", "mnist") else None)
+    k = config.options.n_classes or SOURCES[kind].n_classes(config.data)
     if k is None:
         raise ConfigError(f"stackgan.n_classes: required with data.kind {kind} (its class folders)")
     return Condition("onehot", k)
@@ -128,6 +129,15 @@ class _Stage:
         self.recipe.enter_stage(int(state["stage"]))
 
 
+_GENERATED = ("image", "mu", "log_sigma")  # a stage's image and its conditioning augmentation
+_SLOT_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "stage1_generator": ("latent", _GENERATED),
+    "stage2_generator": ("image", _GENERATED),
+    "stage1_discriminator": ("image", ("logit",)),
+    "stage2_discriminator": ("image", ("logit",)),
+}
+
+
 class StackganRecipe(Recipe):
     name = "stackgan"
     description = "StackGAN: text -> low-res image (stage I) -> refined, larger image (stage II) (Zhang et al. 2017)"
@@ -162,6 +172,16 @@ class StackganRecipe(Recipe):
         }
 
     @classmethod
+    def players(cls, options: Any) -> tuple[Player, ...]:
+        """A generator and a discriminator player per stage, each at a constant learning rate (the
+        paper halves it every 100 of its 600 epochs): no schedules."""
+        return tuple(
+            Player(f"{side.lower()}{stage}", (f"{side}{stage}",), "lr" if side == "G" else "lr_d", schedule="constant")
+            for stage in (1, 2)
+            for side in ("G", "D")
+        )
+
+    @classmethod
     def net_spec(cls, config: Config, slot: str) -> tuple[str, dict[str, Any]]:
         c, low, size = sizes(config)
         dim = condition(config).dim
@@ -172,9 +192,11 @@ class StackganRecipe(Recipe):
             "stage2_discriminator": {"image_size": size, "channels": c, "embed_dim": dim},
         }[slot]
         arch, opts = net_spec(config, slot, **fill)
-        want = {"stage1_generator": "stackgan_g1", "stage2_generator": "stackgan_g2"}.get(slot, "stackgan_d")
-        if arch != want:
-            raise ConfigError(f"model.{slot}: stackgan needs name {want}, got {arch}")
+        # What each slot needs, as the networks declare it: (input, heads); all take the embedding.
+        takes, heads = _SLOT_NEEDS[slot]
+        caps = capabilities(arch, opts, key=f"model.{slot}")
+        if caps.takes != takes or caps.heads != heads or caps.condition.kind != "embedding":
+            raise ConfigError(f"model.{slot}: stackgan needs {cls.networks[slot]}, got {arch}")
         for key, value in fill.items():
             if opts[key] != value:
                 raise ConfigError(
@@ -211,11 +233,21 @@ class StackganRecipe(Recipe):
             options_dict(nets["G2"].config),  # type: ignore[union-attr]
         )
         chain = StackChain(options, stage1=nets["G1"], stage2=nets["G2"])
-        classes = tuple(str(i) for i in range(cond.dim)) if cond.kind == "onehot" else ()
+        # A class is the class index (the chain takes its one-hot vector); a text or vector condition an embedding.
+        by_class = cond.kind == "onehot"
+        classes = tuple(str(i) for i in range(cond.dim)) if by_class else ()
         bundle = Bundle(
             recipe=cls.name,
             networks={"G": NetworkEntry("stackgan_chain", options_dict(options))},
-            samples=Sampling("G", chain.noise_dim, "image", classes=classes, condition=cond, stages=(low, size)),
+            samples=Sampling(
+                "G",
+                chain.noise_dim,
+                "image",
+                classes=classes,
+                condition=None if by_class else cond,
+                stages=(low, size),
+                class_feed="onehot" if by_class else "index",
+            ),
             channels=c,
             train_size=size,
             step=step,
@@ -229,48 +261,45 @@ class StackganRecipe(Recipe):
         from cyclekit.inference.bundle import with_class_names, write_bundle
 
         bundle, modules = self.make_bundle(self.config, self.state.nets, step, epoch)
-        names = list(getattr(self.dataset, "class_names", [])) if self.cond.kind == "onehot" else []
+        names = list(self.data.class_names) if self.cond.kind == "onehot" else []
         write_bundle(folder, with_class_names(bundle, names), modules)
 
     # -- instance side ---------------------------------------------------------------------------
 
-    def __init__(self, config: Config, data_root: Path | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(self, config: Config, data: RunData) -> None:
         self.config = config
         self.options = o = config.options
         self.device = resolve_device(config.train.device)
         self.cond = condition(config)
         self.channels, self.low, self.size = sizes(config)
-        self.root = locate_data(config.data, data_root, cache_dir, config.seed)
-        self.dataset = build_dataset(config.data, self.root, "train", config.seed)
-        self.test = build_dataset(config.data, self.root, "test", config.seed, train=False)
-        have = getattr(self.dataset, "embed_dim", None)
-        if have is not None and have != self.cond.dim:
+        self.data = data
+        self.dataset = data.train
+        self.test = data.test
+        if self.cond.kind == "onehot":
+            if len(data.class_names) != self.cond.dim:
+                raise ConfigError(
+                    f"stackgan.n_classes: {self.cond.dim}, but the data has {len(data.class_names)} classes"
+                )
+        elif isinstance(self.dataset, Conditioned) and self.dataset.embed_dim != self.cond.dim:
+            have = self.dataset.embed_dim
             raise ConfigError(f"data: the conditions are {have}-d, but the config says {self.cond.dim}")
-        if self.cond.kind == "onehot" and len(self.dataset.class_names) != self.cond.dim:
-            raise ConfigError(
-                f"stackgan.n_classes: {self.cond.dim}, but the data has {len(self.dataset.class_names)} classes"
-            )
         world = distributed.current().world
         if len(self.dataset) < config.data.batch_size * world:
             raise ConfigError(
                 f"data.batch_size: {config.data.batch_size} is larger than the dataset ({len(self.dataset)} images)"
             )
-        nets = {k: net.to(self.device) for k, net in self.build_networks(config).items()}
-        for net in nets.values():
-            init_weights(net, config.model.init, config.model.init_gain)
-        # A constant learning rate per stage (the paper halves it every 100 of its 600 epochs).
-        optim, opts = config.optim, {}
-        for k in ("G1", "D1", "G2", "D2"):
-            lr = optim.lr if k.startswith("G") else optim.lr_d or optim.lr
-            opts[f"opt_{k.lower()}"] = optimizer_with_schedule(nets[k].parameters(), lr, optim, 1, 0)[0]
         self.stage = _Stage(self)
-        self.state = TrainingState(
-            nets,
-            opts,
+        self.state = players_state(
+            config,
+            self.players(o),
+            self.build_networks(config),
+            self.device,
+            self.steps_per_epoch(),
             extras={"stage": self.stage},
             config_keys={"G1": "model.stage1_generator", "D1": "model.stage1_discriminator",
                          "G2": "model.stage2_generator", "D2": "model.stage2_discriminator"},
         )  # fmt: skip
+        nets = self.state.nets
         self.stage1_steps = o.stage1_epochs * self.steps_per_epoch()
         self.chain = StackChain(
             StackChainOptions(options_dict(nets["G1"].config), options_dict(nets["G2"].config)),  # type: ignore[arg-type]
@@ -294,7 +323,7 @@ class StackganRecipe(Recipe):
         """The conditions of the sample grids: the first test captions (else train), or each class."""
         if self.cond.kind == "onehot":
             k = self.cond.dim
-            names = list(getattr(self.dataset, "class_names", [str(i) for i in range(k)]))
+            names = list(self.data.class_names) or [str(i) for i in range(k)]
             return torch.eye(k)[: min(k, 10)], names[:10]
         source = self.test if self.test is not None else self.dataset
         rows = list(range(0, len(source.embeddings), max(1, len(source.embeddings) // SAMPLE_ROWS)))[:SAMPLE_ROWS]

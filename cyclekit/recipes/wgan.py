@@ -12,8 +12,9 @@ constant): it is logged as ``wasserstein`` and falls as the generator learns (Se
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -22,7 +23,10 @@ from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import gradient_penalty
 from cyclekit.gan.steps import frozen, optimizer_step
+from cyclekit.players import Player, generator_and_discriminator
 from cyclekit.recipes.sampler import ImageSampler
+
+GP_WEIGHT = 10.0  # lambda (Gulrajani et al. 2017, Algorithm 1)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class WganOptions:
     # clip: weights clipped to [-clip, clip] (Arjovsky et al. 2017); gp: gradient penalty (Gulrajani et al. 2017)
     constraint: Literal["clip", "gp"] = "clip"
     clip: float = 0.01  # c (Algorithm 1)
-    gp_weight: float = 10.0  # lambda of the gradient penalty (Gulrajani et al. 2017, Algorithm 1)
+    # lambda of the gradient penalty, with constraint gp (null: 10, Gulrajani et al. 2017, Algorithm 1)
+    gp_weight: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "n_critic"):
@@ -42,7 +47,21 @@ class WganOptions:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
         if self.clip <= 0:
             raise ConfigError(f"clip: must be > 0, got {self.clip}")
-        if self.gp_weight < 0:
+        if self.constraint == "gp" and self.gp_weight is None:
+            object.__setattr__(self, "gp_weight", GP_WEIGHT)
+        if self.constraint == "clip" and self.gp_weight is not None:
+            if self.gp_weight != GP_WEIGHT:
+                raise ConfigError(
+                    f"gp_weight: {self.gp_weight} is read only with constraint gp (clip has no gradient penalty)"
+                )
+            # Every config.yaml before this check recorded the default under clip too: dropped.
+            logging.getLogger("cyclekit.config").warning(
+                "wgan.gp_weight: dropped %s (constraint clip has no gradient penalty; a config.yaml of an earlier "
+                "cyclekit recorded the default)",
+                GP_WEIGHT,
+            )
+            object.__setattr__(self, "gp_weight", None)
+        if self.gp_weight is not None and self.gp_weight < 0:
             raise ConfigError(f"gp_weight: must be >= 0, got {self.gp_weight}")
 
 
@@ -57,9 +76,17 @@ class WganRecipe(ImageSampler):
     dropped_keys = {"loss.gan_mode": "lsgan"}
     networks = {"generator": "G(z)", "discriminator": "the critic f(x), no sigmoid"}
     defaults: dict[str, Any] = {
-        "optim": {"kind": "rmsprop", "lr": 5e-5},
         "model": {"generator": {"name": "dcgan_g"}, "discriminator": {"name": "dcgan_d"}},
     }
+
+    @classmethod
+    def players(cls, options: Any) -> tuple[Player, ...]:
+        """Generator and critic with the optimizer of the constraint's paper: RMSprop at 5e-5 with
+        clipping (Arjovsky et al. 2017, Algorithm 1), Adam at 1e-4 with betas (0, 0.9) with the
+        gradient penalty (Gulrajani et al. 2017, Algorithm 1)."""
+        if options.constraint == "gp":
+            return generator_and_discriminator("adam", 1e-4, betas=(0.0, 0.9))
+        return generator_and_discriminator("rmsprop", 5e-5)
 
     @classmethod
     def check(cls, config: Config) -> None:
@@ -88,6 +115,7 @@ class WganRecipe(ImageSampler):
         out = {"wasserstein": estimate.detach()}
         if opts.constraint == "gp":
             gp = gradient_penalty(fwd["D"], real, fake)
+            assert opts.gp_weight is not None  # set with constraint gp
             loss_d = loss_d + opts.gp_weight * gp
             out["gp"] = gp.detach()
         optimizer_step(self.state.optimizers["opt_d"], loss_d, self.state.scaler)
