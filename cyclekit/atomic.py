@@ -225,6 +225,13 @@ def check_output_file(path: str | os.PathLike[str], suffixes: tuple[str, ...]) -
     return path
 
 
+def refuse_existing(path: str | os.PathLike[str], overwrite: bool) -> None:
+    """A command that writes one file: one that is already there (a link included) is replaced only
+    with --overwrite. Checked once the arguments are known to be good, before any work."""
+    if not overwrite and os.path.lexists(path):
+        raise CyclekitError(f"{path} already exists; pass --overwrite to replace it, or choose another -o file")
+
+
 def check_output_folder(folder: str | os.PathLike[str]) -> Path:
     """Create ``folder`` if needed and make sure files can be written in it."""
     folder = Path(folder)

@@ -120,7 +120,7 @@ def bench(
     (default: ``n_images`` generated photo-like images at the crop size)."""
     from cyclekit.recipes import get_recipe
     from cyclekit.recipes.common import seed_everything
-    from cyclekit.recipes.run import open_data
+    from cyclekit.run import open_data
 
     seed_everything(config.seed)
     config, data = open_data(config, data_root)  # located and opened once, for both recipes built here
@@ -320,7 +320,7 @@ try:
     from cyclekit.recipes import load_config
 except ImportError:
     from cyclekit.config import load_config
-from cyclekit.recipes.run import build_recipe
+from cyclekit.run import build_recipe
 from cyclekit.recipes.common import seed_everything
 cfg = load_config(config, overrides)
 seed_everything(cfg.seed)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 
 import yaml
 
-from cyclekit import yamltext
+from cyclekit import migrate, yamltext
 from cyclekit.atomic import atomic_write
 from cyclekit.choices import DIRECTIONS, EVAL_METRICS, InitKind, Logger
 from cyclekit.errors import ConfigError, did_you_mean
@@ -171,8 +171,6 @@ def _given(value: Optional[float], default: float) -> float:
     return default if value is None else value
 
 
-# What every config.yaml of cyclekit before players recorded for the betas, whatever the optimizer.
-_RECORDED_BETAS = {"beta1": 0.5, "beta2": 0.999}
 _OPTIM_NAMES = {"adam": "Adam", "rmsprop": "RMSprop"}
 
 
@@ -182,7 +180,8 @@ def resolve_optim(raw: Any, spec: type[Recipe], options: Any) -> OptimConfig:
     line (Adam's betas under RMSprop, RMSprop's alpha under Adam, lr_d in a recipe whose players
     all read lr). The resolved values are returned, those not read as null, so config.yaml records
     what trained. A config.yaml of an earlier cyclekit recorded beta1 0.5 and beta2 0.999 under
-    RMSprop too (unread); those are dropped with a warning, so such a run loads and resumes as it trained."""
+    RMSprop too (unread); those are dropped with a warning (`cyclekit.migrate.drop_recorded_betas`),
+    so such a run loads and resumes as it trained."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"optim: expected a mapping of keys, got {describe(raw)}")
     from_dict(OptimConfig, raw, "optim")  # types, ranges and unknown keys, each named
@@ -197,14 +196,8 @@ def resolve_optim(raw: Any, spec: type[Recipe], options: Any) -> OptimConfig:
             )
     kind = given.get("kind", first.kind)
     reads = READS[kind]
+    given = migrate.drop_recorded_betas(raw, given, kind)
     unread = [k for k in ("beta1", "beta2", "alpha") if k in given and k not in reads]
-    if unread and kind == "rmsprop" and "lr_d" in raw and all(raw.get(k) == v for k, v in _RECORDED_BETAS.items()):
-        logger.warning(
-            "optim.beta1, optim.beta2: dropped 0.5, 0.999 (RMSprop does not read them; "
-            "a config.yaml of an earlier cyclekit recorded Adam's defaults)"
-        )
-        given = {k: v for k, v in given.items() if k not in _RECORDED_BETAS}
-        unread = [k for k in unread if k not in _RECORDED_BETAS]
     if unread:
         raise ConfigError(
             f"optim.{unread[0]}: not read by {_OPTIM_NAMES[kind]} (optim.kind {kind}); it reads lr, lr_d, "
@@ -340,8 +333,9 @@ class Config:
 # recipes
 
 
-# The recipe contract (its class side: name, Options, default_kind, needs, defaults, moved_keys,
-# check) is `cyclekit.recipe.Recipe`; this module reads it, and imports it for type checkers alone.
+# The recipe contract (its class side: name, Options, default_kind, needs, defaults, check) is
+# `cyclekit.recipe.Recipe`; this module reads it, and imports it for type checkers alone. What
+# earlier cyclekits wrote is migrated by `cyclekit.migrate` first.
 
 
 class SourceSpec(Protocol):
@@ -386,10 +380,9 @@ def parse_config(
             f"recipe: unknown recipe {name!r}{did_you_mean(name, recipes)}; known: {', '.join(sorted(recipes))}"
         )
     spec = recipes[name]
-    legacy = _is_legacy_dump(data)
-    data = _move_old_keys(data, spec, recipes, legacy)
-    _no_loss_section(data, spec)
-    data = _merge(_deepcopy(dict(spec.defaults)), data)
+    legacy = migrate.is_legacy_dump(data)
+    data = migrate.migrate_config(data, spec, recipes, legacy)
+    data = migrate.drop_recorded_options(_merge(_deepcopy(dict(spec.defaults)), data), spec)
     if data.get("data") is None:
         data["data"] = {}
     if isinstance(data["data"], dict):
@@ -432,21 +425,6 @@ def _set_fixed_keys(data: dict[str, Any], spec: type[Recipe], options: Any) -> N
                 f"{dotted}: recipe {spec.name} sets it from {why} (= {value}), got {raw[key]}; change those"
             )
         data[section] = {**raw, key: value}
-
-
-def _no_loss_section(data: dict[str, Any], spec: type[Recipe]) -> None:
-    """`loss:` was a shared section until each recipe's loss options moved into its own section;
-    what is left of it after the moves is a key no recipe reads there."""
-    loss = data.pop("loss", None)
-    if loss is None or (isinstance(loss, Mapping) and not loss):
-        return
-    if not isinstance(loss, Mapping):
-        raise ConfigError(f"loss: expected a mapping of keys, got {describe(loss)}")
-    key = next(iter(loss))
-    raise ConfigError(
-        f"loss.{key}: unknown key; loss options live in the recipe's section ({spec.name}: "
-        f"{', '.join(f.name for f in dataclasses.fields(spec.Options)) or 'none'})"
-    )
 
 
 def parse_model(raw: Any, spec: type[Recipe]) -> ModelConfig:
@@ -549,48 +527,6 @@ def parse_data(raw: Any, spec: type[Recipe], sources: Mapping[str, SourceSpec], 
 
 def _source_keys(source: SourceSpec) -> set[str]:
     return {f.name for f in dataclasses.fields(source.Options) if f.init} | set(source_shared_keys(source.Options))
-
-
-def _is_legacy_dump(data: Mapping[str, Any]) -> bool:
-    """A config.yaml written by cyclekit 0.1 (every key, before recipe sections existed)."""
-    loss, train = data.get("loss"), data.get("train")
-    return isinstance(loss, Mapping) and "d_scale" in loss and isinstance(train, Mapping) and "pool_size" in train
-
-
-def _move_old_keys(
-    data: dict[str, Any], spec: type[Recipe], recipes: Mapping[str, type[Recipe]], legacy: bool
-) -> dict[str, Any]:
-    """Keys that lived in shared sections before recipe sections existed move to their recipe's
-    section (with a warning); one the chosen recipe does not read is an error naming its owner,
-    unless it holds the one value the recipe's own configs wrote there (``dropped_keys``: e.g.
-    ``loss.gan_mode: vanilla`` in an older sgan run folder), which is dropped.
-    A whole 0.1 dump (``legacy``) is migrated quietly: its unread keys held defaults and are dropped."""
-    owners: dict[str, list[str]] = {old: [] for old in spec.dropped_keys}
-    for other in recipes.values():
-        for old in other.moved_keys:
-            owners.setdefault(old, []).append(f"{other.name}.{other.moved_keys[old]}")
-    for old, homes in owners.items():
-        section, key = old.split(".", 1)
-        node = data.get(section)
-        if not isinstance(node, dict) or key not in node:
-            continue
-        value = node.pop(key)
-        if old in spec.moved_keys:
-            new = spec.moved_keys[old]
-            target = data.setdefault(spec.name, {})
-            replaced = ""
-            if isinstance(target, dict):
-                if new in target and target[new] != value:
-                    replaced = f" (replacing {spec.name}.{new}: {target[new]!r})"
-                target[new] = value
-            if not legacy:
-                logger.warning("config key %s is now %s.%s; read it from there%s", old, spec.name, new, replaced)
-        elif old in spec.dropped_keys and value == spec.dropped_keys[old]:
-            logger.debug("config key %s: %r dropped (recipe %s has no such option)", old, value, spec.name)
-        elif not legacy:
-            where = f" (it is {' / '.join(homes)})" if homes else ""
-            raise ConfigError(f"{old}: not used by recipe {spec.name}{where}")
-    return data
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

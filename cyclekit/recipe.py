@@ -6,14 +6,15 @@ Class side (read when a config loads, before any data): ``name``, ``description`
 (the frozen dataclass of the recipe's own config section), ``default_kind`` and ``needs`` (the
 batch keys a step reads, as alternatives; a data source must give one of them), ``networks``
 (its network slots, `model.<slot>`), ``defaults`` (raw config values the recipe starts from),
-``moved_keys`` (old key -> option name), ``dropped_keys`` (old keys it never read), `fixed_keys`, `players`,
-``translates`` (the bundle translates images, or samples) and `check`.
+`fixed_keys`, `players`, ``translates`` (the bundle translates images, or samples) and `check`.
+A recipe declares only what it is today: where its options lived in earlier cyclekits (and
+what old configs recorded) is `cyclekit.migrate`'s, in tables by recipe name.
 `build_networks` and `make_bundle` work from a config alone (rebuilding a bundle from a
 checkpoint needs no data).
 
 Instance side (one training process): built from the config and the run's data, a
 `cyclekit.data.protocol.RunData` that the run located and opened once through the data source
-(`cyclekit.recipes.run.open_data`: train and test splits as typed datasets; a recipe never finds
+(`cyclekit.run.open_data`: train and test splits as typed datasets; a recipe never finds
 data itself and never compares data-kind names: it asks the source's capabilities). Members:
 ``config``, ``device``, ``state`` (everything a checkpoint holds), ``data`` (and ``root``, the
 data folder read, or None), and the loop's methods: `steps_per_epoch`,
@@ -47,10 +48,6 @@ class Recipe(ABC):
     default_kind: ClassVar[str]
     needs: ClassVar[tuple[tuple[str, ...], ...]]
     defaults: ClassVar[Mapping[str, Any]] = {}
-    moved_keys: ClassVar[Mapping[str, str]] = {}
-    # Old shared keys (loss.gan_mode) this recipe never read, with the one value its configs held
-    # there: such a key in an old config.yaml is dropped, any other value is an error.
-    dropped_keys: ClassVar[Mapping[str, Any]] = {}
     # The network slots (model.<slot>: a network name and its options) -> what each one is.
     networks: ClassVar[Mapping[str, str]] = {"generator": "the generator", "discriminator": "the discriminator"}
     # True: the bundle translates images, scored on the data's test split (`cyclekit eval`);

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cyclekit.evaluation.evaluate import METRICS, EvalData, evaluate, load_fid_network, write_results  # noqa: E402
 from cyclekit.recipes import load_config  # noqa: E402
-from cyclekit.recipes.run import train_run  # noqa: E402
+from cyclekit.run import train_run  # noqa: E402
 
 
 def main() -> None:

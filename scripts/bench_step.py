@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from cyclekit.recipes import load_config  # noqa: E402
 from cyclekit.recipes.common import seed_everything  # noqa: E402
 from cyclekit.recipes.cyclegan import CycleGanRecipe  # noqa: E402
+from cyclekit.run.data import open_data  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     recipes = {}
     for name, batched in (("separate", False), ("batched", True)):
         seed_everything(0)
-        recipes[name] = CycleGanRecipe(cfg, data_root=args.data_root)
+        recipes[name] = CycleGanRecipe(*open_data(cfg, args.data_root))
         recipes[name].batch_g = recipes[name].batch_d = batched
     batches = recipes["batched"].batches(0, 0)
     times: dict[str, list[float]] = {k: [] for k in recipes}

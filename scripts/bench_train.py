@@ -23,6 +23,7 @@ import torch  # noqa: E402
 
 from cyclekit.recipes import load_config  # noqa: E402
 from cyclekit.recipes.cyclegan import CycleGanRecipe  # noqa: E402
+from cyclekit.run.data import open_data  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +52,7 @@ def main() -> None:
             "train.progress=false",
         ],
     )
-    recipe = CycleGanRecipe(cfg, data_root=args.data_root)
+    recipe = CycleGanRecipe(*open_data(cfg, args.data_root))
     times = []
     batches = recipe.batches(0, 0)
     t0 = time.perf_counter()

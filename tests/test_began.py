@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from cyclekit.recipes import load_config
-from cyclekit.recipes.run import build_recipe
 from cyclekit.report.plots import plot_losses
+from cyclekit.run import build_recipe
 from tests.conftest import write_images
 from tests.helpers import cli, one_error
 

@@ -14,7 +14,7 @@ import torch
 from cyclekit.errors import ConfigError, CyclekitError
 from cyclekit.inference.bundle import Bundle, NetworkEntry, load_network, read_bundle, write_bundle
 from cyclekit.recipes import RECIPES, get_recipe, load_config
-from cyclekit.recipes.run import build_recipe
+from cyclekit.run import build_recipe
 from cyclekit.train.state import TrainingState
 from tests.bundles import make_bundle, photo, write_format1_bundle
 from tests.conftest import write_images

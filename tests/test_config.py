@@ -273,7 +273,7 @@ def test_an_old_run_folder_keeps_loading_with_the_loss_values_it_held():
 
 
 def test_a_checkpoint_fingerprint_of_the_old_loss_layout_upgrades():
-    from cyclekit.recipes.run import fingerprint, upgrade_fingerprint
+    from cyclekit.run import fingerprint, upgrade_fingerprint
 
     cfg = load_config("demo")
     now = fingerprint(cfg)

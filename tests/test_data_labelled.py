@@ -21,7 +21,6 @@ from cyclekit.data.labelled import (
     classes,
     digits,
     keep_labels_per_class,
-    load_labelled,
     mnist,
 )
 from cyclekit.errors import ConfigError, DataError
@@ -281,25 +280,3 @@ def test_classes_errors(tmp_path: Path) -> None:
     (broken / "junk" / "x.jpg").write_bytes(b"nope")
     with pytest.raises(DataError, match=r"none of the 1 images in class folder .*junk can be read"):
         classes("train", broken, size=8, channels=3)
-
-
-# ---------------------------------------------------------------------------------------------
-# load_labelled
-
-
-def test_load_labelled_dispatch(tmp_path: Path) -> None:
-    ds = load_labelled("digits", "test", None, None, 8, 1, 0, None)
-    assert ds is not None and ds.name == "digits" and ds.size == 8
-    root = _mnist_folder(tmp_path / "mnist")
-    ds = load_labelled("mnist", "train", root, None, 28, 1, 0, 1)
-    assert ds is not None and ds.name == "mnist" and ds.labelled_count() == 10
-    ds = load_labelled("classes", "train", _class_tree(tmp_path / "pets"), None, 8, 3, 0, None)
-    assert ds is not None and ds.n_classes == 3
-    with pytest.raises(ConfigError, match="unknown labelled data kind 'digit' .did you mean digits"):
-        load_labelled("digit", "train", None, None, 8, 1, 0, None)
-    with pytest.raises(ConfigError, match="data.channels: digits is greyscale"):
-        load_labelled("digits", "train", None, None, 8, 3, 0, None)
-    with pytest.raises(DataError, match="pass --data-root"):
-        load_labelled("classes", "train", None, None, 8, 3, 0, None)
-    with pytest.raises(DataError, match="unknown split 'val'"):
-        load_labelled("digits", "val", None, None, 8, 1, 0, None)

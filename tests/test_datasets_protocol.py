@@ -21,7 +21,7 @@ from cyclekit.data.labelled import LabelledImages
 from cyclekit.data.protocol import Conditioned, Dataset, Labelled, RunData, Tensors
 from cyclekit.data.sources import SOURCES, RingPoints, locate_data
 from cyclekit.recipes import RECIPES, load_config
-from cyclekit.recipes.run import open_data, train_run
+from cyclekit.run import open_data, train_run
 from tests.conftest import REPO, write_images
 from tests.helpers import TINY_CYCLEGAN
 

@@ -1,4 +1,4 @@
-"""Imports point one way (DESIGN.md): lower layers never import higher ones, only cli.py knows typer,
+"""Imports point one way (DESIGN.md): lower layers never import higher ones, only cli/ knows typer,
 and inference/export never pull in training code."""
 
 from __future__ import annotations
@@ -12,19 +12,38 @@ PKG = Path(__file__).resolve().parent.parent / "cyclekit"
 
 # module prefix -> cyclekit sub-packages it must not import
 FORBIDDEN = {
-    "cyclekit.config": ["nn", "models", "gan", "data", "train", "recipes", "inference", "export", "cli"],
-    "cyclekit.nn": ["models", "gan", "data", "train", "recipes", "inference", "export", "cli"],
-    "cyclekit.models": ["config", "gan", "data", "train", "recipes", "inference", "export", "cli"],
-    "cyclekit.gan": ["nn", "models", "data", "train", "recipes", "inference", "export", "cli"],
-    "cyclekit.data": ["models", "gan", "train", "recipes", "inference", "export", "cli"],
-    "cyclekit.train": ["models", "gan", "data", "recipes", "inference", "export", "report", "evaluation", "cli"],
-    "cyclekit.recipe": ["models", "gan", "data", "recipes", "export", "report", "evaluation", "cli"],
-    "cyclekit.recipes": ["inference", "export", "cli"],
-    "cyclekit.inference": ["train", "recipes", "export", "cli"],
-    "cyclekit.export": ["train", "recipes", "cli"],
+    "cyclekit.config": ["nn", "models", "gan", "data", "train", "recipes", "inference", "export", "run", "cli"],
+    "cyclekit.nn": ["models", "gan", "data", "train", "recipes", "inference", "export", "run", "cli"],
+    "cyclekit.models": ["config", "gan", "data", "train", "recipes", "inference", "export", "run", "cli"],
+    "cyclekit.gan": ["nn", "models", "data", "train", "recipes", "inference", "export", "run", "cli"],
+    "cyclekit.data": ["models", "gan", "train", "recipes", "inference", "export", "run", "cli"],
+    "cyclekit.train": ["models", "gan", "data", "recipes", "inference", "export", "report", "evaluation", "run", "cli"],
+    "cyclekit.recipe": ["models", "gan", "data", "recipes", "export", "report", "evaluation", "run", "cli"],
+    "cyclekit.recipes": ["inference", "export", "run", "cli"],
+    "cyclekit.inference": ["train", "recipes", "export", "run", "cli"],
+    "cyclekit.export": ["train", "recipes", "run", "cli"],
     "cyclekit.bench": ["cli"],
-    "cyclekit.evaluation": ["train", "recipes", "export", "cli"],
-    "cyclekit.report": ["nn", "models", "gan", "data", "recipes", "inference", "export", "evaluation", "cli"],
+    # config migration sits at the config's layer (cyclekit.config imports it): it knows no recipe
+    # class, only tables by recipe name, and turns old fingerprints into raw configs for the run
+    "cyclekit.migrate": [
+        "nn",
+        "models",
+        "gan",
+        "data",
+        "train",
+        "recipes",
+        "inference",
+        "export",
+        "evaluation",
+        "report",
+        "run",
+        "cli",
+    ],
+    # the run layer wires recipes, the loop, evaluation and the report into a run; of inference only
+    # the bundle (rebuilding one from a checkpoint); it never reaches up to the commands
+    "cyclekit.run": ["inference", "export", "bench", "cli"],
+    "cyclekit.evaluation": ["train", "recipes", "export", "run", "cli"],
+    "cyclekit.report": ["nn", "models", "gan", "data", "recipes", "inference", "export", "evaluation", "run", "cli"],
     "cyclekit.choices": ["*"],
     "cyclekit.atomic": [
         "choices",
@@ -37,6 +56,7 @@ FORBIDDEN = {
         "recipes",
         "inference",
         "export",
+        "run",
         "cli",
     ],
     "cyclekit.errors": ["*"],
@@ -56,12 +76,13 @@ FORBIDDEN = {
         "export",
         "evaluation",
         "report",
+        "run",
         "cli",
     ],
     # every config is read through it; it knows nothing of cyclekit
     "cyclekit.yamltext": ["*"],
     # importing weights builds networks and bundles; it trains nothing
-    "cyclekit.interop": ["train", "recipes", "gan", "export", "evaluation", "report", "cli"],
+    "cyclekit.interop": ["train", "recipes", "gan", "export", "evaluation", "report", "run", "cli"],
     # fetching knows no catalogue: datasets, FID weights and pretrained models come through it
     "cyclekit.fetch": [
         "choices",
@@ -76,6 +97,7 @@ FORBIDDEN = {
         "export",
         "evaluation",
         "report",
+        "run",
         "cli",
     ],
     # the typed loader is the bottom layer: config, models and bundles read with it
@@ -91,21 +113,17 @@ FORBIDDEN = {
         "recipes",
         "inference",
         "export",
+        "run",
         "cli",
     ],
 }
 # The bundle format is the contract between training and inference: recipes write bundles with its
 # one writer, so `cyclekit.inference.bundle` (and nothing else of inference) is allowed to them.
-# run.py wires evaluation (train.eval_every) and the report into a run: the outputs of training.
 ALLOWED = {
-    "cyclekit.recipes": [
-        "cyclekit.inference.bundle",
-        # who may replace a bundle folder (cyclekit bundle -o): the writer's own rule, torch-free
-        "cyclekit.inference.provenance",
-        "cyclekit.evaluation.evaluate",
-        "cyclekit.evaluation.tracking",
-        "cyclekit.evaluation.scores",
-    ],
+    "cyclekit.recipes": ["cyclekit.inference.bundle"],
+    # The run layer (cyclekit/run/) wires evaluation (train.eval_every) and the report into a run, and
+    # rebuilds bundles: the bundle's writer and who may replace a bundle folder (cyclekit bundle -o).
+    "cyclekit.run": ["cyclekit.inference.bundle", "cyclekit.inference.provenance"],
     # The recipe contract names what a recipe is given to train on: the run's data, as the typed
     # datasets of `cyclekit.data.protocol` (which finds and reads nothing itself).
     "cyclekit.recipe": ["cyclekit.data.protocol"],
@@ -147,4 +165,5 @@ def test_imports_point_one_way(name: str):
 
 def test_only_cli_knows_typer():
     users = sorted(n for n, imps in MODULES.items() if any(i == "typer" or i.startswith("typer.") for i in imps))
-    assert users == ["cyclekit.cli"]
+    assert users and all(n == "cyclekit.cli" or n.startswith("cyclekit.cli.") for n in users), users
+    assert "cyclekit.cli.common" in users  # the app and the error boundary the commands share

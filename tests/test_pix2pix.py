@@ -18,7 +18,7 @@ from cyclekit.data.paired import PairedImages, detect_layout, pair_files, pair_k
 from cyclekit.data.transforms import build_transform
 from cyclekit.errors import CyclekitError, DataError
 from cyclekit.recipes import load_config
-from cyclekit.recipes.run import train_run
+from cyclekit.run import train_run
 from tests.helpers import cli, losses, train_args
 
 # 36 -> random 32 crop + flip; U-Net with 5 downsamplings (32 px -> 1x1), 8 filters.

@@ -23,8 +23,8 @@ from cyclekit.players import Player
 from cyclekit.recipe import Recipe
 from cyclekit.recipes import RECIPES, config_from_dict, load_config
 from cyclekit.recipes.common import build_players
-from cyclekit.recipes.run import build_recipe, fingerprint, upgrade_fingerprint
 from cyclekit.recipes.stackgan import StackganRecipe
+from cyclekit.run import build_recipe, fingerprint, upgrade_fingerprint
 from tests.helpers import cli, one_error
 
 TINY = ["model.generator.ngf=4", "model.discriminator.ndf=4"]

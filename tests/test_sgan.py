@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from cyclekit.recipes import load_config
-from cyclekit.recipes.run import build_recipe
+from cyclekit.run import build_recipe
 from tests.helpers import cli, one_error
 
 SMALL = ["model.generator.ngf=32", "model.discriminator.ndf=32", "train.log_every=1", "train.progress=false"]

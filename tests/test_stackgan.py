@@ -125,9 +125,10 @@ def test_the_stages_train_one_after_the_other(run: Path):
     scores = json.loads((run / "results.json").read_text())["sampling"]
     assert scores["detector_on_real"] == 1.0 and scores["caption_match_chance"] == 0.04
     assert scores["samples_scored"] == 80 and scores["stage2_size"] == 32 and scores["stage1_size"] == 16
-    # One epoch of each stage draws at chance, so no floor on caption_match here (the learning test is the
-    # slow one below); what is checked is that it counts the 80 samples whose colour and position are both
-    # right: a whole number of 80ths, no more than either attribute alone, no fewer than both together allow.
+    # One epoch of each stage learns nothing the detector can read: measured 0.0, and 0.0 for every attribute
+    # (chance 0.04), so no floor here (the learning test is the slow one below). What is checked is that the
+    # score counts the 80 samples whose colour and position are both right: a whole number of 80ths, no more
+    # than either attribute alone, no fewer than both together allow.
     match, hits = scores["caption_match"], scores["caption_match_by_attribute"]
     assert abs(match * 80 - round(match * 80)) < 1e-6, match
     assert hits["colour"] + hits["position"] - 1 - 1e-9 <= match <= min(hits["colour"], hits["position"]), scores

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cyclekit.data.demo import generate_demo, render_scene, to_autumn
 from cyclekit.recipes import load_config
-from cyclekit.recipes.run import build_recipe, train_run
+from cyclekit.run import build_recipe, train_run
 from tests.conftest import write_images
 from tests.helpers import TINY_CYCLEGAN, cli, losses, train_args
 from tests.test_train_gan import one_error_line

@@ -10,7 +10,7 @@ import torch
 
 from cyclekit.data.ring import ring_modes, sample_ring, score_ring
 from cyclekit.recipes import load_config
-from cyclekit.recipes.run import train_run
+from cyclekit.run import train_run
 from tests.conftest import write_images
 from tests.helpers import cli, losses, one_error
 

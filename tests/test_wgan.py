@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cyclekit.recipes import load_config
-from cyclekit.recipes.run import build_recipe
+from cyclekit.run import build_recipe
 from tests.helpers import cli, one_error
 
 SMALL = ["model.generator.ngf=32", "model.discriminator.ndf=32", "train.log_every=25", "train.progress=false"]

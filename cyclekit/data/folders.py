@@ -180,16 +180,11 @@ class UnpairedFolders(Dataset):
         channels: int = 3,
         strict: bool = False,
         seed: int = 0,
-        *,
-        transform_b: TransformFn | None = None,
-        channels_b: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
-        self.transform_a = transform
-        self.transform_b = transform_b if transform_b is not None else transform
-        self.channels_a = channels
-        self.channels_b = channels_b if channels_b is not None else channels
+        self.transform = transform
+        self.channels = channels
         self.seed = int(seed)
         self.epoch = 0
         self._plan_cache: tuple[int, list[tuple[int, int, int]]] | None = None
@@ -248,8 +243,8 @@ class UnpairedFolders(Dataset):
         path_a, path_b = self.paths_a[a_index], self.paths_b[b_index]
         # Independent streams for the two domains: A's crop must not predict B's.
         return {
-            "A": _as_tensor(path_a, self.channels_a, self.transform_a, derive_seed(sample_seed, 0)),
-            "B": _as_tensor(path_b, self.channels_b, self.transform_b, derive_seed(sample_seed, 1)),
+            "A": _as_tensor(path_a, self.channels, self.transform, derive_seed(sample_seed, 0)),
+            "B": _as_tensor(path_b, self.channels, self.transform, derive_seed(sample_seed, 1)),
             "A_path": str(path_a),
             "B_path": str(path_b),
         }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,12 +27,11 @@ from torch.utils.data import Dataset
 from cyclekit.data.download import describe_folder, load_mnist, read_idx
 from cyclekit.data.folders import derive_seed, scan_images
 from cyclekit.data.images import IMAGE_EXTENSIONS, list_images, load_image
-from cyclekit.errors import ConfigError, DataError, did_you_mean
+from cyclekit.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
-KINDS = ("digits", "mnist", "classes")
 
 # Fixed constants, not options: changing one changes every run's split or kept labels.
 _KEEP_LABELS_KEY = 0x4C41424C  # "LABL": the stream keep_labels_per_class draws from
@@ -496,42 +494,6 @@ def classes(
     images = torch.from_numpy(np.stack([_load_resized(p, size, channels) for p in paths]))
     labels = torch.tensor(targets, dtype=torch.int64)
     return _finish(images, labels, names, split, seed, labels_per_class, root, root.name, flip, where=base)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def load_labelled(
-    kind: str,
-    split: str,
-    root: str | os.PathLike[str] | None,
-    cache_dir: str | os.PathLike[str] | None,
-    size: int,
-    channels: int,
-    seed: int,
-    labels_per_class: int | None,
-    strict: bool = False,
-    flip: bool = False,
-) -> LabelledImages | None:
-    """The ``split`` of a labelled source ``kind`` ("digits", "mnist" or "classes").
-
-    None only for ``classes`` when the tree has no test split. ``root`` is read by ``mnist``
-    (instead of the cache) and needed by ``classes``; ``digits`` and ``mnist`` are grey
-    (``channels`` must be 1).
-    """
-    if kind not in KINDS:
-        raise ConfigError(f"unknown labelled data kind {kind!r}{did_you_mean(kind, KINDS)}; use {', '.join(KINDS)}")
-    root_path = Path(root) if root is not None else None
-    cache_path = Path(cache_dir) if cache_dir is not None else None
-    if kind in ("digits", "mnist") and channels != 1:
-        raise ConfigError(f"data.channels: {kind} is greyscale; set 1")
-    if kind == "digits":
-        return digits(split, size=size, seed=seed, labels_per_class=labels_per_class, flip=flip)
-    if kind == "mnist":
-        return mnist(split, root_path, cache_path, size=size, seed=seed, labels_per_class=labels_per_class, flip=flip)
-    if root_path is None:
-        raise DataError("data.kind classes reads a folder of class folders: pass --data-root DIR (or set data.root)")
-    return classes(split, root_path, size, channels, seed, labels_per_class, strict=strict, flip=flip)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ a run resumes exactly) and ``dataset[item]`` (a dict of tensors under the batch 
 and ``summary()``; labelled ones add ``class_names`` and ``tensors()``. The run locates the data
 once and builds the train and test splits (`cyclekit.data.protocol.RunData`); recipes ask the
 source's capabilities (`image_shape`, `n_classes`, `condition`, `has_split`), never its name.
+Translation evaluation reads its test images through the source as well (`test_images`).
 """
 
 from __future__ import annotations
@@ -149,6 +150,14 @@ class Source:
         are built; a run records the values in its config.yaml. Empty by default."""
         return {}
 
+    @classmethod
+    def test_images(cls, options: Any, data: DataConfig, root: Path | None, max_images: int | None = None) -> Any:
+        """The test images a translation is scored on (`cyclekit eval`, ``train.eval_every``): both
+        domains at the evaluation size, paired when the files pair up, as a
+        `cyclekit.data.testimages.EvalImages`. DataError when there are none: a source that gives
+        no two domains has nothing to translate."""
+        raise DataError(f"data.kind {cls.name}: no test images of two domains to score a translation on")
+
 
 def _transform(options: Any, channels: int, train: bool) -> Any:
     from cyclekit.data.transforms import build_eval_transform, build_transform
@@ -198,6 +207,15 @@ class UnpairedSource(Source):
     def has_split(cls, options: Any, root: Path | None, split: str) -> bool:
         # The train folders are required (their absence is reported when they are read).
         return split == "train" or (root is not None and all((Path(root) / f"{split}{s}").is_dir() for s in "AB"))
+
+    @classmethod
+    def test_images(cls, options: Any, data: DataConfig, root: Path | None, max_images: int | None = None) -> Any:
+        from cyclekit.data.testimages import read_test_images
+
+        if root is None:
+            raise DataError(f"data.kind {cls.name}: no data folder with a test split")
+        transform = _transform(options, data.channels, False)
+        return read_test_images(Path(root), transform, data.channels, max_images)
 
     @classmethod
     def probe(cls, root: Path) -> str | None:
@@ -272,6 +290,15 @@ class PairedSource(Source):
 
         return split == "train" or (root is not None and paired_test_split(Path(root), options.layout) is not None)
 
+    @classmethod
+    def test_images(cls, options: Any, data: DataConfig, root: Path | None, max_images: int | None = None) -> Any:
+        from cyclekit.data.testimages import read_test_images
+
+        if root is None:
+            raise DataError(f"data.kind {cls.name}: no data folder with a test split")
+        transform = _transform(options, data.channels, False)
+        return read_test_images(Path(root), transform, data.channels, max_images, options.layout, options.pair_suffixes)
+
 
 @dataclass(frozen=True)
 class DemoOptions(ImageOptions):
@@ -313,6 +340,7 @@ class DemoSource(Source):
 
     build = UnpairedSource.build
     has_split = UnpairedSource.has_split
+    test_images = UnpairedSource.test_images
 
 
 # --------------------------------------------------------------------------------------------

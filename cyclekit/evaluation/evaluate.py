@@ -22,10 +22,11 @@ are. Everything that makes the numbers reproducible goes into the results with t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,8 @@ import torch
 from cyclekit import __version__
 from cyclekit.choices import EVAL_METRICS, LOWER_IS_BETTER
 from cyclekit.config import DataConfig
-from cyclekit.data.images import list_images, load_image
-from cyclekit.data.paired import PairedImages, detect_layout, pair_files
-from cyclekit.data.transforms import build_eval_transform
-from cyclekit.errors import CyclekitError, DataError
+from cyclekit.data.testimages import EvalImages
+from cyclekit.errors import CyclekitError
 from cyclekit.evaluation import scores
 from cyclekit.inference.bundle import Bundle, bundle_dir, load_network, read_bundle
 
@@ -47,26 +46,52 @@ logger = logging.getLogger(__name__)
 METRICS = EVAL_METRICS
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalData:
-    """Where the test images are and how to read them (the run's data settings)."""
+    """The test split a translation is scored on: the located data folder and the data settings it
+    is read with (a run's ``data:``, its size set to the evaluation size), read through the data's
+    Source (`Source.test_images`), the reader training uses."""
 
+    data: DataConfig
     root: Path
-    load_size: int
-    crop_size: int
-    preprocess: str = "resize_and_crop"
-    channels: int = 3
-    layout: str = "auto"
-    suffixes: Sequence[str] = ("_A", "_B")
 
     @classmethod
     def of(cls, data: DataConfig, root: Path, size: int | None = None) -> EvalData:
         """A run's test data as its ``data:`` config reads it (``size``: load and crop at this size instead)."""
-        load, crop = (size, size) if size else (data.load_size, data.crop_size)
-        # Unpaired sources have no pairing keys: their paired test split (if any) uses the defaults.
-        layout = data.layout if data.has("layout") else "auto"
-        suffixes = data.pair_suffixes if data.has("pair_suffixes") else ("_A", "_B")
-        return cls(root, load, crop, data.preprocess, data.channels, layout, suffixes)
+        if size:
+            data = dataclasses.replace(data, source=dataclasses.replace(data.source, load_size=size, crop_size=size))
+        return cls(data, Path(root))
+
+    @classmethod
+    def folder(cls, root: Path, size: int, channels: int = 3) -> EvalData:
+        """A folder of test images (testA/ and testB/, or test pairs) for a bundle without its run:
+        read as the unpaired source reads it, resized and centre-cropped to ``size``."""
+        from cyclekit.data.sources import DomainOptions
+
+        options = DomainOptions(preprocess="resize_and_crop", load_size=size, crop_size=size, root=str(root))
+        return cls(DataConfig(kind="unpaired", channels=channels, source=options), Path(root))
+
+    @property
+    def preprocess(self) -> str:
+        return str(self.data.preprocess)
+
+    @property
+    def load_size(self) -> int:
+        return int(self.data.load_size)
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.data.crop_size)
+
+    @property
+    def channels(self) -> int:
+        return int(self.data.channels or 3)
+
+    def read(self, max_images: int | None = None) -> EvalImages:
+        """Both domains' test images at the evaluation size (`Source.test_images`)."""
+        from cyclekit.data.sources import SOURCES
+
+        return SOURCES[self.data.kind].test_images(self.data.source, self.data, self.root, max_images)
 
 
 @dataclass
@@ -136,7 +161,6 @@ def evaluate(
     wanted = list(directions or bundle.translates)
     for d in wanted:
         bundle.network_for(d)  # one line naming the directions the bundle has
-    transform = build_eval_transform(data.preprocess, data.load_size, data.crop_size, data.channels)
     dev = torch.device(device)
     results: dict[str, Any] = {
         "step": bundle.step,
@@ -153,10 +177,10 @@ def evaluate(
         "counts": {},
     }
     palettes: dict[str, list[list[int]]] = {}
-    test = _load_test_images(data, transform, max_images)
+    test = data.read(max_images)
     with_fid = inception is not None and inception.model is not None
     for direction in wanted:
-        split = test.split(direction)
+        split = _split(test, direction)
         if split.targets is None and not with_fid:
             # Unpaired test images and no FID network: nothing to score, so nothing to translate.
             results["directions"][direction] = {}
@@ -360,88 +384,11 @@ def _translate(
         return [net(x.unsqueeze(0).to(device)).float().cpu()[0].clamp(-1, 1) for x in images]
 
 
-@dataclass
-class _TestImages:
-    """The test images of both domains, read once for every direction."""
-
-    images: dict[str, list[torch.Tensor]]  # "A", "B"; aligned when paired
-    paired: bool
-    side_by_side: bool = False
-    skipped: list[str] = field(default_factory=list)  # unreadable files, left out of the scores
-
-    def split(self, direction: str) -> _Split:
-        src, dst = direction[0], direction[-1]
-        sources, references = self.images[src], self.images[dst]
-        if not self.paired:
-            return _Split(sources, None, references, f"test{dst}")
-        name = "test" if self.side_by_side else f"test{dst}"
-        return _Split(sources, references, references, f"{name} (paired targets)")
-
-
-def _load_test_images(data: EvalData, transform: Callable[..., torch.Tensor], max_images: int | None) -> _TestImages:
-    pairs = _try_pairs(data)
-    if pairs is not None:
-        images: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
-        skipped = [str(path) for path, _ in pairs.skipped]
-        for i in range(len(pairs)):
-            if max_images is not None and len(images["A"]) >= max_images:
-                break
-            try:
-                a, b = pairs.stack([i], transform)
-            except DataError as exc:  # decodes in the quick scan, fails in full: score the others
-                logger.warning("skipping the test pair of %s: %s", pairs.pairs[i][0], exc)
-                skipped.append(str(pairs.pairs[i][0]))
-                continue
-            images["A"].append(a[0])
-            images["B"].append(b[0])
-        if not images["A"]:
-            raise DataError(f"none of the test pairs in {data.root} can be read")
-        return _TestImages(images, True, pairs.layout == "side_by_side", skipped)
-    folders = {side: data.root / f"test{side}" for side in "AB"}
-    for folder in folders.values():
-        if not folder.is_dir():
-            raise DataError(
-                f"no test split to evaluate on: {folder} not found (pass --data DIR with testA/ and testB/)"
-            )
-    skipped: list[str] = []
-    images = {side: _read_folder(f, data.channels, transform, max_images, skipped) for side, f in folders.items()}
-    return _TestImages(images, False, skipped=skipped)
-
-
-def _try_pairs(data: EvalData) -> PairedImages | None:
-    """The test pairs, if the test files pair up by the Pix2Pix loader's rules (every one of them by
-    name; an unreadable file is left out with a warning naming it, and the other pairs are scored)."""
-    try:
-        layout = detect_layout(data.root, "test", data.layout)
-        if layout == "folders":
-            pair_files(data.root / "testA", data.root / "testB", data.suffixes, strict=True)
-    except DataError:
-        return None
-    try:
-        pairs = PairedImages(
-            data.root, "test", layout=layout, channels=data.channels, suffixes=data.suffixes, strict=False
-        )
-    except DataError as exc:
-        raise DataError(f"no readable test pairs: {exc}") from None
-    return pairs if len(pairs) else None
-
-
-def _read_folder(
-    folder: Path, channels: int, transform: Callable[..., torch.Tensor], limit: int | None, skipped: list[str]
-) -> list[torch.Tensor]:
-    files = list_images(folder)
-    if not files:
-        raise DataError(f"no images found in {folder}")
-    out = []
-    for path in files:
-        try:
-            out.append(transform(load_image(path, channels), 0))
-        except DataError as exc:
-            logger.warning("skipping %s", exc)
-            skipped.append(str(path))
-            continue
-        if limit is not None and len(out) >= limit:
-            break
-    if not out:
-        raise DataError(f"none of the images in {folder} can be read")
-    return out
+def _split(test: EvalImages, direction: str) -> _Split:
+    """The sources, targets (when paired) and reference images of ``direction``."""
+    src, dst = direction[0], direction[-1]
+    sources, references = test.images[src], test.images[dst]
+    if not test.paired:
+        return _Split(sources, None, references, f"test{dst}")
+    name = "test" if test.side_by_side else f"test{dst}"
+    return _Split(sources, references, references, f"{name} (paired targets)")

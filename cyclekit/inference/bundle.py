@@ -341,6 +341,15 @@ def read_bundle(path: str | Path) -> Bundle:
     return _declared_stages(_default_class_names(bundle))
 
 
+def samples(path: str | Path) -> bool:
+    """Whether ``path`` (a run or bundle folder) holds a generator that samples; False for any
+    other model, a translation one or one that does not read (its own path reports why)."""
+    try:
+        return read_bundle(path).samples is not None
+    except CyclekitError:
+        return False
+
+
 def with_class_names(bundle: Bundle, names: Sequence[str] | None) -> Bundle:
     """``bundle`` with its classes named ``names`` (in index order: class k is ``names[k]``), as the
     training data named them (class folders, an MNIST folder's classes.txt); unchanged when it does

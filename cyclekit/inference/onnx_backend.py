@@ -21,12 +21,6 @@ ONNX_FORMAT_KEY = "cyclekit_format"
 ONNX_FORMAT_VERSION = 1
 
 
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file as a dict (raw strings, not validated)."""
-    session = _session(Path(path), "cpu", light=True)
-    return dict(session.get_modelmeta().custom_metadata_map)
-
-
 def _providers(device: str) -> list[str]:
     import onnxruntime as ort
 
@@ -42,16 +36,13 @@ def _providers(device: str) -> list[str]:
     raise CyclekitError(f"device {device!r} is not supported with an ONNX model; use auto, cpu or cuda")
 
 
-def _session(path: Path, device: str, light: bool = False) -> Any:
+def _session(path: Path, device: str) -> Any:
     import onnxruntime as ort
 
     if not path.is_file():
         raise CyclekitError(f"model path not found: {path}")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # onnxruntime warnings about unused initializers are noise here
-    if light:
-        # Metadata only: skip graph optimisation, it is the slow part of creating a session.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(str(path), options, providers=_providers(device))
     except CyclekitError:

@@ -194,6 +194,24 @@ def stale_exports(
     return notes
 
 
+def stale_exports_after(model: str | Path, folder: str | Path | None, written: Iterable[str | Path]) -> list[str]:
+    """After exporting ``model``'s bundle (a run or bundle folder) into ``folder`` (None: the bundle's
+    own folder): `stale_exports` there but the files just ``written``, so that an ONNX file an older
+    step exported (before a resumed training) is not used without a word. A folder elsewhere may hold
+    other models' exports too: only this bundle's are judged there."""
+    from cyclekit.inference.bundle import bundle_dir, read_bundle
+
+    source = bundle_dir(model)
+    target = Path(folder) if folder is not None else source
+    if not target.is_dir():
+        return []
+    runs = None
+    if target.resolve() != source.resolve():
+        bundle = read_bundle(source)
+        runs = {bundle_name(bundle, source), bundle.run}
+    return stale_exports(target, source, skip=written, runs=runs)
+
+
 # ---------------------------------------------------------------------------------------------
 # what an older bundle lacks
 

@@ -47,7 +47,6 @@ class AcganRecipe(ImageSampler):
     name = "acgan"
     description = "auxiliary classifier GAN: D tells real from fake and names the class (Odena et al. 2017)"
     Options = AcganOptions
-    moved_keys = {"loss.gan_mode": "gan_mode"}
     networks = {
         "generator": "G(z, y): cond_g",
         "discriminator": "D(x) -> real/fake and class logits: cond_d with head aux",
@@ -55,7 +54,6 @@ class AcganRecipe(ImageSampler):
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "cond_g"}, "discriminator": {"name": "cond_d", "head": "aux"}},
     }
-    dropped_keys = {"loss.gp_weight": 10.0}
 
     @classmethod
     def check(cls, config: Config) -> None:

@@ -41,12 +41,10 @@ class CganRecipe(ImageSampler):
     name = "cgan"
     description = "conditional GAN: G(z, y) and D(x, y) see the class, one-hot (Mirza and Osindero 2014)"
     Options = CganOptions
-    moved_keys = {"loss.gan_mode": "gan_mode"}
     networks = {"generator": "G(z, y): cond_g", "discriminator": "D(x, y): cond_d with head concat"}
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "cond_g"}, "discriminator": {"name": "cond_d", "head": "concat"}},
     }
-    dropped_keys = {"loss.gp_weight": 10.0}
 
     @classmethod
     def check(cls, config: Config) -> None:

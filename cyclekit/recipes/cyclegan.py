@@ -11,10 +11,9 @@ with L_cyc = |G_BtoA(G_AtoB(a)) - a|_1 + |G_AtoB(G_BtoA(b)) - b|_1 (Eq. 2) and t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,27 +22,15 @@ from torch import Tensor
 from cyclekit.choices import GanMode
 from cyclekit.config import Config
 from cyclekit.data.folders import derive_seed
-from cyclekit.data.protocol import RunData
-from cyclekit.device import resolve_device
-from cyclekit.errors import ConfigError, DataError
+from cyclekit.errors import ConfigError
 from cyclekit.gan.pool import ImagePool
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
-from cyclekit.inference.bundle import Bundle, NetworkEntry
-from cyclekit.models import build_model, init_weights
 from cyclekit.players import Player
-from cyclekit.recipe import Recipe
-from cyclekit.recipes.common import (
-    N_FIXED,
-    build_players,
-    check_crop_for_generator,
-    check_image_discriminator,
-    net_size_needs,
-    net_spec,
-    run_eval,
-    save_rows,
-)
-from cyclekit.train.batches import n_batches, plan_batches
-from cyclekit.train.state import TrainingState
+from cyclekit.recipes.common import run_eval
+from cyclekit.recipes.translation import TranslationRecipe
+
+if TYPE_CHECKING:
+    from cyclekit.inference.bundle import Bundle
 
 
 @dataclass(frozen=True)
@@ -66,39 +53,17 @@ class CycleGanOptions:
             raise ConfigError(f"pool_size: must be >= 0, got {self.pool_size}")
 
 
-def _net_specs(config: Config) -> tuple[tuple[str, dict], tuple[str, dict]]:
-    c = config.data.channels
-    g = net_spec(config, "generator", in_channels=c, out_channels=c)
-    d = net_spec(config, "discriminator", in_channels=c)
-    return g, d
-
-
-CONFIG_KEYS = {
-    "G_AtoB": "model.generator",
-    "G_BtoA": "model.generator",
-    "D_A": "model.discriminator",
-    "D_B": "model.discriminator",
-}
-
-
-class CycleGanRecipe(Recipe):
+class CycleGanRecipe(TranslationRecipe):
     name = "cyclegan"
     description = "unpaired translation: two generators, two PatchGANs, cycle + identity losses (Zhu et al. 2017)"
     Options = CycleGanOptions
-    translates = True
     default_kind = "unpaired"
     needs = (("A", "B"),)
     networks = {"generator": "the two generators, G_AtoB and G_BtoA", "discriminator": "the two PatchGANs, D_A and D_B"}
+    nets = {"G_AtoB": "generator", "G_BtoA": "generator", "D_A": "discriminator", "D_B": "discriminator"}
+    options: CycleGanOptions
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "resnet"}, "discriminator": {"name": "patchgan"}},
-    }
-    moved_keys = {
-        "loss.lambda_cycle": "lambda_cycle",
-        "loss.lambda_identity": "lambda_identity",
-        "loss.d_scale": "d_scale",
-        "train.pool_size": "pool_size",
-        "loss.gan_mode": "gan_mode",
-        "loss.gp_weight": "gp_weight",
     }
 
     @classmethod
@@ -106,73 +71,23 @@ class CycleGanRecipe(Recipe):
         """One Adam for both generators and one for both discriminators, as the reference does."""
         return (Player("g", ("G_AtoB", "G_BtoA")), Player("d", ("D_A", "D_B"), lr_key="lr_d"))
 
-    @classmethod
-    def check(cls, config: Config) -> None:
-        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
-        check_crop_for_generator(config, g_arch, g_opts)
-        check_image_discriminator(config, d_arch, d_opts, config.options.gan_mode)
-
-    def __init__(self, config: Config, data: RunData) -> None:
-        from cyclekit.data.transforms import build_eval_transform
-
-        self.config = cfg = config
-        self.options: CycleGanOptions = config.options or CycleGanOptions()
-        self.data = data
-        self.device = resolve_device(cfg.train.device)
-        (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
-        self.dataset = data.train
-        d = cfg.data
-        self.eval_transform = build_eval_transform(d.preprocess, d.load_size, d.crop_size, d.channels)
-        self.fixed_a, self.fixed_b = self._fixed_images()
-
-        nets = {k: net.to(self.device) for k, net in self.build_networks(cfg).items()}
-        self.G_AtoB, self.G_BtoA, self.D_A, self.D_B = (nets[k] for k in ("G_AtoB", "G_BtoA", "D_A", "D_B"))
-        for net in nets.values():
-            init_weights(net, cfg.model.init, cfg.model.init_gain)
-        optimizers, schedulers = build_players(cfg, self.players(cfg.options), nets, self.steps_per_epoch())
-        self.opt_g, self.opt_d = optimizers["opt_g"], optimizers["opt_d"]
-        # Separate histories of generated A and B images for D_A and D_B.
-        pool = self.options.pool_size
-        self.pool_a = ImagePool(pool, seed=derive_seed(cfg.seed, 11), device=self.device)
-        self.pool_b = ImagePool(pool, seed=derive_seed(cfg.seed, 12), device=self.device)
+    def __init__(self, config: Config, data: Any) -> None:
+        super().__init__(config, data)
+        self.G_AtoB, self.G_BtoA, self.D_A, self.D_B = (self.state.nets[k] for k in self.nets)
+        self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
         # Batch calls that share a network only where every layer is per sample: batch norm would
         # mix the samples' statistics (and change the maths), so nets with it keep separate calls.
         self.batch_g = not _has_batch_norm(self.G_AtoB)
         self.batch_d = not _has_batch_norm(self.D_A)
-        self.state = TrainingState(
-            nets,
-            optimizers,
-            schedulers,
-            {"pool_a": self.pool_a, "pool_b": self.pool_b},
-            config_keys=CONFIG_KEYS,
-        )
 
-    @classmethod
-    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
-        """The four networks (untrained, on the CPU): what a checkpoint's weights load into."""
-        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
-        return {
-            "G_AtoB": build_model(g_arch, g_opts, key="model.generator"),
-            "G_BtoA": build_model(g_arch, g_opts, key="model.generator"),
-            "D_A": build_model(d_arch, d_opts, key="model.discriminator"),
-            "D_B": build_model(d_arch, d_opts, key="model.discriminator"),
-        }
+    def state_extras(self) -> dict[str, Any]:
+        # Separate histories of generated A and B images for D_A and D_B.
+        pool, cfg = self.options.pool_size, self.config
+        self.pool_a = ImagePool(pool, seed=derive_seed(cfg.seed, 11), device=self.device)
+        self.pool_b = ImagePool(pool, seed=derive_seed(cfg.seed, 12), device=self.device)
+        return {"pool_a": self.pool_a, "pool_b": self.pool_b}
 
     # -- loop protocol --------------------------------------------------------------------------
-
-    def data_summary(self) -> str:
-        return self.dataset.summary()
-
-    def steps_per_epoch(self) -> int:
-        n = max(len(self.dataset.paths_a), len(self.dataset.paths_b))
-        return n_batches(n, self.config.data.batch_size, drop_last=False)
-
-    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
-        data = self.config.data
-        plan = self.dataset.epoch_plan(epoch)
-        return plan_batches(
-            self.dataset, plan, data.batch_size, start, data.workers, drop_last=False, device=self.device, epoch=epoch
-        )
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
         opts, mode = self.options, self.options.gan_mode
@@ -234,29 +149,8 @@ class CycleGanRecipe(Recipe):
 
     # -- outputs --------------------------------------------------------------------------------
 
-    def _fixed_images(self) -> tuple[list[Tensor], list[Tensor]]:
-        """The first few test images per side (training images when there is no test split);
-        a list, as with preprocess none or scale_width their sizes may differ."""
-        from cyclekit.data.images import load_image
-
-        out = []
-        train, test = self.dataset, self.data.test
-        held = (test.paths_a, test.paths_b) if test is not None else ([], [])  # type: ignore[attr-defined]
-        sides = ((train.paths_a, held[0]), (train.paths_b, held[1]))  # type: ignore[attr-defined]
-        for paths, files in sides:
-            picked = []
-            for path in list(files) + list(paths):
-                try:
-                    picked.append(self.eval_transform(load_image(path, self.config.data.channels)))
-                except DataError:
-                    continue
-                if len(picked) == N_FIXED:
-                    break
-            out.append(picked)
-        return out[0], out[1]
-
-    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
-        """One grid per call: rows of real A | fake B | rec A, then real B | fake A | rec B."""
+    def sample_rows(self) -> list[Tensor]:
+        """Rows of real A | fake B | rec A, then real B | fake A | rec B."""
         fake_b = run_eval(self.G_AtoB, self.fixed_a, self.device)
         rec_a = run_eval(self.G_BtoA, fake_b, self.device)
         fake_a = run_eval(self.G_BtoA, self.fixed_b, self.device)
@@ -266,33 +160,15 @@ class CycleGanRecipe(Recipe):
             rows += [self.fixed_a[i], fake_b[i], rec_a[i]]
         for i in range(len(self.fixed_b)):
             rows += [self.fixed_b[i], fake_a[i], rec_b[i]]
-        return save_rows(rows, folder / f"step_{step:07d}.png", columns=3)
+        return rows
 
     @classmethod
     def make_bundle(
         cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
     ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
-        """The inference bundle of ``nets`` (the generators) and the modules it holds."""
-        data = config.data
-        (g_arch, g_opts), _ = _net_specs(config)
-        multiple, min_size = net_size_needs(nets["G_AtoB"])
-        entry = NetworkEntry(g_arch, g_opts)
-        bundle = Bundle(
-            recipe=cls.name,
-            networks={"G_AtoB": entry, "G_BtoA": entry},
-            translates={"AtoB": "G_AtoB", "BtoA": "G_BtoA"},
-            channels=data.channels,
-            size_multiple=multiple,
-            min_size=min_size,
-            domains={"A": data.domain_a, "B": data.domain_b},
-            train_size=data.crop_size,
-            load_size=data.load_size if data.preprocess != "none" else None,
-            preprocess=data.preprocess,
-            step=step,
-            epoch=epoch,
-            run=config.name,
-        )
-        return bundle, {"G_AtoB": nets["G_AtoB"], "G_BtoA": nets["G_BtoA"]}
+        """The inference bundle of the two generators, one a direction."""
+        generators = {"G_AtoB": nets["G_AtoB"], "G_BtoA": nets["G_BtoA"]}
+        return cls.translation_bundle(config, generators, {"AtoB": "G_AtoB", "BtoA": "G_BtoA"}, step, epoch)
 
 
 def _has_batch_norm(net: torch.nn.Module) -> bool:

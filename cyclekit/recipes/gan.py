@@ -73,14 +73,6 @@ class GanRecipe(Recipe):
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "mlp_g"}, "discriminator": {"name": "mlp_d"}},
     }
-    moved_keys = {
-        "model.latent_dim": "latent_dim",
-        "model.pack": "pack",
-        "optim.d_steps": "d_steps",
-        "loss.d_scale": "d_scale",
-        "loss.gan_mode": "gan_mode",
-        "loss.gp_weight": "gp_weight",
-    }
 
     @classmethod
     def check(cls, config: Config) -> None:

@@ -13,10 +13,9 @@ both, and `pix2pix.test_dropout` / `pix2pix.test_batch_norm` change them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,24 +23,13 @@ from torch import Tensor
 
 from cyclekit.choices import Direction, GanMode
 from cyclekit.config import Config
-from cyclekit.data.protocol import RunData
-from cyclekit.device import resolve_device
 from cyclekit.errors import ConfigError
 from cyclekit.gan.steps import discriminator_loss, generator_adversarial_loss, optimizer_step
-from cyclekit.inference.bundle import Bundle, NetworkEntry, TestTime
-from cyclekit.models import build_model
-from cyclekit.recipe import Recipe
-from cyclekit.recipes.common import (
-    N_FIXED,
-    check_crop_for_generator,
-    check_image_discriminator,
-    generator_and_discriminator,
-    net_size_needs,
-    net_spec,
-    run_eval,
-    save_rows,
-)
-from cyclekit.train.batches import n_batches, plan_batches
+from cyclekit.recipes.common import run_eval
+from cyclekit.recipes.translation import TranslationRecipe
+
+if TYPE_CHECKING:
+    from cyclekit.inference.bundle import Bundle
 
 
 @dataclass(frozen=True)
@@ -72,59 +60,36 @@ class Pix2PixOptions:
         return self.direction[-1]
 
 
-def _net_specs(config: Config) -> tuple[tuple[str, dict], tuple[str, dict]]:
-    c = config.data.channels
-    g = net_spec(config, "generator", in_channels=c, out_channels=c)
-    d = net_spec(config, "discriminator", in_channels=2 * c)  # judges concat(source, target)
-    return g, d
-
-
-class Pix2PixRecipe(Recipe):
+class Pix2PixRecipe(TranslationRecipe):
     name = "pix2pix"
     description = "paired translation: U-Net generator, conditional PatchGAN, GAN + L1 loss (Isola et al. 2017)"
     Options = Pix2PixOptions
-    translates = True
     default_kind = "paired"
     needs = (("A", "B", "aligned"),)
     networks = {"generator": "G: A -> B (a U-Net)", "discriminator": "D(A, B): the conditional PatchGAN"}
+    judged_images = 2  # D judges concat(source, target)
+    paired = True  # grids of input | output | target from the fixed test pairs
     defaults: dict[str, Any] = {
         "model": {
             "generator": {"name": "unet", "n_downs": 8},
             "discriminator": {"name": "patchgan", "norm": "batch"},
         },
     }
-    moved_keys: dict[str, str] = {"loss.d_scale": "d_scale", "loss.gan_mode": "gan_mode", "loss.gp_weight": "gp_weight"}
+
+    options: Pix2PixOptions
 
     @classmethod
     def check(cls, config: Config) -> None:
-        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
         data = config.data
         if data.preprocess in ("none", "scale_width"):
             raise ConfigError(
                 f"data.preprocess: {data.preprocess} keeps image sizes, but the generator needs sides that are "
                 "multiples of its size; use resize_and_crop, crop or scale_width_and_crop"
             )
-        check_crop_for_generator(config, g_arch, g_opts)
-        check_image_discriminator(config, d_arch, d_opts, config.options.gan_mode)
+        super().check(config)
 
-    def __init__(self, config: Config, data: RunData) -> None:
-        from cyclekit.data.transforms import build_eval_transform
-
-        self.config = cfg = config
-        self.options: Pix2PixOptions = config.options or Pix2PixOptions()
-        self.data = data
-        self.device = resolve_device(cfg.train.device)
-        (self.g_arch, self.g_opts), (self.d_arch, self.d_opts) = _net_specs(cfg)
-        self.dataset = data.train
-        d = cfg.data
-        self.eval_transform = build_eval_transform(d.preprocess, d.load_size, d.crop_size, d.channels)
-        self.test = data.test  # the test pairs (test/, else val/), None without
-        fixed_from = self.test if self.test is not None else self.dataset
-        self.fixed = fixed_from.stack(range(min(N_FIXED, len(fixed_from))), self.eval_transform)
-
-        self.state = generator_and_discriminator(
-            cfg, self.build_networks(cfg), self.device, self.steps_per_epoch(), self.players(cfg.options)
-        )
+    def __init__(self, config: Config, data: Any) -> None:
+        super().__init__(config, data)
         self.G, self.D = self.state.nets["G"], self.state.nets["D"]
         self.opt_g, self.opt_d = self.state.optimizers["opt_g"], self.state.optimizers["opt_d"]
 
@@ -134,16 +99,6 @@ class Pix2PixRecipe(Recipe):
         if self.test is None:
             return f"{self.dataset.summary()}, no test pairs"
         return f"{self.dataset.summary()}, {len(self.test)} test pairs ({self.test.split})"  # type: ignore[attr-defined]
-
-    def steps_per_epoch(self) -> int:
-        return n_batches(len(self.dataset), self.config.data.batch_size, drop_last=False)
-
-    def batches(self, epoch: int, start: int) -> Iterator[dict[str, Any]]:
-        data = self.config.data
-        plan = self.dataset.epoch_plan(epoch)
-        return plan_batches(
-            self.dataset, plan, data.batch_size, start, data.workers, drop_last=False, device=self.device, epoch=epoch
-        )
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, Tensor]:
         opts, mode = self.options, self.options.gan_mode
@@ -200,15 +155,14 @@ class Pix2PixRecipe(Recipe):
         finally:
             g.train(was)
 
-    def write_samples(self, folder: Path, step: int, epoch: int) -> list[Path]:
-        """One grid per call: a row per fixed pair, input | output | target."""
-        fixed_a, fixed_b = self.fixed
-        source, target = (fixed_a, fixed_b) if self.options.source == "A" else (fixed_b, fixed_a)
+    def sample_rows(self) -> list[Tensor]:
+        """A row per fixed pair: input | output | target."""
+        source, target = (self.fixed_a, self.fixed_b) if self.options.source == "A" else (self.fixed_b, self.fixed_a)
         fake = self._eval_generate(source)
         rows = []
         for i in range(len(source)):
             rows += [source[i], fake[i], target[i]]
-        return save_rows(rows, folder / f"step_{step:07d}.png", columns=3)
+        return rows
 
     def _eval_generate(self, source: Tensor) -> Tensor:
         if self.options.test_batch_norm == "running" and not self.options.test_dropout:
@@ -222,42 +176,19 @@ class Pix2PixRecipe(Recipe):
             self.G.load_state_dict(saved, strict=False)
 
     @classmethod
-    def build_networks(cls, config: Config) -> dict[str, torch.nn.Module]:
-        """G and D (untrained, on the CPU): what a checkpoint's weights load into."""
-        (g_arch, g_opts), (d_arch, d_opts) = _net_specs(config)
-        return {
-            "G": build_model(g_arch, g_opts, key="model.generator"),
-            "D": build_model(d_arch, d_opts, key="model.discriminator"),
-        }
-
-    @classmethod
     def make_bundle(
         cls, config: Config, nets: Mapping[str, torch.nn.Module], step: int, epoch: int
     ) -> tuple[Bundle, dict[str, torch.nn.Module]]:
         """The inference bundle of ``nets["G"]`` with the paper's test-time settings."""
-        data, opts = config.data, config.options or Pix2PixOptions()
-        (g_arch, g_opts), _ = _net_specs(config)
+        from cyclekit.inference.bundle import TestTime
+
+        opts = config.options or Pix2PixOptions()
+        (_, g_opts), _ = cls.net_specs(config)
         g = nets["G"]
-        multiple, min_size = net_size_needs(g)
         has_bn = g_opts.get("norm") == "batch"
-        bundle = Bundle(
-            recipe=cls.name,
-            networks={"G": NetworkEntry(g_arch, g_opts)},
-            translates={opts.direction: "G"},
-            channels=data.channels,
-            size_multiple=multiple,
-            min_size=min_size,
-            domains={"A": data.domain_a, "B": data.domain_b},
-            test_time=TestTime(
-                # Only where the network has dropout layers (a U-Net with n_downs 5 has none).
-                dropout=opts.test_dropout and any(isinstance(m, torch.nn.Dropout) for m in g.modules()),
-                batch_norm=opts.test_batch_norm if has_bn else "running",
-            ),
-            train_size=data.crop_size,
-            load_size=data.load_size if data.preprocess != "none" else None,
-            preprocess=data.preprocess,
-            step=step,
-            epoch=epoch,
-            run=config.name,
+        test_time = TestTime(
+            # Only where the network has dropout layers (a U-Net with n_downs 5 has none).
+            dropout=opts.test_dropout and any(isinstance(m, torch.nn.Dropout) for m in g.modules()),
+            batch_norm=opts.test_batch_norm if has_bn else "running",
         )
-        return bundle, {"G": g}
+        return cls.translation_bundle(config, {"G": g}, {opts.direction: "G"}, step, epoch, test_time)

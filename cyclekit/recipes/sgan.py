@@ -64,7 +64,6 @@ class SganRecipe(ImageSampler):
     conditional = False  # G(z): the classes live in D
     semi_supervised = True
     # D(real | x) = Z / (Z + 1) is the vanilla GAN's objective (Salimans et al. 2016, Sec. 5): no gan_mode
-    dropped_keys = {"loss.gan_mode": "vanilla", "loss.gp_weight": 10.0}
     networks = {"generator": "G(z)", "discriminator": "D(x) -> K class logits, fake implicit: cond_d with head classes"}
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "dcgan_g"}, "discriminator": {"name": "cond_d", "head": "classes"}},

@@ -28,6 +28,33 @@ def under_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def job_rank() -> int:
+    """This process's rank in a torchrun job (0 otherwise), read from the environment: known
+    before torch.distributed is set up, and without importing torch."""
+    return _env_int("RANK", 0)
+
+
+def in_job() -> bool:
+    """A worker of a multi-process (torchrun) job."""
+    return _env_int("WORLD_SIZE", 1) > 1
+
+
+_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL", "is killed by signal")
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """In a multi-process job: a collective failed because another process went away, or this one's
+    data-loading processes were stopped with the job."""
+    return in_job() and any(s in str(exc) for s in _LOST)
+
+
 def launch(
     args: Sequence[str],
     nproc: int,

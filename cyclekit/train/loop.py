@@ -1,7 +1,10 @@
 """The generic training loop. It knows steps, epochs, checkpoints and logs, not architectures.
 
 A recipe (the contract: `cyclekit.recipe.Recipe`) owns the networks and the data and says how one step goes; this loop
-decides when to log, sample and checkpoint, and how to come back after a kill.
+decides when to log, sample and checkpoint, and how to come back after a kill. What follows a step
+are named steps of `fit`: `write_checkpoint` (with `write_bundle`), `write_samples`, `plot` and
+`evaluate` (the run's epoch-end work). The logs are `cyclekit.train.logs`, what a person watching
+sees of the progress `cyclekit.train.progress`.
 """
 
 from __future__ import annotations
@@ -11,25 +14,25 @@ import json
 import logging
 import math
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from cyclekit.atomic import atomic_write, clean_stale_temps, recover_folder
 from cyclekit.config import TrainConfig
 from cyclekit.errors import CyclekitError, ReportedElsewhere, TrainingInterrupted
 from cyclekit.recipe import Recipe
-from cyclekit.records import MetricsLog, read_metrics
+from cyclekit.records import read_metrics
 from cyclekit.train import distributed
 from cyclekit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cyclekit.train.logs import RunLogs, check_loggers, numbers
 from cyclekit.train.precision import resolve_precision
+from cyclekit.train.progress import progress_bar, schedule_line
 from cyclekit.train.state import TrainingState
 
 CHECKPOINT_NAME = "last.pt"
@@ -133,13 +136,12 @@ def fit(
                 torch.get_num_threads(),
             )
         del state, parts
-    if "tensorboard" in cfg.loggers and ctx.is_main:
-        _tensorboard_writer_class()  # a missing package is reported before anything is written
-    metrics: MetricsLog | None = None  # rank 0 writes every file
-    board: Any = None  # a TensorBoard SummaryWriter when train.loggers asks for one
+    if ctx.is_main:
+        check_loggers(cfg.loggers)  # a missing package is reported before anything is written
+    logs: RunLogs | None = None  # rank 0 writes every file
 
     def start() -> None:
-        nonlocal metrics, board
+        nonlocal logs
         if before_start is not None:
             before_start(resumed_from)
         for folder in (run_dir, run_dir / "checkpoints", run_dir / "bundle", run_dir / "samples"):
@@ -147,9 +149,7 @@ def fit(
                 logger.info("removed %s, left by an interrupted write", stale)
         for folder in ("bundle", "bundle-best"):
             recover_folder(run_dir / folder)  # a bundle swap a kill interrupted
-        metrics = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=step if resume else None, create=True)
-        if "tensorboard" in cfg.loggers:
-            board = _tensorboard(run_dir / "tensorboard", purge_step=step + 1 if resume else None)
+        logs = RunLogs(run_dir, cfg.loggers, resumed_step=step if resume else None)
 
     ctx.on_main(start)
     # The passes a step trains go through DDP in a multi-process run (the nets themselves otherwise).
@@ -161,7 +161,8 @@ def fit(
     ckpt = checkpoint_path(run_dir)
     saved_step = resumed_from  # the step of the checkpoint on disk from this run (None: none yet)
 
-    def save() -> None:
+    def write_checkpoint() -> None:
+        """checkpoints/last.pt (every rank's random state and pools gathered) and the bundle."""
         nonlocal saved_step
         healthy(weights=True)
         # Nets, optimizers and schedules are the same on every rank; random states and pools are not.
@@ -191,7 +192,7 @@ def fit(
         saved_step = step
 
     def write_bundle() -> None:
-        with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
+        with _outputs_quiet(recipe, ctx):
             recipe.write_bundle(run_dir / "bundle", step, epoch)
 
     def healthy(weights: bool = False) -> None:
@@ -204,26 +205,38 @@ def fit(
 
     plotted = [-math.inf]  # when loss.png was last drawn (time.monotonic)
 
-    def outputs(kind: str, force: bool = False) -> None:
-        """Samples and the loss plot: rank 0 only, never moving an RNG, never syncing batch norm.
-        The plot is redrawn at most every PLOT_EVERY_S seconds (drawing takes ~1 s, an epoch of a
+    # The outputs that follow steps (samples, the loss plot, the epoch-end work): rank 0 only,
+    # never moving an RNG, never syncing batch norm.
+
+    def write_samples() -> None:
+        """The recipe's sample grids of this step (and to TensorBoard)."""
+        if not ctx.is_main:
+            return
+        with _outputs_quiet(recipe, ctx):
+            paths = recipe.write_samples(run_dir / "samples", step, epoch)
+            if logs is not None:
+                logs.images(paths, step)
+
+    def plot(force: bool = False) -> None:
+        """loss.png, redrawn at most every PLOT_EVERY_S seconds (drawing takes ~1 s, an epoch of a
         small data set less), and always at the end of the run (``force``)."""
         if not ctx.is_main:
             return
-        if kind == "plot":
-            if not force and step < total and time.monotonic() - plotted[0] < PLOT_EVERY_S:
-                return
-            plotted[0] = time.monotonic()
-        with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
-            if kind == "samples":
-                paths = recipe.write_samples(run_dir / "samples", step, epoch)
-                if board is not None:
-                    _board_images(board, paths, step)
-            elif kind in ("epoch", "last"):
-                if after_epoch is not None:
-                    after_epoch(step, epoch, kind == "epoch")
-            elif plot_losses is not None:
+        if not force and step < total and time.monotonic() - plotted[0] < PLOT_EVERY_S:
+            return
+        plotted[0] = time.monotonic()
+        with _outputs_quiet(recipe, ctx):
+            if plot_losses is not None:
                 plot_losses(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss.png")
+
+    def evaluate(epoch_end: bool) -> None:
+        """The run's epoch-end work (``after_epoch``: evaluation, best bundle, timing, report), at an
+        epoch end or (``epoch_end`` False) the last step of a run train.max_steps stops mid-epoch."""
+        if not ctx.is_main:
+            return
+        with _outputs_quiet(recipe, ctx):
+            if after_epoch is not None:
+                after_epoch(step, epoch, epoch_end)
 
     def mark_outputs() -> None:
         atomic_write(outputs_marker(run_dir), json.dumps({"step": step}) + "\n")
@@ -232,12 +245,13 @@ def fit(
         # A kill after the checkpoint but before the files that follow it (the bundle, samples, the
         # epoch-end work) left them older than the checkpoint: write them before going on, so that
         # even a finished run's `--resume auto` leaves a complete run folder.
-        ctx.on_main(lambda: _catch_up_outputs(run_dir, step, pos, step >= total, cfg, outputs, write_bundle))
+        catch_up = _Outputs(write_bundle, write_samples, plot, evaluate)
+        ctx.on_main(lambda: _catch_up_outputs(run_dir, step, pos, step >= total, cfg, catch_up))
 
     if announce is not None and ctx.is_main:
-        announce(_schedule(cfg, spe, total, resumed_from, precision.name, recipe.device, ctx.world))
+        announce(schedule_line(cfg, spe, total, resumed_from, precision.name, recipe.device, ctx.world))
     stop = _StopFlag()
-    progress = _progress(cfg.progress and ctx.is_main, total, step)
+    progress = progress_bar(cfg.progress and ctx.is_main, total, step)
     started, last = time.perf_counter(), {}
     # A step's logged "sec" runs from the end of the previous step (its outputs included) to its
     # losses: waiting for the batch counts, as it does for the user watching the run.
@@ -256,38 +270,35 @@ def fit(
                     log_now = step % cfg.log_every == 0 or step == total
                     save_now = step % cfg.checkpoint_every == 0 or end_of_epoch or step >= total or stop.requested
                     if log_now or save_now:
-                        last = _numbers(losses, ctx)
+                        last = numbers(losses, ctx)
                         healthy()
-                    if log_now and metrics is not None:
-                        row = {
-                            "step": step,
-                            "epoch": epoch + end_of_epoch,  # epochs completed with this step, as everywhere
-                            "lr": recipe.state.lr(),
-                            "sec": round(time.perf_counter() - t0, 4),
-                            **last,
-                        }
-                        metrics.write(row)
-                        if board is not None:
-                            for key, value in row.items():
-                                if key not in ("step", "epoch"):
-                                    board.add_scalar(key if key in ("lr", "sec") else f"loss/{key}", value, step)
+                    if log_now and logs is not None:
+                        logs.write(
+                            {
+                                "step": step,
+                                "epoch": epoch + end_of_epoch,  # epochs completed with this step, as everywhere
+                                "lr": recipe.state.lr(),
+                                "sec": round(time.perf_counter() - t0, 4),
+                                **last,
+                            }
+                        )
                         if progress is not None:
                             progress.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
                     if progress is not None:
                         progress.update(1)
                     if cfg.sample_every and step % cfg.sample_every == 0:
-                        outputs("samples")
+                        write_samples()
                     if end_of_epoch:
                         epoch, pos = epoch + 1, 0
                     if save_now:
-                        save()
+                        write_checkpoint()
                     if end_of_epoch or step >= total:
                         # An epoch end, or the last step of a run stopped mid-epoch by train.max_steps:
                         # samples, plot, timing and report then show that step too.
                         if not cfg.sample_every or (step >= total and step % cfg.sample_every):
-                            outputs("samples")
-                        outputs("plot")
-                        outputs("epoch" if end_of_epoch else "last")
+                            write_samples()
+                        plot()
+                        evaluate(end_of_epoch)
                     if save_now:
                         ctx.on_main(mark_outputs)
                     if stop.requested:
@@ -300,37 +311,23 @@ def fit(
     finally:
         if progress is not None:
             progress.close()
-        if board is not None:
-            board.close()
-    outputs("plot", force=True)
+        if logs is not None:
+            logs.close()
+    plot(force=True)
     return FitResult(step, epoch, time.perf_counter() - started, last, resumed_from)
 
 
-def _schedule(
-    cfg: TrainConfig, spe: int, total: int, resumed: int | None, precision: str, device: torch.device, world: int
-) -> str:
-    """ "160 steps/epoch x 4 epochs (2 at the initial lr + 2 decaying to 0) = 640 steps; cpu, fp32, 1 process"."""
-    n_epochs = cfg.epochs + cfg.decay_epochs
-    line = (
-        f"{spe:,} steps/epoch x {n_epochs} epochs ({cfg.epochs} at the initial lr + {cfg.decay_epochs} "
-        f"decaying to 0) = {n_epochs * spe:,} steps"
-    )
-    if total < n_epochs * spe:
-        line += f", stopping at step {total:,} (train.max_steps)"
-    if resumed is not None:
-        line += f"; resuming at step {resumed:,}"
-    return line + f"; {device}, {precision}, {world} process{'es' if world > 1 else ''}"
+@dataclass(frozen=True)
+class _Outputs:
+    """The named steps of `fit` that follow a checkpoint, for `_catch_up_outputs`."""
+
+    write_bundle: Callable[[], None]
+    write_samples: Callable[[], None]
+    plot: Callable[[bool], None]
+    evaluate: Callable[[bool], None]
 
 
-def _catch_up_outputs(
-    run_dir: Path,
-    step: int,
-    pos: int,
-    last: bool,
-    cfg: TrainConfig,
-    outputs: Callable[[str], None],
-    write_bundle: Callable[[], None],
-) -> None:
+def _catch_up_outputs(run_dir: Path, step: int, pos: int, last: bool, cfg: TrainConfig, outputs: _Outputs) -> None:
     """Write what should follow the checkpoint of ``step`` unless the outputs marker says it was
     all written: the bundle; the samples of a sample step (when missing); at an epoch end, or the
     ``last`` step of the run, the loss plot and the epoch-end work (which skips an evaluation
@@ -339,13 +336,13 @@ def _catch_up_outputs(
     if _outputs_step(marker) == step:
         return
     logger.info("completing the outputs of step %d (the run was stopped while writing them)", step)
-    write_bundle()
+    outputs.write_bundle()
     sample_step = last or (step % cfg.sample_every == 0 if cfg.sample_every else pos == 0)
     if sample_step and step > 0 and not any((run_dir / "samples").glob(f"step_{step:07d}*.png")):
-        outputs("samples")
+        outputs.write_samples()
     if (pos == 0 or last) and step > 0:
-        outputs("plot", True)
-        outputs("epoch" if pos == 0 else "last")
+        outputs.plot(True)
+        outputs.evaluate(pos == 0)
     atomic_write(marker, json.dumps({"step": step}) + "\n")
 
 
@@ -358,6 +355,13 @@ def _rng_kept() -> Iterator[None]:
         yield
     finally:
         set_rng_state(state)
+
+
+@contextlib.contextmanager
+def _outputs_quiet(recipe: Recipe, ctx: distributed.Distributed) -> Iterator[None]:
+    """Around every output: no RNG moved (`_rng_kept`), no batch-norm statistics synced across ranks."""
+    with _rng_kept(), distributed.solo_batch_norm(recipe.state.nets, ctx):
+        yield
 
 
 def check_healthy(
@@ -468,104 +472,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
     return "null" if value is None else str(value)
-
-
-def _tensorboard(folder: Path, purge_step: int | None) -> Any:
-    """A SummaryWriter (scalars and sample images, as PyTorch users expect to watch a run); on resume
-    the events after the checkpoint's step are purged, as metrics.jsonl is cut back."""
-    return _tensorboard_writer_class()(str(folder), purge_step=purge_step)
-
-
-def _tensorboard_writer_class() -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise CyclekitError(
-            "train.loggers: tensorboard needs the tensorboard package: pip install tensorboard "
-            "(or cyclekit[tensorboard])"
-        ) from None
-    return SummaryWriter
-
-
-def _board_images(board: Any, paths: Iterable[Path], step: int) -> None:
-    import numpy as np
-    from PIL import Image
-
-    for path in paths:
-        with Image.open(path) as img:
-            board.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
-
-
-def _numbers(losses: Mapping[str, Tensor | float], ctx: distributed.Distributed | None = None) -> dict[str, float]:
-    """Loss tensors -> floats with one transfer (one host-device sync) for all of them; in a
-    multi-process run, the mean over the ranks (one all-reduce for all of them)."""
-    keys = list(losses)
-    if not keys:
-        return {}
-    first = next((v for v in losses.values() if isinstance(v, Tensor)), None)
-    device = first.device if first is not None else None
-    values = [torch.as_tensor(losses[k], device=device).detach().float().reshape(()) for k in keys]
-    stacked = torch.stack(values)
-    if ctx is not None and ctx.enabled:
-        stacked = ctx.mean(stacked)
-    return dict(zip(keys, stacked.tolist(), strict=True))
-
-
-def _progress(enabled: bool, total: int, initial: int) -> Any:
-    """A progress bar on a terminal; elsewhere (a log file, CI) plain lines every 30 s, since a bar
-    redrawn with carriage returns makes a log unreadable."""
-    if not enabled:
-        return None
-    if not sys.stderr.isatty():
-        return _LogLines(total, initial)
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
-
-
-class _LogLines:
-    """The progress bar's interface as periodic log lines: "step 120/640 (19%), 0.21 s/step, about
-    1 min 49 s left; loss_G 3.210, ..."; a last line when training ends."""
-
-    def __init__(self, total: int, initial: int, every: float = 30.0) -> None:
-        self.total, self.n, self.start_n = total, initial, initial
-        self.every = every
-        self.started = self.last = time.monotonic()
-        self.postfix: Mapping[str, Any] = {}
-
-    def set_postfix(self, values: Mapping[str, Any], refresh: bool = False) -> None:
-        self.postfix = values
-
-    def update(self, n: int) -> None:
-        self.n += n
-        if time.monotonic() - self.last >= self.every:
-            self._line()
-
-    def close(self) -> None:
-        if self.n > self.start_n:
-            self._line()
-
-    def _line(self) -> None:
-        self.last = now = time.monotonic()
-        done = self.n - self.start_n
-        per_step = (now - self.started) / done if done else 0.0
-        left = per_step * (self.total - self.n)
-        losses = ", ".join(f"{k} {v}" for k, v in self.postfix.items())
-        print(
-            f"step {self.n:,}/{self.total:,} ({100 * self.n / max(self.total, 1):.0f}%), {per_step:.3g} s/step, "
-            f"about {_duration(left)} left" + (f"; {losses}" if losses else ""),
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
 class _StopFlag:
