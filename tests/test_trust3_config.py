@@ -131,7 +131,7 @@ def test_an_embedding_file_of_strings_or_records_is_one_line(tmp_path: Path, arr
 
 SMALL_PRESETS = [
     "demo", "facades-small", "horse2zebra-small", "maps-small", "dcgan-small", "gan-ring", "digits-cgan",
-    "digits-acgan", "digits-sgan", "digits-wgan", "digits-began", "scenes-stackgan",
+    "digits-acgan", "digits-sgan", "digits-wgan", "digits-wgan-gp", "digits-began", "scenes-stackgan",
 ]  # fmt: skip
 
 
