@@ -1,9 +1,13 @@
 """The platform contracts: data sources as plug-ins (their own config keys, the batch keys they
 give, the batch keys a recipe needs), one typed recipe contract, and the loop driven by a tiny
-fake recipe (no data, milliseconds: max_steps, resume, divergence)."""
+fake recipe (no data, milliseconds: max_steps, resume, divergence). At the end, a recipe and a data
+source the platform did not foresee (tests/fakes/: three players, one a head sized from the
+generator's feature taps; the frames of a generated video), one file each, go through the CLI:
+train, SIGKILL and resume bit-exact, eval, bundle, translate and export."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -23,7 +27,7 @@ from cyclekit.recipes import RECIPES, config_from_dict, load_config
 from cyclekit.run import fingerprint, upgrade_fingerprint
 from cyclekit.train.loop import checkpoint_path, fit
 from cyclekit.train.state import TrainingState
-from tests.helpers import cli, one_error
+from tests.helpers import cli, kill_when, one_error
 
 # ---------------------------------------------------------------------------------------------
 # data sources
@@ -263,3 +267,201 @@ def test_a_recipe_declares_its_own_network_slots():
     Staged.defaults = {}
     with pytest.raises(ConfigError, match=r"model.stage1_g: required by recipe staged \(G1\)"):
         parse_config({"recipe": "staged"}, recipes, SOURCES)
+
+
+# ---------------------------------------------------------------------------------------------
+# a recipe and a data source the platform did not foresee, one file each (tests/fakes/)
+
+VIDEO_CONFIG = """\
+recipe: three_players
+name: video
+data:
+  kind: video_frames
+  batch_size: 2
+  video_frames: {frames: 16, test_frames: 4}
+model:
+  generator: {name: resnet, ngf: 8, n_blocks: 2}
+  discriminator: {name: patchgan, ndf: 8}
+train: {epochs: 3, decay_epochs: 1, log_every: 1, checkpoint_every: 3, progress: false}
+three_players: {patches: 8}
+"""
+VIDEO_STEPS = 32  # 16 frames at batch 2: 8 steps an epoch, 3 + 1 epochs
+REPO = Path(__file__).resolve().parent.parent
+# The cyclekit command with the fakes imported first (registering them), for a run of its own to SIGKILL.
+LAUNCH = "import tests.fakes.three_players, tests.fakes.video_frames; from cyclekit.cli import main; main()"
+
+
+@contextlib.contextmanager
+def _fakes_registered() -> Iterator[tuple[Any, Any]]:
+    """The fake recipe and source in the registries, and out of them afterwards (importing a fake
+    registers it for good: it is taken out first, so that the patch's undo removes it)."""
+    from tests.fakes import three_players, video_frames
+
+    with pytest.MonkeyPatch.context() as patch:
+        for registry, name, cls in (
+            (RECIPES, three_players.NAME, three_players.ThreePlayersRecipe),
+            (SOURCES, video_frames.KIND, video_frames.VideoFramesSource),
+        ):
+            registry.pop(name, None)
+            patch.setitem(registry, name, cls)
+        yield three_players, video_frames
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[Any, Any]]:
+    with _fakes_registered() as modules:
+        yield modules
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRuns:
+    frames: Path  # the rendered video
+    full: Path  # the run trained without a break
+    resumed: Path  # the same run, SIGKILLed and resumed
+    killed_at: int  # the step of the checkpoint it resumed from
+    resume_output: str
+
+
+@pytest.fixture(scope="module")
+def video_runs(tmp_path_factory: pytest.TempPathFactory) -> VideoRuns:
+    """The fake recipe on the fake video, trained through the CLI twice: once without a break, and
+    once in a process of its own, SIGKILLed after a checkpoint and resumed with --resume auto."""
+    import os
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("video")
+    config = tmp / "video.yaml"
+    config.write_text(VIDEO_CONFIG)
+    frames = tmp / "frames"  # rendered by the source's locate on the first run
+
+    def train(out: str, *extra: str) -> list[str]:
+        return ["train", str(config), "--data-root", str(frames), "--out", str(tmp / out), "--quiet", *extra]
+
+    with _fakes_registered():
+        code, _, err = cli(*train("full"))
+        assert code == 0, err
+        env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, *train("resumed")],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        resumed = tmp / "resumed" / "video"
+        seen = kill_when(proc, resumed / "metrics.jsonl", min_lines=6)
+        assert seen < VIDEO_STEPS, "the run ended before the kill"
+        killed_at = int(torch.load(checkpoint_path(resumed), weights_only=False)["step"])
+        code, out, err = cli(*train("resumed", "--resume", "auto"))
+        assert code == 0, err
+    return VideoRuns(frames, tmp / "full" / "video", resumed, killed_at, out)
+
+
+def _same(a: Any, b: Any, where: str) -> None:
+    """``a`` and ``b`` equal all the way down, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def test_the_fakes_are_one_file_each_and_the_head_is_sized_from_the_generators_taps(fakes: Any, tmp_path: Path):
+    from cyclekit.data.protocol import Dataset, RunData
+    from cyclekit.models import feature_channels
+
+    three_players, video_frames = fakes
+    recipe, source = RECIPES["three_players"], SOURCES["video_frames"]
+    assert recipe.__module__ == three_players.__name__ and source.__module__ == video_frames.__name__
+    assert "video_frames" in compatible_kinds(recipe, SOURCES) and not inspect.isabstract(recipe)
+    assert [p.name for p in recipe.players(None)] == ["g", "d", "h"]
+
+    config_path = tmp_path / "video.yaml"
+    config_path.write_text(VIDEO_CONFIG)
+    config = load_config(str(config_path))
+    # H's inputs are the channels G declares at the tapped layers (from a copy on the meta device)
+    generator = dict(config.model.generator, in_channels=3, out_channels=3)
+    assert feature_channels("resnet", generator, [0, 4, 8]) == [3, 16, 32]
+    head = recipe.build_networks(config)["H"]
+    assert [mlp[0].in_features for mlp in head.mlps] == [3, 16, 32]
+
+    # a layer G cannot tap is refused when the config loads, in one line, before any data is made
+    frames = tmp_path / "frames"
+    args = ["train", str(config_path), "--data-root", str(frames), "--out", str(tmp_path / "runs")]
+    code, _, err = cli(*args, "--set", "three_players.nce_layers=[0,99]")
+    assert code == 1 and one_error(err).startswith("error: three_players.nce_layers: ")
+    assert "layer 99 is not one of its" in err and not frames.exists()
+
+    # the source's splits are Datasets, opened by the run's own code; items are aligned A/B frames
+    root = source.locate(config.data.source, frames, None, config.seed)
+    data = RunData.open(config.data, root, config.seed)
+    assert isinstance(data.train, Dataset) and isinstance(data.test, Dataset)
+    assert (len(data.train), len(data.test)) == (16, 4) and data.train.root == frames
+    plan = data.train.epoch_plan(1)
+    assert plan == data.train.epoch_plan(1) != data.train.epoch_plan(2)
+    item = data.train[plan[0]]
+    assert set(item) == {"A", "B"} and item["A"].shape == item["B"].shape == (3, 32, 32)
+
+
+def test_a_fake_recipe_on_fake_video_frames_resumes_bit_exact_after_sigkill(video_runs: VideoRuns):
+    runs = video_runs
+    assert 0 < runs.killed_at < VIDEO_STEPS and f"resumed at step {runs.killed_at}" in runs.resume_output
+
+    def logged(run: Path) -> list[dict[str, Any]]:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k != "sec"} for row in rows]  # all but the wall-clock time
+
+    full = logged(runs.full)
+    assert [row["step"] for row in full] == list(range(1, VIDEO_STEPS + 1)) and "loss_NCE" in full[0]
+    assert logged(runs.resumed) == full  # every logged value, bit for bit
+    a, b = (torch.load(checkpoint_path(run), weights_only=False) for run in (runs.full, runs.resumed))
+    assert a["step"] == b["step"] == VIDEO_STEPS
+    # three players: each its optimizer and schedule
+    assert {"G", "D", "H", "opt_g", "opt_d", "opt_h", "sched_g", "sched_d", "sched_h"} <= set(a["recipe"])
+    _same(a["recipe"], b["recipe"], "recipe")  # networks, optimizers, schedules
+    _same(a["rng"], b["rng"], "rng")
+    recorded = yaml.safe_load((runs.resumed / "config.yaml").read_text())["data"]["video_frames"]["root"]
+    assert recorded == str(runs.frames.resolve())
+    # scored at the end on the source's test frames (aligned pairs), the same scores both times
+    results = [json.loads((run / "results.json").read_text()) for run in (runs.full, runs.resumed)]
+    assert results[0]["counts"]["AtoB"]["paired"] == 4
+    assert results[0]["directions"] == results[1]["directions"]
+
+
+def test_a_fake_recipes_run_is_scored_bundled_translated_and_exported(video_runs: VideoRuns, tmp_path: Path):
+    import numpy as np
+    from PIL import Image
+
+    run = video_runs.resumed
+    with _fakes_registered():
+        # `cyclekit eval RUN` reads the run's test split through its source
+        code, out, err = cli("eval", str(run), "--no-fid", "-o", str(tmp_path / "scores.json"))
+        assert code == 0 and "AtoB: 4 images" in out, err
+        # the bundle rebuilt from the resumed run's checkpoint holds the uninterrupted run's weights
+        code, out, err = cli("bundle", str(run), "-o", str(tmp_path / "bundle"))
+        assert code == 0 and f"(step {VIDEO_STEPS})" in out, err
+    weights = [(folder / "G.safetensors").read_bytes() for folder in (tmp_path / "bundle", video_runs.full / "bundle")]
+    assert weights[0] == weights[1]
+
+    # Translating and exporting need no recipe: the bundle says what it does (the fakes are not registered here).
+    assert "three_players" not in RECIPES and "video_frames" not in SOURCES
+    test_frames = video_runs.frames / "testA"
+    code, out, err = cli("translate", str(test_frames), "--model", str(tmp_path / "bundle"), "-o", str(tmp_path / "pt"))
+    assert code == 0 and "translated 4 image(s) to recoloured" in out, err
+    code, out, err = cli("export", str(tmp_path / "bundle"))
+    assert code == 0 and "max abs diff vs PyTorch" in out, err  # export checks its parity itself
+    onnx = tmp_path / "bundle" / "G_AtoB.onnx"
+    code, out, err = cli("translate", str(test_frames), "--model", str(onnx), "-o", str(tmp_path / "onnx"))
+    assert code == 0 and "translated 4 image(s)" in out, err
+    for frame in sorted(test_frames.iterdir()):
+        pt, ort = (np.asarray(Image.open(tmp_path / kind / frame.name), dtype=int) for kind in ("pt", "onnx"))
+        assert pt.shape == (40, 40, 3) and np.abs(pt - ort).max() <= 1, frame.name

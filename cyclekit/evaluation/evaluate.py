@@ -295,8 +295,8 @@ def sampling_unscored_reason(recipe: str, kind: str) -> str | None:
     from cyclekit.data.sources import SOURCES
 
     if recipe == "gan":
-        if kind == "ring":
-            return None
+        if SOURCES.get(kind) is not None and "points" in SOURCES[kind].batch_keys:
+            return None  # 2-D points: modes covered
         return (
             "nothing to score for this recipe: the gan recipe scores only its 2-D ring data "
             f"(modes covered), not image samples ({kind} data)"
