@@ -80,3 +80,46 @@ def test_a_source_without_two_domains_has_no_test_images_to_translate():
     cfg = load_config("digits-cgan")
     with pytest.raises(DataError, match="no test images of two domains"):
         SOURCES["digits"].test_images(cfg.data.source, cfg.data, None)
+
+
+class _Frames:
+    """Aligned A/B frames made in memory: a Dataset with no files (no paths_a, no stack)."""
+
+    root = None
+
+    def __init__(self, n: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.a = torch.rand(n, 3, 32, 32, generator=g) * 2 - 1
+        self.b = self.a.flip(1)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def epoch_plan(self, epoch: int) -> list[int]:
+        return list(range(len(self.a)))
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        return {"A": self.a[item], "B": self.b[item]}
+
+    def summary(self) -> str:
+        return f"{len(self.a)} frames made in memory"
+
+
+@pytest.mark.parametrize("recipe", [CycleGanRecipe, Pix2PixRecipe])
+def test_a_source_without_files_gives_the_grids_its_first_items(recipe: type[TranslationRecipe]):
+    """The fixed images of the sample grids come through the Dataset protocol when a source holds
+    no files (before: CycleGAN read paths_a/paths_b off the dataset, a traceback for such a source)."""
+    from cyclekit.data.protocol import Dataset, RunData
+
+    preset = "horse2zebra" if recipe is CycleGanRecipe else "facades"
+    sets = ["data.load_size=32", "data.crop_size=32", "model.generator.ngf=8", "model.discriminator.ndf=8"]
+    sets += ["model.generator.n_blocks=2"] if recipe is CycleGanRecipe else ["model.generator.n_downs=5"]
+    cfg = load_config(preset, sets)
+    frames = _Frames(6)
+    assert isinstance(frames, Dataset)
+    data = RunData(SOURCES[cfg.data.kind], cfg.data, None, 0, frames, None)
+    made = recipe(cfg, data)
+    assert len(made.fixed_a) == len(made.fixed_b) == 4  # N_FIXED of the 6 frames
+    assert torch.equal(made.fixed_a[0], frames.a[0]) and torch.equal(made.fixed_b[0], frames.b[0])
+    step = made.train_step(next(iter(made.batches(0, 0))), 0)
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in step.values())

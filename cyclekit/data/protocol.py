@@ -69,6 +69,33 @@ class Conditioned(Tensors, Protocol):
     captions: list[str]
 
 
+@runtime_checkable
+class DomainFiles(Dataset, Protocol):
+    """A two-domain dataset read from files: the image files of each domain (the fixed images of
+    a translation run's sample grids are read from them with the evaluation transform)."""
+
+    paths_a: Sequence[Path]
+    paths_b: Sequence[Path]
+
+
+@runtime_checkable
+class PairStack(Dataset, Protocol):
+    """A paired dataset that stacks the pairs ``indices`` (A, B) under a given transform."""
+
+    def stack(self, indices: Any, transform: Any) -> tuple[Tensor, Tensor]: ...
+
+
+def first_items(dataset: Dataset, keys: tuple[str, ...], n: int) -> list[list[Tensor]]:
+    """The tensors under ``keys`` of the first ``n`` items of epoch 0's plan: the fixed images of a
+    source that holds no files (frames made in memory); one list per key."""
+    out: list[list[Tensor]] = [[] for _ in keys]
+    for item in list(dataset.epoch_plan(0))[:n]:
+        got = dataset[item]
+        for i, key in enumerate(keys):
+            out[i].append(got[key])
+    return out
+
+
 @dataclass(frozen=True)
 class RunData:
     """The data of one run, located and opened once by the run (see the module docstring)."""

@@ -155,7 +155,12 @@ class TranslationRecipe(Recipe):
 
     def _fixed_pairs(self) -> tuple[list[Tensor], list[Tensor]]:
         """The first few test pairs (training pairs when there is no test split)."""
+        from cyclekit.data.protocol import PairStack, first_items
+
         fixed_from: Any = self.test if self.test is not None else self.dataset
+        if not isinstance(fixed_from, PairStack):  # a source with no files: its first items
+            a, b = first_items(fixed_from, ("A", "B"), N_FIXED)
+            return a, b
         a, b = fixed_from.stack(range(min(N_FIXED, len(fixed_from))), self.eval_transform)
         return list(a), list(b)
 
@@ -163,11 +168,16 @@ class TranslationRecipe(Recipe):
         """The first few test images per domain (training images when there is no test split);
         lists, as with preprocess none or scale_width their sizes may differ."""
         from cyclekit.data.images import load_image
+        from cyclekit.data.protocol import DomainFiles, first_items
 
         out = []
         train, test = self.dataset, self.test
-        held = (test.paths_a, test.paths_b) if test is not None else ([], [])  # type: ignore[attr-defined]
-        sides = ((train.paths_a, held[0]), (train.paths_b, held[1]))  # type: ignore[attr-defined]
+        if not isinstance(train, DomainFiles):  # a source with no files: its first items
+            shown = test if test is not None else train
+            a, b = first_items(shown, ("A", "B"), N_FIXED)
+            return a, b
+        held = (test.paths_a, test.paths_b) if isinstance(test, DomainFiles) else ([], [])
+        sides = ((train.paths_a, held[0]), (train.paths_b, held[1]))
         for paths, files in sides:
             picked = []
             for path in list(files) + list(paths):
