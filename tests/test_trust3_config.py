@@ -14,20 +14,13 @@ import numpy as np
 import pytest
 
 from cyclekit import yamltext
-from tests.helpers import TINY_CYCLEGAN, cli, train_args
+from tests.helpers import TINY_CYCLEGAN, cli, one_error, train_args
 
 # Nine levels, nine aliases each: 9**9 (387 million) leaves once expanded, in about 400 bytes.
 BOMB = "\n".join(
     ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
 )
-
-
-def one_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), err
-    assert "Traceback" not in err, err
-    return lines[-1]
 
 
 def test_the_bomb_is_small_and_refused_by_the_loader():
