@@ -108,13 +108,33 @@ def _refresh_report(run_dir: Path) -> None:
 def compare(
     runs: List[Path] = typer.Argument(..., help="Run dirs (or results.json files) to put side by side."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the table: .csv or .json."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Runs that sample (GANs): the comparison page to write (default: compare.html here)."
+    ),
+    no_html: bool = typer.Option(False, "--no-html", help="Write no comparison page, only the table."),
+    device: str = typer.Option("auto", "--device", help="Where the page's samples are drawn."),
 ) -> None:
-    """One table of several runs' scores (results.json, else the last evaluation during training)."""
+    """One table of several runs' scores (results.json, else the last evaluation during training). Runs
+    scored by one yardstick are ranked; runs scored by different yardsticks are shown unranked. Runs that
+    sample (GANs) also get one self-contained HTML page side by side: per-class sample grids, scores,
+    training time and steps."""
     from cyclekit.evaluation.compare import collect, to_csv, to_text
+    from cyclekit.evaluation.compare_page import DEFAULT_PAGE, check_page_target, sampling_runs, write_compare_page
 
     if output is not None and output.suffix not in (".csv", ".json"):
         raise CyclekitError(f"-o: {output} must end in .csv or .json")
+    if html is not None and no_html:
+        raise CyclekitError("--html and --no-html: give one of them")
     table = collect(runs)
+    page = None
+    if not no_html and sampling_runs(runs):
+        from cyclekit.device import resolve_device
+
+        page = html or DEFAULT_PAGE
+        check_page_target(page)  # before any output: a foreign file is never replaced
+        device = str(resolve_device(device))
+    elif html is not None and not no_html:
+        raise CyclekitError(f"--html {html}: none of the runs samples, so there is no comparison page to write")
     typer.echo(to_text(table))
     if output is not None:
         import json
@@ -124,6 +144,9 @@ def compare(
         text = to_csv(table) if output.suffix == ".csv" else json.dumps(table, indent=2) + "\n"
         atomic_write(output, text)
         typer.echo(f"wrote {output}")
+    if page is not None:
+        write_compare_page(runs, table, page, device)
+        typer.echo(f"wrote {page}")
 
 
 @app.command()

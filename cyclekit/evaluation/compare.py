@@ -9,6 +9,12 @@ A model that scores worse than the mean-target image (the best constant guess) i
 that samples (the GAN recipes) shows its sampling scores (``conditional_accuracy``,
 ``classes_covered``, ``frechet_classifier``, ``modes_covered``, ``M_last``, ``caption_match``, ...).
 A run without scores is one line in the table saying why; only when no run has scores is that an error.
+
+Runs scored by the classifier yardstick (`cyclekit.evaluation.classifier`) are ranked only when one
+yardstick scored them all: each score record names its yardstick (``sampling.yardstick.id``, the
+classifier's settings and the data it was trained and tested on). Runs scored by different
+yardsticks, or by one a record does not name (a results.json older than the record), are shown
+unranked, with a note that says so; numbers from two yardsticks are never ranked silently.
 """
 
 from __future__ import annotations
@@ -56,6 +62,28 @@ SAMPLING_BOOKKEEPING = (
     "sharpness_stage1_upscaled",
     "sharpness_real",
 )
+
+
+# The scores a yardstick gives (a record that holds one of them was scored by a yardstick), and the
+# ranking metrics in order of preference: the first that every ranked run has ranks them.
+YARDSTICK_SCORES = ("conditional_accuracy", "classes_covered", "frechet_classifier", "classifier_test_accuracy")
+RANK_BY = (("conditional_accuracy", "higher"), ("frechet_classifier", "lower"))
+UNKNOWN_YARDSTICK = "unknown yardstick"
+NOT_RANKED = "not ranked (different yardsticks)"
+
+
+def yardstick_id(sampling: dict[str, Any]) -> str | None:
+    """The id of the yardstick that scored a record's ``sampling`` scores; None when the record does
+    not name one (a results.json written before records named their yardstick)."""
+    stick = sampling.get("yardstick")
+    ident = stick.get("id") if isinstance(stick, dict) else None
+    return ident if isinstance(ident, str) and ident else None
+
+
+def scored_by_yardstick(sampling: dict[str, Any]) -> bool:
+    return isinstance(sampling.get("yardstick"), dict) or any(
+        number(sampling.get(k)) is not None for k in YARDSTICK_SCORES
+    )
 
 
 class NoScores(CyclekitError):
@@ -220,6 +248,8 @@ def collect(runs: list[Path]) -> dict[str, Any]:
         row["worse"] = [f"{d}.{m}" for d, ms in record["worse"].items() for m in ms]
         if len(row) == 4:  # run, source, step, worse: a record that holds no score
             row = {"run": str(run), "source": "", "step": None, "no_scores": f"{record['source']} holds no scores"}
+        elif scored_by_yardstick(record.get("sampling", {})):
+            row["yardstick"] = yardstick_id(record["sampling"])  # None: the record does not name it
         rows.append(row)
     if all("no_scores" in r for r in rows):
         raise NoScores("no scores to compare: " + "; ".join(f"{r['run']}: {r['no_scores']}" for r in rows))
@@ -229,7 +259,45 @@ def collect(runs: list[Path]) -> dict[str, Any]:
     columns += sampling_columns
     shown = [(run, row) for run, row in zip(runs, rows, strict=True) if "no_scores" not in row]
     config_columns = _differing_config([run for run, _ in shown], [row for _, row in shown])
-    return {"columns": columns, "config_columns": config_columns, "rows": rows}
+    table = {"columns": columns, "config_columns": config_columns, "rows": rows}
+    if any("yardstick" in r for r in rows):
+        table["ranking"] = rank(rows)
+    return table
+
+
+def rank(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rank the rows scored by a yardstick (two or more) when one yardstick scored them all: each
+    gets ``rank`` (1 = best; equal scores share a rank) by the first metric of `RANK_BY` they all
+    have. Returns {"ranked", "metric", "better", "yardsticks", "note"}; when the yardsticks differ
+    (or a record does not name its yardstick) the rows get ``rank`` NOT_RANKED and the note names them."""
+    scored = [r for r in rows if "yardstick" in r]
+    ids = list(dict.fromkeys(r["yardstick"] or UNKNOWN_YARDSTICK for r in scored))
+    info: dict[str, Any] = {"ranked": False, "metric": None, "better": None, "yardsticks": ids, "note": None}
+    if len(scored) < 2:
+        return info
+    if len(ids) > 1 or UNKNOWN_YARDSTICK in ids:
+        for r in scored:
+            r["rank"] = NOT_RANKED
+        if len(ids) > 1:
+            info["note"] = f"the runs were scored by different yardsticks ({', '.join(ids)}) and are not ranked"
+        else:
+            info["note"] = "the runs' yardstick is unknown (their score records do not name it): not ranked"
+        return info
+    usable = [(m, b) for m, b in RANK_BY if all(number(r.get(m)) is not None for r in scored)]
+    if not usable:
+        info["note"] = "not ranked: no yardstick score that every run has"
+        return info
+    metric, better = usable[0]
+    keyed = [float(r[metric]) * (-1 if better == "higher" else 1) for r in scored]
+    for r, key in zip(scored, keyed, strict=True):
+        r["rank"] = 1 + sum(other < key for other in keyed)
+    info |= {
+        "ranked": True,
+        "metric": metric,
+        "better": better,
+        "note": f"ranked by {metric} ({better} is better); every run was scored by yardstick {ids[0]}",
+    }
+    return info
 
 
 def _why(run: Path, exc: CyclekitError) -> str:
@@ -280,15 +348,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def to_text(table: dict[str, Any]) -> str:
     """The table for a terminal; a score worse than the mean-target baseline is marked with *."""
     config = table.get("config_columns", [])
-    head = ["run", "step", *table["columns"], *config, "source"]
+    ranking = table.get("ranking")
+    ranks = ["rank"] if ranking and ranking["ranked"] else []
+    sticks = ["yardstick"] if ranking else []
+    head = ["run", "step", *ranks, *table["columns"], *config, *sticks, "source"]
     body = []
     for r in table["rows"]:
         if "no_scores" in r:
             body.append([r["run"], "-"])  # the reason follows, across the score columns
             continue
         cells = [_fmt(r.get(c)) + ("*" if c in r.get("worse", []) else "") for c in table["columns"]]
+        rank_cells = [_fmt(r["rank"]) if isinstance(r.get("rank"), int) else "-" for _ in ranks]
+        stick_cells = [_stick(r) for _ in sticks]
         body.append(
-            [r["run"], _fmt(r.get("step")), *cells, *[_plain(r.get(f"config:{k}")) for k in config], r["source"]]
+            [
+                r["run"],
+                _fmt(r.get("step")),
+                *rank_cells,
+                *cells,
+                *[_plain(r.get(f"config:{k}")) for k in config],
+                *stick_cells,
+                r["source"],
+            ]
         )
     full = [b for b in body if len(b) == len(head)]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *full, strict=True)]
@@ -306,25 +387,39 @@ def to_text(table: dict[str, Any]) -> str:
         notes.append("the runs were scored at different steps")
     if config:
         notes.append(f"the runs differ in {', '.join(config)}")
+    if ranking and ranking.get("note"):
+        notes.append(ranking["note"])
     return "\n".join(lines + [f"note: {n}" for n in notes])
 
 
+def _stick(row: dict[str, Any]) -> str:
+    """A row's yardstick cell: its id, "unknown yardstick", or "-" for a run no yardstick scored."""
+    if "yardstick" not in row:
+        return "-"
+    return row["yardstick"] or UNKNOWN_YARDSTICK
+
+
 def to_csv(table: dict[str, Any]) -> str:
+    """The table as CSV; with runs scored by a yardstick, a ``rank`` column (a number, empty, or
+    NOT_RANKED when the yardsticks differ) and a ``yardstick`` column (its id, or "unknown yardstick")."""
     config = table.get("config_columns", [])
+    extra = ["rank", "yardstick"] if table.get("ranking") else []
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run", "step", *table["columns"], *config, "worse_than_mean_target", "source"])
+    writer.writerow(["run", "step", *table["columns"], *config, *extra, "worse_than_mean_target", "source"])
     for r in table["rows"]:
         if "no_scores" in r:
-            blanks = [""] * (len(table["columns"]) + len(config) + 2)
+            blanks = [""] * (len(table["columns"]) + len(config) + len(extra) + 2)
             writer.writerow([r["run"], *blanks, f"no scores: {r['no_scores']}"])
             continue
+        cells = [r.get("rank", ""), "" if "yardstick" not in r else _stick(r)] if extra else []
         writer.writerow(
             [
                 r["run"],
                 "" if r.get("step") is None else r["step"],
                 *[r.get(c, "") for c in table["columns"]],
                 *[_plain(r.get(f"config:{k}")) for k in config],
+                *cells,
                 " ".join(r.get("worse", [])),
                 r["source"],
             ]
