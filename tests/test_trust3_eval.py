@@ -93,13 +93,18 @@ def test_compare_shows_the_sampling_scores_of_gan_runs(tmp_path: Path):
     assert table["rows"][0]["conditional_accuracy"] == 0.875
 
 
-def test_compare_shows_every_run_it_can_and_marks_the_others_with_the_reason(tmp_path: Path):
+def test_compare_shows_every_run_it_can_and_marks_the_others_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # the comparison page of the GAN runs: compare.html here
     ring = train_ring(tmp_path / "runs")
     dcgan, _ = train_dcgan(tmp_path / "runs", tmp_path / "folder")
     assert not (dcgan / "results.json").exists()
     missing = tmp_path / "runs" / "nothing"
     code, out, err = cli("compare", str(ring), str(dcgan), str(missing))
     assert code == 0, err
+    page = (tmp_path / "compare.html").read_text()  # both GAN runs drawn (points, unlabelled images)
+    assert page.count('class="run-card"') == 2 and "the run has no yardstick scores" in page
     lines = out.splitlines()
     assert "modes_covered" in lines[0].split() and "high_quality" in lines[0].split()
     ring_line = next(line for line in lines if line.startswith(str(ring)))
@@ -125,7 +130,8 @@ def test_the_end_of_run_line_lists_only_files_that_exist_and_says_why_there_are_
     assert not (dcgan / "results.json").exists()
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"results: {dcgan}") and "results.json" not in last
-    assert "no scores" in out and "nothing to score for this recipe" in out
+    # a folder of images has no labels: the yardstick that scores image samples cannot be trained
+    assert "no scores" in out and "the folder data has no labels" in out
     # A CycleGAN on unpaired test images, offline without the FID weights.
     root = tmp_path / "unpaired"
     for side, seed in (("trainA", 1), ("trainB", 2), ("testA", 3), ("testB", 4)):

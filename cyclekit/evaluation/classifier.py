@@ -39,6 +39,9 @@ UNLABELLED = -1
 # Training defaults, chosen on scikit-learn's digits upscaled to 32 px (about 1440 training images):
 # about 250 Adam steps of 64 images with a cosine learning-rate decay.
 STEPS = 250
+# ... and at least this many epochs: on MNIST's 60,000 images one epoch (937 steps) reaches 98.5%
+# on its test split, 2 epochs 98.8%, 4 epochs 99.2% (71 s on a 2-core CPU), 6 epochs 99.3%.
+MIN_EPOCHS = 4
 BATCH_SIZE = 64
 LR = 5e-3
 DROPOUT = 0.3
@@ -143,9 +146,10 @@ def train_classifier(
 
     Adam with a cosine decay from ``lr`` to 0, cross-entropy, and (``augment``) random shifts of
     up to 2 px. ``epochs=None`` trains whole epochs adding up to about :data:`STEPS` optimizer
-    steps (at least one epoch), so a handful of labelled items get as many updates as a full
-    training set. Deterministic for ``seed`` on the CPU: shuffling and shifts come from a local
-    generator, initialisation and dropout from torch's global RNG forked for the duration.
+    steps, and at least :data:`MIN_EPOCHS` epochs (what a large training set such as MNIST
+    needs), so a handful of labelled items get as many updates as a full training set.
+    Deterministic for ``seed`` on the CPU: shuffling and shifts come from a local generator,
+    initialisation and dropout from torch's global RNG forked for the duration.
     """
     x = _check_images(images, "classifier training images")
     y = _check_labels(labels, len(x), n_classes, "classifier training labels", unlabelled=True)
@@ -157,7 +161,7 @@ def train_classifier(
         raise CyclekitError(f"the classifier's batch size must be at least 2, got {batch_size}")
     steps_per_epoch = _steps_per_epoch(len(x), batch_size)
     if epochs is None:
-        epochs = max(1, round(STEPS / steps_per_epoch))
+        epochs = max(MIN_EPOCHS, round(STEPS / steps_per_epoch))
     total = epochs * steps_per_epoch
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

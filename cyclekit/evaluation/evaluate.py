@@ -294,14 +294,9 @@ def sampling_unscored_reason(recipe: str, kind: str) -> str | None:
     None when it can be scored (given a test split)."""
     from cyclekit.data.sources import SOURCES
 
-    if recipe == "gan":
-        if SOURCES.get(kind) is not None and "points" in SOURCES[kind].batch_keys:
-            return None  # 2-D points: modes covered
-        return (
-            "nothing to score for this recipe: the gan recipe scores only its 2-D ring data "
-            f"(modes covered), not image samples ({kind} data)"
-        )
     source = SOURCES.get(kind)
+    if recipe == "gan" and source is not None and "points" in source.batch_keys:
+        return None  # 2-D points: modes covered
     if recipe not in _SCORED_WITHOUT_LABELS and source is not None and "label" not in source.batch_keys:
         return (
             f"nothing to score for this recipe on {kind} data: the {recipe} scores come from a classifier "

@@ -35,6 +35,12 @@ from cyclekit.models.dcgan import (
     DCGANGenerator,
     DCGANGeneratorOptions,
 )
+from cyclekit.models.improved import (
+    ImprovedDiscriminatorOptions,
+    ImprovedGANDiscriminator,
+    ImprovedGANGenerator,
+    ImprovedGeneratorOptions,
+)
 from cyclekit.models.mlp import MLPDiscriminator, MLPDiscriminatorOptions, MLPGenerator, MLPGeneratorOptions
 from cyclekit.models.patchgan import PatchGAN, PatchGANOptions
 from cyclekit.models.resnet import ResnetGenerator, ResnetOptions
@@ -68,6 +74,8 @@ MODELS: dict[str, ModelEntry] = {
     "dcgan_d": ModelEntry(DCGANDiscriminatorOptions, DCGANDiscriminator, "discriminator"),
     "mlp_g": ModelEntry(MLPGeneratorOptions, MLPGenerator, "generator"),
     "mlp_d": ModelEntry(MLPDiscriminatorOptions, MLPDiscriminator, "discriminator"),
+    "improved_g": ModelEntry(ImprovedGeneratorOptions, ImprovedGANGenerator, "generator"),
+    "improved_d": ModelEntry(ImprovedDiscriminatorOptions, ImprovedGANDiscriminator, "discriminator"),
     "cond_g": ModelEntry(CondGeneratorOptions, ConditionalGenerator, "generator"),
     "cond_d": ModelEntry(CondDiscriminatorOptions, ConditionalDiscriminator, "discriminator"),
     "began_g": ModelEntry(BeganGeneratorOptions, BeganGenerator, "generator"),

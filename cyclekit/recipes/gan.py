@@ -201,10 +201,33 @@ class GanRecipe(Recipe):
         )
         return bundle, {"G": nets["G"]}
 
+    def unscored_reason(self) -> str | None:
+        """Why an image run will have no scores: the yardstick needs labelled data with a test split."""
+        if self.image_shape is None:
+            return None
+        kind = self.config.data.kind
+        if not self.data.labelled:
+            return (
+                f"the {kind} data has no labels, and the yardstick that scores image samples needs labelled test images"
+            )
+        if self.data.test is None:
+            return f"the {kind} data has no test split, which the yardstick that scores image samples needs"
+        return None
+
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
-        """Ring: mode coverage / sample quality of the fixed-noise samples (the run's results.json)."""
+        """Images from labelled data (MNIST, the digits, class folders): the classifier yardstick's
+        classes covered and Frechet distance of samples from fixed noise, as for every sampling
+        recipe (`cyclekit.recipes.sampler.yardstick_scores`). Ring: mode coverage and sample
+        quality of the fixed-noise samples. The run's results.json."""
         if self.image_shape is not None:
-            return {}
+            from cyclekit.recipes.sampler import data_yardstick, yardstick_scores
+
+            if not self.data.labelled:
+                return {}
+            stick = data_yardstick(self.config, self.data, list(self.data.class_names))
+            if stick is None:
+                return {}
+            return yardstick_scores(stick, self.config, lambda z, _y: self.generate(z), conditional=False)
         score = score_ring(self.generate(self.fixed_z))
         result = {
             "modes_covered": score.modes_covered,

@@ -8,7 +8,7 @@ on the class (``conditional``) and writes `train_step`, `build_networks` and its
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -153,7 +153,7 @@ class ImageSampler(Recipe):
         """The network's name and options, with the sizes the data fixes filled in unless given."""
         c, size, _ = image_shape(config)
         takes = sizing(getattr(config.model, part)["name"], key=f"model.{part}")
-        data: dict[str, Any] = {"channels": c, "image_size": size}
+        data: dict[str, Any] = {"channels": c, "image_size": size, "image_shape": (c, size, size)}
         if part == "generator":
             data["latent_dim"] = config.options.latent_dim
         if takes.takes("n_classes"):  # a class-conditional network: one-hot of the data's classes
@@ -303,68 +303,110 @@ class ImageSampler(Recipe):
     # -- scores ---------------------------------------------------------------------------------
 
     def yardstick(self) -> Any:
-        """The classifier yardstick of this run's data (every label kept): trained once per data
-        set, with a fixed seed, and kept in the cache (``yardsticks/<kind>-<content hash>.pt``),
-        so every run on the same data is measured with the same classifier. None without a test
-        split or without labels."""
-        import hashlib
-
-        from cyclekit.data.catalogue import default_cache_dir
-        from cyclekit.errors import CyclekitError
-        from cyclekit.evaluation import classifier
-        from cyclekit.evaluation.classifier import Yardstick
-
-        data = self.config.data
+        """The classifier yardstick of this run's data (`data_yardstick`); None without a test split
+        or without labels."""
         if not self.labelled:
             return None
-        train, test = self.data.build("train", all_labels=True), self.data.test
-        if test is None:
-            return None
-        assert isinstance(train, Labelled) and isinstance(test, Labelled)
-        (x, y), (xt, yt) = train.tensors(), test.tensors()
-        c = classifier  # its training settings are part of the key: other settings, another classifier
-        settings = (c.STATE_VERSION, c.STEPS, c.BATCH_SIZE, c.LR, c.DROPOUT, c.SHIFT, YARDSTICK_SEED)
-        digest = hashlib.sha256(f"{settings} {self.class_names}".encode())
-        for t in (train.images, train.labels, test.images, test.labels):
-            digest.update(t.contiguous().numpy().tobytes())
-        path = default_cache_dir() / "yardsticks" / f"{data.kind}-{digest.hexdigest()[:16]}.pt"
-        if path.is_file():
-            try:
-                return Yardstick.load(path)
-            except CyclekitError:
-                path.unlink()  # damaged: cyclekit's own file, rebuilt below
-        stick = Yardstick.fit(x, y, xt, yt, len(self.class_names), YARDSTICK_SEED, self.class_names)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stick.save(path)
-        return stick
+        return data_yardstick(self.config, self.data, self.class_names)
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
-        """The yardstick's scores of samples from fixed noise: conditional accuracy (a conditional
-        generator, EVAL_PER_CLASS samples of each class), classes covered and the Frechet distance
-        in the classifier's feature space, next to the classifier's own test accuracy; without a
-        yardstick (no labels or no test split), only the recipe's own scores."""
+        """The yardstick's scores of samples from fixed noise (`yardstick_scores`: conditional
+        accuracy for a conditional generator, EVAL_PER_CLASS samples of each class), next to the
+        recipe's own; without a yardstick (no labels or no test split), only the recipe's own."""
         stick = self.yardstick()
         if stick is None:
             return self.extra_scores(run_dir)
-        k = len(self.class_names)
-        gen = torch.Generator().manual_seed(derive_seed(self.config.seed, 11))
-        z = torch.randn(k * EVAL_PER_CLASS, self.config.options.latent_dim, generator=gen)
-        y = torch.arange(k).repeat_interleave(EVAL_PER_CLASS) if self.conditional else None
-        scores = stick.score(self.generate(z, y), y)
-        out: dict[str, Any] = {}
-        if "conditional_accuracy" in scores:
-            out["conditional_accuracy"] = round(scores["conditional_accuracy"], 4)
-        out |= {
-            "classifier_test_accuracy": round(scores["ceiling"], 4),
-            "classes_covered": scores["classes_covered"],
-            "of_classes": k,
-            "frechet_classifier": round(scores["frechet"], 4),
-            "class_histogram": scores["class_histogram"],
-            "samples_scored": len(z),
-            "note": scores["note"],
-        }
-        return out | self.extra_scores(run_dir)
+        return yardstick_scores(stick, self.config, self.generate, self.conditional) | self.extra_scores(run_dir)
 
     def extra_scores(self, run_dir: Path) -> dict[str, Any]:
         """A recipe's own scores beside the yardstick's (SGAN: its discriminator as a classifier)."""
         return {}
+
+
+def data_yardstick(config: Config, data: RunData, class_names: list[str]) -> Any:
+    """The classifier yardstick of a run's labelled data (every label kept): trained once per data
+    set, with a fixed seed, and kept in the cache (``yardsticks/<kind>-<content hash>.pt``), so
+    every run on the same data is measured with the same classifier. None without a test split.
+    Its ``identity`` (the cache file's stem as id, a hash of the data alone, the classifier's
+    settings and image counts) is what `yardstick_scores` records as ``yardstick``."""
+    import hashlib
+
+    from cyclekit.data.catalogue import default_cache_dir
+    from cyclekit.errors import CyclekitError
+    from cyclekit.evaluation import classifier
+    from cyclekit.evaluation.classifier import Yardstick
+
+    train, test = data.build("train", all_labels=True), data.test
+    if test is None:
+        return None
+    assert isinstance(train, Labelled) and isinstance(test, Labelled)
+    (x, y), (xt, yt) = train.tensors(), test.tensors()
+    c = classifier  # its training settings are part of the key: other settings, another classifier
+    settings = (c.STATE_VERSION, c.STEPS, c.MIN_EPOCHS, c.BATCH_SIZE, c.LR, c.DROPOUT, c.SHIFT, YARDSTICK_SEED)
+    digest = hashlib.sha256(f"{settings} {class_names}".encode())
+    data_digest = hashlib.sha256()  # the data alone: which images and labels, whatever classifier
+    for t in (train.images, train.labels, test.images, test.labels):
+        raw = t.contiguous().numpy().tobytes()
+        digest.update(raw)
+        data_digest.update(raw)
+    path = default_cache_dir() / "yardsticks" / f"{config.data.kind}-{digest.hexdigest()[:16]}.pt"
+    stick = None
+    if path.is_file():
+        try:
+            stick = Yardstick.load(path)
+        except CyclekitError:
+            path.unlink()  # damaged: cyclekit's own file, rebuilt below
+    if stick is None:
+        stick = Yardstick.fit(x, y, xt, yt, len(class_names), YARDSTICK_SEED, class_names)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stick.save(path)
+    # Who scored a run, recorded with its scores (see `evaluate`): the cache file's stem names
+    # classifier settings and data; the data hash the images and labels alone.
+    stick.identity = {
+        "id": path.stem,
+        "data_hash": data_digest.hexdigest()[:16],
+        "classifier": (
+            f"SmallClassifier steps>={c.STEPS} min_epochs {c.MIN_EPOCHS} batch {c.BATCH_SIZE} lr {c.LR} "
+            f"dropout {c.DROPOUT} shift {c.SHIFT} seed {YARDSTICK_SEED} (format {c.STATE_VERSION})"
+        ),
+        "train_images": len(x),
+        "test_images": len(xt),
+    }
+    return stick
+
+
+def yardstick_scores(
+    stick: Any, config: Config, generate: Callable[[Tensor, Tensor | None], Tensor], conditional: bool
+) -> dict[str, Any]:
+    """The yardstick's scores of ``generate``'s samples from fixed noise (from the run's seed):
+    conditional accuracy (a conditional generator, EVAL_PER_CLASS samples of each class), classes
+    covered and the Frechet distance in the classifier's feature space, next to the classifier's
+    own test accuracy, and which yardstick it was (``yardstick``: its id, data hash, settings)."""
+    k = stick.n_classes
+    gen = torch.Generator().manual_seed(derive_seed(config.seed, 11))
+    z = torch.randn(k * EVAL_PER_CLASS, config.options.latent_dim, generator=gen)
+    y = torch.arange(k).repeat_interleave(EVAL_PER_CLASS) if conditional else None
+    scores = stick.score(generate(z, y), y)
+    out: dict[str, Any] = {}
+    if "conditional_accuracy" in scores:
+        out["conditional_accuracy"] = round(scores["conditional_accuracy"], 4)
+    ceiling = round(scores["ceiling"], 4)
+    identity = getattr(stick, "identity", {})
+    out |= {
+        "classifier_test_accuracy": ceiling,
+        "classes_covered": scores["classes_covered"],
+        "of_classes": k,
+        "frechet_classifier": round(scores["frechet"], 4),
+        "class_histogram": scores["class_histogram"],
+        "samples_scored": len(z),
+        "note": scores["note"],
+        "yardstick": {
+            "id": identity.get("id"),
+            "data_hash": identity.get("data_hash"),
+            "classifier_test_accuracy": ceiling,
+            "classifier": identity.get("classifier"),
+            "train_images": identity.get("train_images"),
+            "test_images": identity.get("test_images"),
+        },
+    }
+    return out

@@ -33,6 +33,8 @@ from cyclekit.gan.steps import frozen, optimizer_step
 from cyclekit.models import capabilities
 from cyclekit.recipes.sampler import ImageSampler
 
+DATA_INIT_BATCH = 500  # improved-gan initialises its MNIST D on 500 training images
+
 
 @dataclass(frozen=True)
 class SganOptions:
@@ -64,7 +66,10 @@ class SganRecipe(ImageSampler):
     conditional = False  # G(z): the classes live in D
     semi_supervised = True
     # D(real | x) = Z / (Z + 1) is the vanilla GAN's objective (Salimans et al. 2016, Sec. 5): no gan_mode
-    networks = {"generator": "G(z)", "discriminator": "D(x) -> K class logits, fake implicit: cond_d with head classes"}
+    networks = {
+        "generator": "G(z)",
+        "discriminator": "D(x) -> K class logits, fake implicit: cond_d with head classes, or improved_d",
+    }
     defaults: dict[str, Any] = {
         "model": {"generator": {"name": "dcgan_g"}, "discriminator": {"name": "cond_d", "head": "classes"}},
     }
@@ -74,7 +79,9 @@ class SganRecipe(ImageSampler):
         super().check(config)
         d_caps = capabilities(*cls.net_spec(config, "discriminator"), key="model.discriminator")
         if d_caps.heads != ("classes",) or d_caps.condition.kind != "none":
-            raise ConfigError("model.discriminator: sgan needs D(x) -> K class logits: cond_d with head classes")
+            raise ConfigError(
+                "model.discriminator: sgan needs D(x) -> K class logits: cond_d with head classes, or improved_d"
+            )
         cls.net_spec(config, "generator")
 
     def __init__(self, config: Config, data: RunData) -> None:
@@ -84,6 +91,20 @@ class SganRecipe(ImageSampler):
         if not keep.any():
             raise ConfigError("data: sgan needs some labelled images (data.labels_per_class, or a labelled source)")
         self.labelled_images, self.labelled_labels = images[keep], labels[keep]
+        self._data_init(images)
+
+    def _data_init(self, images: Tensor) -> None:
+        """A discriminator with a data-dependent initialisation (improved-gan's weight-normalised
+        MNIST D, `improved_d`) gets it here, on DATA_INIT_BATCH training images picked by the
+        run's seed: the same on every process, and replaced by a checkpoint's weights on resume."""
+        init = getattr(self.state.nets["D"], "data_init", None)
+        if not callable(init):
+            return
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(derive_seed(self.config.seed, 19)))
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the init's noise leaves the training RNG as it was
+            torch.manual_seed(derive_seed(self.config.seed, 23))
+            init(images[pick[:DATA_INIT_BATCH]].to(self.device))
 
     def labelled_batch(self, step: int) -> tuple[Tensor, Tensor]:
         """The step's labelled mini-batch: drawn from (seed, step) alone, so a resume sees the same."""

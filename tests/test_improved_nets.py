@@ -1,0 +1,85 @@
+"""The MNIST networks of Salimans et al. 2016 (`improved_g`, `improved_d`; cyclekit.models.improved),
+used by the mnist-sgan preset: shapes, weight normalisation with a fixed or trained scale, the
+data-dependent initialisation, noise only in training, and G's normal-to-uniform input."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from cyclekit.models import build_model, capabilities
+from cyclekit.recipes import load_config
+from cyclekit.run import build_recipe
+from tests.helpers import cli, one_error
+
+
+def test_discriminator_is_the_papers_mlp_with_fixed_hidden_scales():
+    D = build_model("improved_d", {"image_shape": [1, 28, 28]})
+    widths = [(layer.theta.shape[1], layer.theta.shape[0]) for layer in [*D.hidden, D.out]]
+    assert widths == [(784, 1000), (1000, 500), (500, 250), (250, 250), (250, 250), (250, 10)]
+    trained = {name for name, _ in D.named_parameters()}
+    # hidden layers: direction and bias trained, scale fixed (improved-gan's nn.DenseLayer); the last: scale trained
+    assert "hidden.0.scale" not in trained and "hidden.0.scale" in D.state_dict() and "out.scale" in trained
+    assert capabilities("improved_d", {}).heads == ("classes",)
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    assert D(x).shape == (8, 10) and D.features(x).shape == (8, 250)
+    D.eval()
+    assert torch.equal(D(x), D(x))  # no noise at test time
+    D.train()
+    assert not torch.equal(D(x), D(x))  # Gaussian noise in training
+
+
+def test_weight_norm_layer_normalises_each_output_unit():
+    D = build_model("improved_d", {"image_shape": [1, 8, 8], "hidden": [16]})
+    layer = D.hidden[0]
+    with torch.no_grad():
+        layer.theta.mul_(7.0)  # the direction's length does not matter
+        layer.scale.fill_(2.0)
+    assert torch.allclose(layer.weight().norm(dim=1), torch.full((16,), 2.0), atol=1e-5)
+
+
+def test_data_init_gives_unit_variance_zero_mean_pre_activations():
+    torch.manual_seed(0)
+    D = build_model("improved_d", {"image_shape": [1, 28, 28], "input_noise": 0.0, "hidden_noise": 0.0})
+    x = torch.rand(256, 1, 28, 28) * 2 - 1
+    D.data_init(x)
+    h = (x.flatten(1) + 1) / 2
+    for layer in D.hidden:
+        a = layer(h)
+        assert torch.allclose(a.mean(0), torch.zeros_like(a[0]), atol=1e-4)
+        assert torch.allclose(a.std(0, unbiased=False), torch.ones_like(a[0]), atol=1e-3)
+        h = F.relu(a)
+    logits = D.out(h)
+    assert torch.allclose(logits.std(0, unbiased=False), torch.ones(10), atol=1e-3)
+
+
+def test_generator_maps_normal_noise_to_the_papers_uniform_input_and_images_to_minus_one_one():
+    G = build_model("improved_g", {"latent_dim": 100, "image_shape": [1, 28, 28]})
+    z = torch.randn(4096, 100)
+    u = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.005  # U(0, 1)
+    out = G(z[:16])
+    assert out.shape == (16, 1, 28, 28) and out.min() >= -1 and out.max() <= 1
+    trained = {name for name, _ in G.named_parameters()}
+    assert "out.scale" in trained  # improved-gan's l2normalize: a trained scale on the output layer
+
+
+def test_sgan_initialises_the_weight_normalised_d_from_data(tmp_path):
+    # the dcgan_g / cond_d options of the digits preset do not apply: whole sections replace them
+    nets = ["model.generator={name: improved_g}", "model.discriminator={name: improved_d}"]
+    config = load_config("digits-sgan", nets)
+    torch.manual_seed(0)  # the loop seeds before building; here the test does
+    D = build_recipe(config).state.nets["D"]
+    assert not torch.allclose(D.hidden[0].scale, torch.ones(1000))  # set by the data, not left at 1
+    torch.manual_seed(0)
+    again = build_recipe(config).state.nets["D"]
+    assert torch.equal(D.hidden[0].scale, again.hidden[0].scale)  # the same init for the same seed
+
+
+def test_improved_d_refuses_a_wrong_image_shape_in_one_line(tmp_path):
+    code, _, err = cli(
+        "train", "digits-sgan", "--out", str(tmp_path), "--set", "model.discriminator={name: improved_d, hidden: [0]}"
+    )
+    assert code != 0 and "hidden" in one_error(err)
