@@ -100,3 +100,40 @@ def test_the_papers_networks_learn_to_classify_the_digits_from_ten_labels_per_cl
     assert code == 0, err
     scores = json.loads((tmp_path / "digits-sgan" / "results.json").read_text())["sampling"]
     assert scores["discriminator_test_accuracy"] >= 0.85, scores
+
+
+def test_weight_average_follows_the_weights_and_swaps_in_and_out():
+    from cyclekit.recipes.sgan import WeightAverage
+
+    net = torch.nn.Linear(3, 2)
+    start = net.weight.detach().clone()
+    average = WeightAverage(net, 0.25)
+    with torch.no_grad():
+        net.weight.add_(4.0)
+    average.update(net)  # avg += 0.25 (w - avg): one quarter of the way
+    assert torch.allclose(average.values["weight"], start + 1.0)
+    current = net.weight.detach().clone()
+    with average.swapped_in(net):
+        assert torch.allclose(net.weight, start + 1.0)
+    assert torch.equal(net.weight, current)
+    again = WeightAverage(torch.nn.Linear(3, 2), 0.25)
+    again.load_state_dict(average.state_dict())
+    assert torch.equal(again.values["weight"], average.values["weight"])
+    try:
+        WeightAverage(torch.nn.Linear(4, 2), 0.25).load_state_dict(average.state_dict())
+    except ValueError as exc:
+        assert "does not match" in str(exc)
+    else:
+        raise AssertionError("a mismatched average was loaded")
+
+
+def test_sgan_reports_the_averaged_discriminator_too(tmp_path):
+    args = ["train", "digits-sgan", "--out", str(tmp_path), "--quiet"]
+    for item in ["model.generator.ngf=8", "model.discriminator.ndf=8", "train.epochs=1", "train.decay_epochs=0"]:
+        args += ["--set", item]
+    code, _, err = cli(*args, "--set", "sgan.average=0.1")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "digits-sgan" / "results.json").read_text())["sampling"]
+    assert 0 <= scores["discriminator_averaged_test_accuracy"] <= 1 and "discriminator_test_accuracy" in scores
+    code, _, err = cli(*args, "--name", "bad", "--set", "sgan.average=1.5")
+    assert code == 1 and "sgan.average" in one_error(err)

@@ -134,7 +134,8 @@ CASES = {
     "acgan": Case("digits-acgan", (*DIGITS, "train.epochs=2", "train.checkpoint_every=5"), lines=44, kill_at=12),
     "sgan": Case(
         "digits-sgan",
-        (*DIGITS, "train.epochs=2", "train.decay_epochs=0", "train.checkpoint_every=5"),
+        # with D's weights averaged (sgan.average): the average is part of the checkpoint
+        (*DIGITS, "train.epochs=2", "train.decay_epochs=0", "train.checkpoint_every=5", "sgan.average=0.01"),
         lines=44,
         kill_at=12,
     ),  # fmt: skip
