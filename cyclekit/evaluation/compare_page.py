@@ -136,7 +136,9 @@ def _strip(images: Any, per_row: int) -> str:
     from cyclekit.data.images import make_grid, tensor_to_image
 
     uri, width, height = _png_uri(tensor_to_image(make_grid(images, nrow=per_row, padding=2)))
-    scale = max(1, round(ROW_WIDTH / max(1, width)))
+    # one scale for every row, from a full row's width: a row with fewer samples is shorter, not bigger
+    full = per_row * (images.shape[-1] + 2) + 2
+    scale = max(1, round(ROW_WIDTH / full))
     return (
         f'<img class="samples" src="{uri}" width="{width * scale}" height="{height * scale}" '
         f'alt="{len(images)} samples">'
