@@ -131,7 +131,7 @@ def bench(
         recipe=config.recipe,
         device=str(device),
         threads=torch.get_num_threads(),
-        size=config.data.crop_size,
+        size=_image_side(config),
         matmul_gflops=round(matmul_gflops(device), 1),
         train_s_per_step=0.0,
         train_gflop_per_step=0.0,
@@ -143,9 +143,13 @@ def bench(
     # loop itself (`cyclekit.train.loop.fit`, the same data loader, precision and compile setting,
     # a fresh recipe), so the numbers are what `cyclekit train` does with this config.
     batches = recipe.batches(0, 0)
-    with FlopCounterMode(display=False) as counter:
-        recipe.train_step(next(iter(batches)), 0)
-    flops = counter.get_total_flops()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            recipe.train_step(next(iter(batches)), 0)
+        flops: int | None = counter.get_total_flops()
+    except RuntimeError as exc:  # e.g. a gradient penalty's double backward, which the counter cannot follow
+        flops = None
+        result.notes.append(f"FLOPs not counted: torch's counter cannot follow this step ({_first_line(exc)})")
     del batches
     seconds = _loop_step_times(config, data, warmup, steps)
     from cyclekit.train.precision import resolve_precision
@@ -153,8 +157,9 @@ def bench(
     result.precision, result.compiled = resolve_precision(config.train.precision, device).name, config.train.compile
     result.train_s_per_step = round(statistics.median(seconds), 4)
     result.train_s_min, result.train_s_max = round(min(seconds), 4), round(max(seconds), 4)
-    result.train_gflop_per_step = round(flops / 1e9, 3)
-    result.train_fraction_of_matmul = round(flops / result.train_s_per_step / 1e9 / result.matmul_gflops, 3)
+    if flops is not None:
+        result.train_gflop_per_step = round(flops / 1e9, 3)
+        result.train_fraction_of_matmul = round(flops / result.train_s_per_step / 1e9 / result.matmul_gflops, 3)
     result.peak_memory_mib = round(_peak_memory_mib(device), 1)
 
     bundle, _ = recipe.make_bundle(recipe.config, recipe.state.nets, 0, 0)
@@ -163,6 +168,21 @@ def bench(
     else:
         result.notes.append("the recipe samples rather than translates: no inference or translate rows")
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _image_side(config: Config) -> int | None:
+    """The side of the images the config trains on: the crop of an image folder, the size of a
+    labelled source (MNIST, the digits), None for points (the ring)."""
+    if config.data.has("crop_size"):
+        return config.data.crop_size
+    from cyclekit.data.sources import SOURCES
+
+    shape = SOURCES[config.data.kind].image_shape(config.data)
+    return None if shape is None else shape[-1]
 
 
 def _loop_step_times(config: Config, data: RunData, warmup: int, steps: int) -> list[float]:
@@ -278,7 +298,8 @@ def format_table(result: BenchResult) -> str:
         ("train step", f"{result.train_s_per_step} s/step median, {result.train_s_min} min, {result.train_s_max} "
                        f"max over {result.steps} steps of the training loop (data loading included)"),
         ("train FLOPs", f"{result.train_gflop_per_step} GFLOP/step at {result.size} px: "
-                        f"{result.train_fraction_of_matmul:.0%} of the fp32 matmul rate above"),
+                        f"{result.train_fraction_of_matmul:.0%} of the fp32 matmul rate above"
+                        if result.train_gflop_per_step else "not counted (see the note)"),
         ("peak memory", fmt(result.peak_memory_mib, " MiB")),
         ("generator, eager", f"{fmt(result.eager_ms, ' ms')} at {result.size}x{result.size}, batch 1 "
                              f"({fmt(result.generator_gflop, ' GFLOP')}: {_pct(result.eager_fraction_of_matmul)} "
