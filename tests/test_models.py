@@ -30,6 +30,9 @@ TINY: dict[str, tuple[dict, tuple[int, ...], tuple[int, ...]]] = {
     "dcgan_d": ({"image_size": 32, "ndf": 4}, (2, 3, 32, 32), (2,)),
     "mlp_g": ({"latent_dim": 3, "hidden": [8, 8]}, (4, 3), (4, 2)),
     "mlp_d": ({"hidden": [8]}, (4, 2), (4,)),
+    # Salimans et al. 2016's MNIST networks (the semi-supervised GAN): flat layers over the image
+    "improved_g": ({"latent_dim": 5, "image_shape": [1, 8, 8], "hidden": [6, 6]}, (4, 5), (4, 1, 8, 8)),
+    "improved_d": ({"image_shape": [1, 8, 8], "n_classes": 3, "hidden": [6, 5]}, (4, 1, 8, 8), (4, 3)),
     "unet": ({"n_downs": 5, "ngf": 4, "dropout": 0.5}, (2, 3, 32, 32), (2, 3, 32, 32)),
     # Conditional: the second input is the class label of each sample.
     "cond_g": ({"image_size": 16, "channels": 1, "ngf": 4, "latent_dim": 8, "n_classes": 3}, (2, 8), (2, 1, 16, 16)),
@@ -76,9 +79,11 @@ def _randn(*shape: int) -> torch.Tensor:
 
 def test_every_registered_model_has_tiny_options() -> None:
     assert sorted(TINY) == list_models() == sorted(MODELS)
-    generators = ["began_g", "cond_g", "dcgan_g", "mlp_g", "resnet", "stackgan_chain", "stackgan_g1", "stackgan_g2"]
+    generators = ["began_g", "cond_g", "dcgan_g", "improved_g", "mlp_g", "resnet"]
+    generators += ["stackgan_chain", "stackgan_g1", "stackgan_g2"]
     assert list_models("generator") == [*generators, "unet"]
-    assert list_models("discriminator") == ["began_d", "cond_d", "dcgan_d", "mlp_d", "patchgan", "stackgan_d"]
+    discriminators = ["began_d", "cond_d", "dcgan_d", "improved_d", "mlp_d", "patchgan", "stackgan_d"]
+    assert list_models("discriminator") == discriminators
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
