@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -123,3 +126,39 @@ def one_error(err: str) -> str:
     lines = [line for line in err.strip().splitlines() if not line.startswith(start)]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0]
+
+
+# Debian's chromium without the network it would otherwise flood (a new empty profile each time)
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+@contextlib.contextmanager
+def browser_page(profile: Path, chromium: str, width: int, height: int = 900) -> Iterator[tuple[Any, list, list]]:
+    """A page of Debian's ``chromium`` (headless, no network; a persistent context is how playwright
+    takes a --user-data-dir: ``profile``, a new empty one) with the URLs it requested and the page
+    errors it raised, as (page, requests, errors); the browser is closed after the block."""
+    from playwright.sync_api import sync_playwright
+
+    requests: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=chromium,
+            headless=True,
+            args=BROWSER_FLAGS,
+            viewport={"width": width, "height": height},
+        )
+        try:
+            page = context.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            yield page, requests, errors
+        finally:
+            context.close()

@@ -17,8 +17,7 @@ import pytest
 
 from cyclekit.evaluation.compare import NOT_RANKED, rank
 from cyclekit.evaluation.compare_page import MARK
-from tests.helpers import chromium_or_skip, cli, one_error
-from tests.test_report import BROWSER_FLAGS
+from tests.helpers import browser_page, chromium_or_skip, cli, one_error
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -244,8 +243,6 @@ def test_a_translation_run_among_them_is_listed_not_drawn(
 
 def test_the_page_in_chromium(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     chromium = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("compare", str(runs["cgan"]), str(runs["wgan"]))
     assert code == 0 and out.strip().endswith("wrote compare.html"), err
@@ -255,70 +252,53 @@ def test_the_page_in_chromium(runs: dict[str, Path], tmp_path: Path, monkeypatch
     code, out, err = cli("compare", str(mine["cgan"]), str(mine["wgan"]), "--html", "other.html")
     assert code == 0, err
 
-    requests: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=chromium,
-            headless=True,
-            args=BROWSER_FLAGS,
-            viewport={"width": 1200, "height": 900},
-        )
-        try:
-            page = context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto((tmp_path / "compare.html").as_uri())
-            page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
-            sizes = page.evaluate("Array.from(document.images).map(i => [i.naturalWidth, i.naturalHeight])")
-            assert sizes and all(w > 0 and h > 0 for w, h in sizes), sizes
+    with browser_page(tmp_path / "profile", chromium, 1200) as (page, requests, errors):
+        page.goto((tmp_path / "compare.html").as_uri())
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
+        sizes = page.evaluate("Array.from(document.images).map(i => [i.naturalWidth, i.naturalHeight])")
+        assert sizes and all(w > 0 and h > 0 for w, h in sizes), sizes
 
-            cards = page.locator(".run-card")
-            assert cards.count() == 2
-            # ranked: the two run cards side by side (one row), in rank order, each saying its rank
-            boxes = [cards.nth(i).bounding_box() for i in range(2)]
-            assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"]
-            assert page.get_attribute("#ranking", "data-ranked") == "true"
-            ranks = [cards.nth(i).locator('dd[data-fact="rank"]').inner_text() for i in range(2)]
-            assert ranks[0].startswith("rank 1 of 2") and ranks[1].startswith("rank 2 of 2")
-            summary = page.eval_on_selector_all("#summary td[data-metric=rank]", "els => els.map(e => e.textContent)")
-            assert summary == ["1", "2"]
+        cards = page.locator(".run-card")
+        assert cards.count() == 2
+        # ranked: the two run cards side by side (one row), in rank order, each saying its rank
+        boxes = [cards.nth(i).bounding_box() for i in range(2)]
+        assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"]
+        assert page.get_attribute("#ranking", "data-ranked") == "true"
+        ranks = [cards.nth(i).locator('dd[data-fact="rank"]').inner_text() for i in range(2)]
+        assert ranks[0].startswith("rank 1 of 2") and ranks[1].startswith("rank 2 of 2")
+        summary = page.eval_on_selector_all("#summary td[data-metric=rank]", "els => els.map(e => e.textContent)")
+        assert summary == ["1", "2"]
 
-            cgan = page.locator(f'.run-card[data-run="{runs["cgan"]}"]')
-            rows = cgan.locator("table.class-grid tr")
-            assert rows.count() == 10  # one row per class, named as classes.txt names them
-            assert [rows.nth(i).get_attribute("data-class") for i in range(10)] == NAMES
-            assert all(rows.nth(i).locator("img").count() == 1 for i in range(10))
-            width = page.evaluate(
-                f"document.querySelector('.run-card[data-run=\"{runs['cgan']}\"] tr img').naturalWidth"
-            )
-            assert width == 10 * (16 + 2) + 2  # ten 16 px samples a row, 2 px apart
-            facts = {
-                k: cgan.locator(f'dd[data-fact="{k}"]').inner_text()
-                for k in ("classes_covered", "yardstick", "steps", "time")
-            }
-            assert facts["classes_covered"].endswith(" of 10") and facts["steps"] == "5", facts
-            assert facts["yardstick"] == wgan["yardstick"]["id"] and facts["time"].endswith(" s"), facts
+        cgan = page.locator(f'.run-card[data-run="{runs["cgan"]}"]')
+        rows = cgan.locator("table.class-grid tr")
+        assert rows.count() == 10  # one row per class, named as classes.txt names them
+        assert [rows.nth(i).get_attribute("data-class") for i in range(10)] == NAMES
+        assert all(rows.nth(i).locator("img").count() == 1 for i in range(10))
+        width = page.evaluate(f"document.querySelector('.run-card[data-run=\"{runs['cgan']}\"] tr img').naturalWidth")
+        assert width == 10 * (16 + 2) + 2  # ten 16 px samples a row, 2 px apart
+        facts = {
+            k: cgan.locator(f'dd[data-fact="{k}"]').inner_text()
+            for k in ("classes_covered", "yardstick", "steps", "time")
+        }
+        assert facts["classes_covered"].endswith(" of 10") and facts["steps"] == "5", facts
+        assert facts["yardstick"] == wgan["yardstick"]["id"] and facts["time"].endswith(" s"), facts
 
-            # the unconditional run: its 200 samples in rows by the class the yardstick sees, empty rows shown
-            grid = page.locator(f'.run-card[data-run="{runs["wgan"]}"] table.class-grid')
-            assert grid.get_attribute("data-kind") == "by-yardstick"
-            counts = grid.locator("tr").evaluate_all("rs => rs.map(r => Number(r.dataset.count))")
-            assert sum(counts) == 200 and len(counts) == 10
-            empty = grid.locator("td.empty").count()
-            assert empty == sum(c == 0 for c in counts) and grid.locator("img").count() == 10 - empty
-            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+        # the unconditional run: its 200 samples in rows by the class the yardstick sees, empty rows shown
+        grid = page.locator(f'.run-card[data-run="{runs["wgan"]}"] table.class-grid')
+        assert grid.get_attribute("data-kind") == "by-yardstick"
+        counts = grid.locator("tr").evaluate_all("rs => rs.map(r => Number(r.dataset.count))")
+        assert sum(counts) == 200 and len(counts) == 10
+        empty = grid.locator("td.empty").count()
+        assert empty == sum(c == 0 for c in counts) and grid.locator("img").count() == 10 - empty
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 
-            # two yardsticks: both shown, unranked, each card saying so
-            page.goto((tmp_path / "other.html").as_uri())
-            assert page.get_attribute("#ranking", "data-ranked") == "false"
-            notice = page.inner_text("#ranking")
-            assert "different yardsticks" in notice and "mnist-ffffffffffffffff" in notice
-            assert page.locator(".run-card").count() == 2
-            texts = page.locator('dd[data-fact="rank"]').all_inner_texts()
-            assert texts == ["different yardsticks: not ranked"] * 2
-        finally:
-            context.close()
+        # two yardsticks: both shown, unranked, each card saying so
+        page.goto((tmp_path / "other.html").as_uri())
+        assert page.get_attribute("#ranking", "data-ranked") == "false"
+        notice = page.inner_text("#ranking")
+        assert "different yardsticks" in notice and "mnist-ffffffffffffffff" in notice
+        assert page.locator(".run-card").count() == 2
+        texts = page.locator('dd[data-fact="rank"]').all_inner_texts()
+        assert texts == ["different yardsticks: not ranked"] * 2
     assert not errors, errors
     assert all(u.startswith(("file:", "data:")) for u in requests), requests

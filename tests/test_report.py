@@ -15,7 +15,7 @@ from PIL import Image
 from cyclekit.errors import CyclekitError
 from cyclekit.report.html import format_number, write_report
 from cyclekit.report.plots import plot_evals, plot_losses, smoothing_span, wants_log_scale
-from tests.helpers import chromium_or_skip
+from tests.helpers import browser_page, chromium_or_skip
 
 NAME = 'horse2zebra <b>&"tiny"</b>'
 RESULTS = {
@@ -28,13 +28,6 @@ RESULTS = {
     "baselines": {"AtoB": {"identity": {"l1": 0.3, "psnr": 7.5}}},
     "reproducibility": {"seed": 0, "torch": "2.13.0"},
 }
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 def grid_png(path: Path, seed: int, tile: int = 32) -> None:
@@ -213,60 +206,42 @@ def test_a_damaged_optional_file_is_named_on_the_page(tmp_path: Path):
 
 def test_report_in_chromium(tmp_path: Path):
     chromium = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
     run = make_run(tmp_path)
     report = write_report(run)
-    requests: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as p:
-        # A persistent context is how playwright takes a --user-data-dir: a new, empty one.
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=chromium,
-            headless=True,
-            args=BROWSER_FLAGS,
-            viewport={"width": 1100, "height": 900},
+    with browser_page(tmp_path / "profile", chromium, 1100) as (page, requests, errors):
+        page.goto(report.as_uri())
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
+        widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+        assert len(widths) == 8 and all(w > 0 for w in widths), widths
+
+        cells = page.eval_on_selector_all(
+            "td[data-direction][data-metric]",
+            "els => els.map(e => [e.dataset.direction, e.dataset.metric, e.textContent.trim()])",
         )
-        try:
-            page = context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(report.as_uri())
-            page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
-            widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
-            assert len(widths) == 8 and all(w > 0 for w in widths), widths
+        expected = {(d, m): v for d, scores in RESULTS["directions"].items() for m, v in scores.items()}
+        assert {(d, m) for d, m, _ in cells} == set(expected) and len(cells) == len(expected)
+        for direction, metric, text in cells:
+            value = expected[direction, metric]
+            assert text == format_number(value), (direction, metric, text)
+            if value is not None:
+                assert float(text) == pytest.approx(value, rel=5e-4), (direction, metric, text)
 
-            cells = page.eval_on_selector_all(
-                "td[data-direction][data-metric]",
-                "els => els.map(e => [e.dataset.direction, e.dataset.metric, e.textContent.trim()])",
-            )
-            expected = {(d, m): v for d, scores in RESULTS["directions"].items() for m, v in scores.items()}
-            assert {(d, m) for d, m, _ in cells} == set(expected) and len(cells) == len(expected)
-            for direction, metric, text in cells:
-                value = expected[direction, metric]
-                assert text == format_number(value), (direction, metric, text)
-                if value is not None:
-                    assert float(text) == pytest.approx(value, rel=5e-4), (direction, metric, text)
+        slider = page.locator("#sample-slider")
+        assert slider.is_visible()  # the inline script ran and showed the controls
+        current = page.locator("#sample-current")
+        last_src, last_step = current.get_attribute("src"), current.get_attribute("data-step")
+        assert last_step == "100"
+        slider.focus()
+        page.keyboard.press("Home")
+        assert current.get_attribute("data-step") == "20"
+        assert current.get_attribute("src") != last_src
+        assert page.locator("#sample-label").inner_text().startswith("step 20 ")
+        page.keyboard.press("ArrowRight")
+        assert current.get_attribute("data-step") == "40"
+        page.wait_for_function("document.getElementById('sample-current').complete")
+        assert page.evaluate("document.getElementById('sample-current').naturalWidth") == 96
 
-            slider = page.locator("#sample-slider")
-            assert slider.is_visible()  # the inline script ran and showed the controls
-            current = page.locator("#sample-current")
-            last_src, last_step = current.get_attribute("src"), current.get_attribute("data-step")
-            assert last_step == "100"
-            slider.focus()
-            page.keyboard.press("Home")
-            assert current.get_attribute("data-step") == "20"
-            assert current.get_attribute("src") != last_src
-            assert page.locator("#sample-label").inner_text().startswith("step 20 ")
-            page.keyboard.press("ArrowRight")
-            assert current.get_attribute("data-step") == "40"
-            page.wait_for_function("document.getElementById('sample-current').complete")
-            assert page.evaluate("document.getElementById('sample-current').naturalWidth") == 96
-
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        finally:
-            context.close()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert not errors, errors
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     shutil.copyfile(tmp_path / "report.png", "/tmp/report_screenshot.png")
