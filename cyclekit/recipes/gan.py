@@ -224,7 +224,9 @@ class GanRecipe(Recipe):
 
             if not self.data.labelled:
                 return {}
-            stick = data_yardstick(self.config, self.data, list(self.data.class_names))
+            if not hasattr(self, "_yardstick"):  # once per run: the data is hashed, the classifier loaded
+                self._yardstick = data_yardstick(self.config, self.data, list(self.data.class_names))
+            stick = self._yardstick
             if stick is None:
                 return {}
             return yardstick_scores(stick, self.config, lambda z, _y: self.generate(z), conditional=False)

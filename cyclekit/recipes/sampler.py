@@ -307,7 +307,9 @@ class ImageSampler(Recipe):
         or without labels."""
         if not self.labelled:
             return None
-        return data_yardstick(self.config, self.data, self.class_names)
+        if not hasattr(self, "_yardstick"):  # once per run: the data is hashed, the classifier loaded
+            self._yardstick = data_yardstick(self.config, self.data, self.class_names)
+        return self._yardstick
 
     def evaluate(self, run_dir: Path) -> dict[str, Any]:
         """The yardstick's scores of samples from fixed noise (`yardstick_scores`: conditional
