@@ -110,6 +110,31 @@ def test_dcgan_run_writes_exact_files(tmp_path: Path):
     assert Image.open(tmp_path / "grid.png").size == (4 * 34 + 2, 4 * 34 + 2)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_with_packing(tmp_path: Path, channels: int):
+    """PacGAN (gan.pack) with the DCGAN discriminator: m samples side by side in the channel axis,
+    so D takes m x the image's channels (a grey run once failed here: D only took 1 or 3)."""
+    write_images(tmp_path / "faces", 8, size=36)
+    code, out, err = cli(
+        *dcgan_args(
+            tmp_path / "faces",
+            tmp_path / "runs",
+            "train.epochs=1",
+            "gan.pack=2",
+            f"data.channels={channels}",
+            "train.checkpoint_every=100",
+        )
+    )
+    assert code == 0, err
+    run = tmp_path / "runs" / "dcgan"
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    first = [v for k, v in checkpoint["recipe"]["D"].items() if k.endswith("weight") and v.dim() == 4][0]
+    assert first.shape[1] == 2 * channels
+    assert sorted(losses(run)) == [1, 2]
+    bundle = json.loads((run / "bundle" / "config.json").read_text())
+    assert bundle["networks"]["G"]["options"]["channels"] == channels
+
+
 def one_error_line(code: int, err: str, pattern: str) -> None:
     assert code != 0
     line = one_error(err)

@@ -41,12 +41,13 @@ class DCGANDiscriminatorOptions:
     """Options of `DCGANDiscriminator`. Use norm "layer" or "none" with WGAN-GP."""
 
     image_size: ImageSize = 64
-    channels: Literal[1, 3] = 3
+    # any count: PacGAN (gan.pack) stacks m images along the channel axis (1 or 3 times m)
+    channels: int = 3
     ndf: int = 64
     norm: NormKind = "batch"
 
     def __post_init__(self) -> None:
-        positive(self, "ndf")
+        positive(self, "ndf", "channels")
 
 
 class DCGANGenerator(nn.Module):
