@@ -147,6 +147,9 @@ class OptimConfig:
     beta1: Optional[float] = 0.5
     beta2: Optional[float] = 0.999  # Adam's second-moment decay, the recipe's default (WGAN-GP: 0.9)
     alpha: Optional[float] = None  # RMSprop's smoothing constant, the recipe's default (0.99, PyTorch's)
+    # added to the root of the second moment (Adam and RMSprop), the recipe's default (PyTorch's
+    # 1e-8; mnist-sgan: 1e-4, as improved-gan's Adam, which adds 1e-8 under the root)
+    eps: Optional[float] = None
 
     def __post_init__(self) -> None:
         positive(self, "optim", "lr")
@@ -156,6 +159,8 @@ class OptimConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"optim.{name}: must be in [0, 1), got {value}")
+        if self.eps is not None and not 0 < self.eps < 1:
+            raise ConfigError(f"optim.eps: must be in (0, 1), got {self.eps}")
 
     def settings(self, player: Player) -> Settings:
         """What ``player``'s optimizer is built with: this section's kind and its betas or alpha,
@@ -163,8 +168,8 @@ class OptimConfig:
         lr = self.lr_d if player.lr_key == "lr_d" and self.lr_d is not None else self.lr
         if self.kind == "adam":
             betas = (_given(self.beta1, player.betas[0]), _given(self.beta2, player.betas[1]))
-            return Settings("adam", lr, betas, None)
-        return Settings("rmsprop", lr, None, _given(self.alpha, player.alpha))
+            return Settings("adam", lr, betas, None, _given(self.eps, player.eps))
+        return Settings("rmsprop", lr, None, _given(self.alpha, player.alpha), _given(self.eps, player.eps))
 
 
 def _given(value: Optional[float], default: float) -> float:
@@ -189,7 +194,7 @@ def resolve_optim(raw: Any, spec: type[Recipe], options: Any) -> OptimConfig:
     players = tuple(spec.players(options))
     first = players[0]
     for p in players[1:]:
-        if (p.kind, p.betas, p.alpha) != (first.kind, first.betas, first.alpha):
+        if (p.kind, p.betas, p.alpha, p.eps) != (first.kind, first.betas, first.alpha, first.eps):
             raise ConfigError(
                 f"recipe {spec.name}: its players {first.name} and {p.name} declare different optimizers, "
                 "but optim: is one section"
@@ -226,6 +231,7 @@ def resolve_optim(raw: Any, spec: type[Recipe], options: Any) -> OptimConfig:
             "beta1": given.get("beta1", first.betas[0]) if adam else None,
             "beta2": given.get("beta2", first.betas[1]) if adam else None,
             "alpha": None if adam else given.get("alpha", first.alpha),
+            "eps": given.get("eps", first.eps),
         },
         "optim",
     )

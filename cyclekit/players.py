@@ -11,7 +11,7 @@ from another one (CUT's projection head), is one more line in a recipe::
 
 What a player declares is its paper's optimizer: the defaults of the `optim:` section, which a
 config overrides key by key (see `cyclekit.config.resolve_optim`): ``optim.kind``, ``optim.beta1``,
-``optim.beta2`` and ``optim.alpha`` for every player, ``optim.lr`` for the players that read it (the
+``optim.beta2``, ``optim.alpha`` and ``optim.eps`` for every player, ``optim.lr`` for the players that read it (the
 generator's side) and ``optim.lr_d`` for the discriminator's (the critic's). A key no player reads
 (Adam's betas under RMSprop, ``lr_d`` in a recipe without a discriminator) is refused.
 
@@ -31,7 +31,7 @@ OPTIM_KINDS: tuple[str, ...] = ("adam", "rmsprop")
 # in the checkpoint); constant: no scheduler at all (StackGAN's stages).
 Schedule = Literal["linear", "constant"]
 # The optimizer keys each kind reads besides lr and lr_d.
-READS: dict[str, tuple[str, ...]] = {"adam": ("beta1", "beta2"), "rmsprop": ("alpha",)}
+READS: dict[str, tuple[str, ...]] = {"adam": ("beta1", "beta2", "eps"), "rmsprop": ("alpha", "eps")}
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Player:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's (beta1 0.5: Radford et al. 2016)
     alpha: float = 0.99  # RMSprop's smoothing constant (PyTorch's default)
     schedule: Schedule = "linear"
+    eps: float = 1e-8  # added to the root of the second moment (PyTorch's default, Adam and RMSprop)
 
     def __post_init__(self) -> None:
         # A recipe's declaration, not user input: a wrong one is the recipe's bug, said in one line.
@@ -63,6 +64,7 @@ class Settings:
     lr: float
     betas: tuple[float, float] | None  # Adam
     alpha: float | None  # RMSprop
+    eps: float = 1e-8  # Adam's and RMSprop's epsilon
 
 
 def generator_and_discriminator(

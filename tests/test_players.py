@@ -68,6 +68,16 @@ def test_explicit_optimizer_settings_win_over_the_players_defaults():
     assert load_config("digits-wgan", ["optim.kind=adam"]).optim.beta1 == 0.5  # Adam's usual betas otherwise
 
 
+def test_optimizer_epsilon_is_a_setting_of_both_kinds():
+    """optim.eps reaches Adam and RMSprop (PyTorch's 1e-8 unless set); mnist-sgan sets 1e-4, the
+    effective epsilon of improved-gan's Adam (1e-8 under the root)."""
+    assert all(o.param_groups[0]["eps"] == 1e-8 for o in optimizers("digits-wgan-gp").values())
+    assert all(o.param_groups[0]["eps"] == 1e-4 for o in optimizers("digits-wgan-gp", "optim.eps=1e-4").values())
+    assert all(o.param_groups[0]["eps"] == 1e-6 for o in optimizers("digits-wgan", "optim.eps=1e-6").values())
+    assert load_config("mnist-sgan").optim.eps == 1e-4
+    assert load_config("digits-wgan").optim.eps == 1e-8  # recorded in config.yaml as what trained
+
+
 @pytest.mark.parametrize(
     "preset, settings, error",
     [
@@ -77,6 +87,7 @@ def test_explicit_optimizer_settings_win_over_the_players_defaults():
         ("digits-wgan-gp", ["optim.alpha=0.9"], "error: optim.alpha: not read by Adam (optim.kind adam)"),
         ("digits-wgan", ["wgan.gp_weight=5"], "error: wgan.gp_weight: 5.0 is read only with constraint gp"),
         ("digits-wgan", ["optim.alpha=1.5"], "error: optim.alpha: must be in [0, 1)"),
+        ("digits-wgan", ["optim.eps=0"], "error: optim.eps: must be in (0, 1)"),
     ],
 )
 def test_settings_no_player_reads_are_refused_in_one_line(tmp_path: Path, preset: str, settings: list, error: str):
