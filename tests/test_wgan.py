@@ -57,6 +57,46 @@ def test_every_step_leaves_every_critic_weight_within_the_clip(tmp_path: Path):
         assert ("loss_G" in out) == ((step + 1) % 5 == 0)
 
 
+def test_critic_warmup_follows_the_authors_schedule():
+    """wgan.critic_warmup: 100 critic iterations before each of the first 25 generator iterations
+    and every 500th (martinarjovsky/WassersteinGAN, main.py), n_critic otherwise; a function of the
+    step alone. Checked against the authors' loop written out."""
+    from cyclekit.recipes.wgan import critic_run
+
+    expected: list[tuple[int, int]] = []
+    g = 0
+    while len(expected) < 40_000:
+        run = 100 if g < 25 or g % 500 == 0 else 5
+        expected += [(i, run) for i in range(run)]
+        g += 1
+    assert [critic_run(s, 5, True) for s in range(40_000)] == expected[:40_000]
+    assert g > 1_000  # two warm-up blocks after the first 25 iterations are covered
+    assert [critic_run(s, 5, False) for s in range(12)] == [(s % 5, 5) for s in range(12)]
+
+
+def test_critic_warmup_updates_the_generator_after_100_critic_steps():
+    config = load_config(
+        "digits-wgan", ["model.generator.ngf=8", "model.discriminator.ndf=8", "wgan.critic_warmup=true"]
+    )
+    recipe = build_recipe(config)
+    batches = (batch for epoch in range(10) for batch in recipe.batches(epoch, 0))
+    g_steps = [step for step in range(101) if "loss_G" in recipe.train_step(next(batches), step)]
+    assert g_steps == [99]
+    code, _, err = cli(
+        "train",
+        "digits-wgan",
+        "--out",
+        "/nonexistent",
+        "--set",
+        "wgan.critic_warmup=true",
+        "--set",
+        "wgan.n_critic=3",
+        "--set",
+        "train.log_every=3",
+    )
+    assert code == 1 and one_error(err).startswith("error: wgan.critic_warmup: needs n_critic to divide 100"), err
+
+
 def test_gradient_penalty_variant_needs_a_critic_without_batch_norm(tmp_path: Path):
     code, _, err = cli(*args(tmp_path, "wgan.constraint=gp", "train.epochs=1"))
     assert code == 1 and "needs a critic without batch norm" in one_error(err)

@@ -26,6 +26,30 @@ from cyclekit.players import Player, generator_and_discriminator
 from cyclekit.recipes.sampler import ImageSampler
 
 GP_WEIGHT = 10.0  # lambda (Gulrajani et al. 2017, Algorithm 1)
+# The authors' code (martinarjovsky/WassersteinGAN, main.py): 100 critic iterations before each of
+# the first 25 generator iterations and before every 500th, "to get the critic to optimality".
+WARMUP_CRITIC, WARMUP_FIRST, WARMUP_EVERY = 100, 25, 500
+
+
+def critic_run(step: int, n_critic: int, warmup: bool) -> tuple[int, int]:
+    """Where loop step ``step`` (from 0; one critic iteration each) falls in its generator
+    iteration's run of critic iterations: (position in the run, the run's length). The generator
+    is updated after the run's last step. Without warmup every run is n_critic long (Algorithm 1);
+    with it the authors' code's schedule: WARMUP_CRITIC for generator iterations g < WARMUP_FIRST
+    and g % WARMUP_EVERY == 0. A function of the step alone, so a resumed run goes on exactly."""
+    if not warmup:
+        return step % n_critic, n_critic
+    head = WARMUP_FIRST * WARMUP_CRITIC  # generator iterations 0 .. 24
+    if step < head:
+        return step % WARMUP_CRITIC, WARMUP_CRITIC
+    s = step - head
+    rest = (WARMUP_EVERY - WARMUP_FIRST) * n_critic  # iterations 25 .. 499
+    if s < rest:
+        return s % n_critic, n_critic
+    s = (s - rest) % (WARMUP_CRITIC + (WARMUP_EVERY - 1) * n_critic)  # blocks of 500 from iteration 500
+    if s < WARMUP_CRITIC:
+        return s, WARMUP_CRITIC
+    return (s - WARMUP_CRITIC) % n_critic, n_critic
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,9 @@ class WganOptions:
     clip: float = 0.01  # c (Algorithm 1)
     # lambda of the gradient penalty, with constraint gp (null: 10, Gulrajani et al. 2017, Algorithm 1)
     gp_weight: Optional[float] = None
+    # the authors' code's schedule: 100 critic iterations before each of the first 25 generator
+    # iterations and every 500th (not in Algorithm 1); false: n_critic throughout
+    critic_warmup: bool = False
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "n_critic"):
@@ -81,6 +108,11 @@ class WganRecipe(ImageSampler):
     @classmethod
     def check(cls, config: Config) -> None:
         super().check(config)
+        if config.options.critic_warmup and WARMUP_CRITIC % config.options.n_critic:
+            raise ConfigError(
+                f"wgan.critic_warmup: needs n_critic to divide {WARMUP_CRITIC} (the warm-up's critic "
+                f"iterations), got n_critic {config.options.n_critic}"
+            )
         if config.train.log_every % config.options.n_critic:
             raise ConfigError(
                 f"train.log_every: {config.train.log_every} is not a multiple of wgan.n_critic "
@@ -114,13 +146,14 @@ class WganRecipe(ImageSampler):
                 for p in critic.parameters():
                     p.clamp_(-opts.clip, opts.clip)
         out["loss_D"] = loss_d.detach()
-        if (step + 1) % opts.n_critic == 0:  # after every n_critic critic steps (``step`` counts from 0)
+        position, run = critic_run(step, opts.n_critic, opts.critic_warmup)
+        if position == run - 1:  # after the run's last critic step (``step`` counts from 0)
             with frozen(critic):
                 loss_g = -fwd["D"](fwd["G"](self.noise(n))).mean()
             optimizer_step(self.state.optimizers["opt_g"], loss_g, self.state.scaler)
             out["loss_G"] = loss_g.detach()  # only on generator steps (log every multiple of n_critic)
-            # G's schedule counts loop steps too: advance it by the n_critic steps since its last update.
-            for _ in range(opts.n_critic):
+            # G's schedule counts loop steps too: advance it by the critic steps since its last update.
+            for _ in range(run):
                 self.state.schedulers["sched_g"].step()
         if self.state.scaler is not None:
             self.state.scaler.update()
