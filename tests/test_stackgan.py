@@ -137,10 +137,12 @@ def test_the_stages_train_one_after_the_other(run: Path):
 
 @pytest.mark.slow
 def test_stage_two_draws_what_held_out_captions_ask_for(tmp_path: Path):
-    """The full scenes-stackgan preset (930 steps, ~7 min on 2 cores). Measured at seed 0: caption
-    match (colour and position both right, 1,000 held-out captions) 0.182, chance 0.04; sharpness
-    ratio (stage II over stage I scaled up) 2.27. Thresholds: 0.10 (2.5 x chance, 0.08 of margin)
-    and 1.5 (0.77 of margin). Shorter budgets measured at chance (docs/benchmarks.md)."""
+    """The full scenes-stackgan preset (930 steps, 4 to 7 min on 2 cores). Measured at seed 0:
+    caption match (colour and position both right, 1,000 held-out captions) 0.868, chance 0.04
+    (0.414 after 10 of stage I's 20 epochs, 0.821 at its end); sharpness ratio (stage II over
+    stage I scaled up) 1.80. Thresholds: 0.6, the issue's bar (0.27 of margin), and 1.5 (0.3).
+    Before D took the embedding at unit-RMS scale: 0.182. A budget the default suite affords (225
+    steps, 800 scenes, batch 32) measured 0.054: hence slow (docs/benchmarks.md)."""
     code, _, err = cli(*args(tmp_path, "train.progress=false"))
     assert code == 0, err
     scores = json.loads((tmp_path / "scenes-stackgan" / "results.json").read_text())["sampling"]
@@ -148,7 +150,7 @@ def test_stage_two_draws_what_held_out_captions_ask_for(tmp_path: Path):
     assert scores["sharpness_ratio"] >= RATIO_THRESHOLD, scores
 
 
-MATCH_THRESHOLD = 0.10
+MATCH_THRESHOLD = 0.6
 RATIO_THRESHOLD = 1.5
 
 

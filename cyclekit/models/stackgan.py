@@ -324,6 +324,10 @@ class StageDiscriminator(nn.Module):
             ]
             c = out
         self.body = nn.Sequential(*layers)
+        # the embedding scaled to unit-RMS entries, as the conditioning augmentation takes it: a
+        # unit-length sentence embedding entered as is gave the condition a tiny share of the
+        # joined features, and D learnt to match captions slowly (docs/benchmarks.md)
+        self.embed_scale = float(cfg.embed_dim) ** 0.5
         self.compress = nn.Sequential(nn.Linear(cfg.embed_dim, cfg.cond_dim), nn.LeakyReLU(lrelu, True))
         self.head = nn.Sequential(
             nn.Conv2d(c + cfg.cond_dim, c, 3, padding=1, bias=False),
@@ -341,7 +345,7 @@ class StageDiscriminator(nn.Module):
                 f"got {tuple(image.shape)}"
             )
         h = self.body(image)
-        cond = self.compress(embedding)[:, :, None, None].expand(-1, -1, 4, 4)
+        cond = self.compress(embedding * self.embed_scale)[:, :, None, None].expand(-1, -1, 4, 4)
         return self.head(torch.cat([h, cond], dim=1)).view(len(image))
 
 
