@@ -88,11 +88,12 @@ def test_improved_d_refuses_a_wrong_image_shape_in_one_line(tmp_path):
 
 def test_the_papers_networks_learn_to_classify_the_digits_from_ten_labels_per_class(tmp_path):
     """A reduced mnist-sgan on the scikit-learn digits (16 px, 1,438 training images of which 100
-    labelled, 20 epochs of 14 steps): D's test accuracy, measured at seed 0, is 0.9109 (30 epochs:
-    0.928); chance is 0.1. The threshold 0.85 leaves 0.06 of margin."""
+    labelled, 20 epochs of 14 steps, Adam's epsilon 1e-4 as mnist-sgan): D's test accuracy, measured
+    at seed 0, is 0.8942 (with PyTorch's epsilon 1e-8: 0.9109); chance is 0.1. The threshold 0.85
+    leaves 0.044 of margin."""
     nets = ["model.generator={name: improved_g}", "model.discriminator={name: improved_d}"]
     paper = ["data.batch_size=100", "sgan.labelled_batch=100", "sgan.shift=0", "sgan.lambda_supervised=2"]
-    budget = ["optim.lr=0.003", "train.epochs=20", "train.decay_epochs=0", "train.progress=false"]
+    budget = ["optim.lr=0.003", "optim.eps=0.0001", "train.epochs=20", "train.decay_epochs=0", "train.progress=false"]
     args = ["train", "digits-sgan", "--out", str(tmp_path), "--quiet"]
     for item in nets + paper + budget:
         args += ["--set", item]
