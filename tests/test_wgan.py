@@ -97,6 +97,29 @@ def test_critic_warmup_updates_the_generator_after_100_critic_steps():
     assert code == 1 and one_error(err).startswith("error: wgan.critic_warmup: needs n_critic to divide 100"), err
 
 
+@pytest.mark.parametrize("constraint", ["clip", "gp"])
+def test_a_packed_critic_judges_packs_of_samples(constraint: str):
+    """wgan.pack (PacGAN): the critic takes pack x the image's channels and scores one value per
+    pack; clipping and the gradient penalty work on packs."""
+    extra = ["wgan.pack=4", f"wgan.constraint={constraint}"]
+    if constraint == "gp":
+        extra += ["model.discriminator.norm=layer"]
+    config = load_config("digits-wgan", ["model.generator.ngf=8", "model.discriminator.ndf=8", *extra])
+    recipe = build_recipe(config)
+    critic = recipe.state.nets["D"]
+    assert next(critic.parameters()).shape[1] == 4  # one grey channel per packed sample
+    batches = recipe.batches(0, 0)
+    for step in range(5):
+        out = recipe.train_step(next(batches), step)
+    assert "loss_G" in out and torch.isfinite(out["loss_D"])
+    if constraint == "clip":
+        assert max(p.abs().max().item() for p in critic.parameters()) <= 0.01 + 1e-9
+    else:
+        assert "gp" in out
+    code, _, err = cli("train", "digits-wgan", "--out", "/nonexistent", "--set", "wgan.pack=3")
+    assert code == 1 and one_error(err).startswith("error: wgan.pack: data.batch_size 64 is not divisible by pack 3")
+
+
 def test_gradient_penalty_variant_needs_a_critic_without_batch_norm(tmp_path: Path):
     code, _, err = cli(*args(tmp_path, "wgan.constraint=gp", "train.epochs=1"))
     assert code == 1 and "needs a critic without batch norm" in one_error(err)

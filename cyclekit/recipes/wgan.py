@@ -21,6 +21,7 @@ from torch import Tensor
 from cyclekit.config import Config
 from cyclekit.errors import ConfigError
 from cyclekit.gan.losses import gradient_penalty
+from cyclekit.gan.pack import pack
 from cyclekit.gan.steps import frozen, optimizer_step
 from cyclekit.players import Player, generator_and_discriminator
 from cyclekit.recipes.sampler import ImageSampler
@@ -66,9 +67,12 @@ class WganOptions:
     # the authors' code's schedule: 100 critic iterations before each of the first 25 generator
     # iterations and every 500th (not in Algorithm 1); false: n_critic throughout
     critic_warmup: bool = False
+    # PacGAN (Lin et al. 2018): the critic judges this many samples at once, stacked in the channel
+    # axis (its input has pack x the image's channels); 1 = off
+    pack: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "n_critic"):
+        for name in ("latent_dim", "n_critic", "pack"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
         if self.clip <= 0:
@@ -113,6 +117,10 @@ class WganRecipe(ImageSampler):
                 f"wgan.critic_warmup: needs n_critic to divide {WARMUP_CRITIC} (the warm-up's critic "
                 f"iterations), got n_critic {config.options.n_critic}"
             )
+        if config.data.batch_size % config.options.pack:
+            raise ConfigError(
+                f"wgan.pack: data.batch_size {config.data.batch_size} is not divisible by pack {config.options.pack}"
+            )
         if config.train.log_every % config.options.n_critic:
             raise ConfigError(
                 f"train.log_every: {config.train.log_every} is not a multiple of wgan.n_critic "
@@ -124,6 +132,21 @@ class WganRecipe(ImageSampler):
             raise ConfigError("model.discriminator.norm: wgan with constraint gp needs a critic without batch norm")
         cls.net_spec(config, "generator")
 
+    @classmethod
+    def net_spec(cls, config: Config, part: str) -> tuple[str, dict[str, Any]]:
+        """As every sampler's, with a packed critic taking pack x the image's channels."""
+        name, opts = super().net_spec(config, part)
+        m = config.options.pack if config.options is not None else 1
+        if part != "discriminator" or m == 1:
+            return name, opts
+        given = getattr(config.model, part)  # sizes the config sets itself are left as they are
+        if "channels" in opts and given.get("channels") is None:
+            opts = {**opts, "channels": opts["channels"] * m}
+        if "image_shape" in opts and given.get("image_shape") is None:
+            c, h, w = opts["image_shape"]
+            opts = {**opts, "image_shape": (c * m, h, w)}
+        return name, opts
+
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         opts = self.config.options
         real = batch["image"].to(self.device, non_blocking=True)
@@ -132,6 +155,8 @@ class WganRecipe(ImageSampler):
         critic = self.state.nets["D"]
         with torch.no_grad():
             fake = self.state.nets["G"](self.noise(n))
+        # PacGAN: the critic sees packs of `pack` samples (a no-op at 1); the penalty is on packs too
+        real, fake = pack(real, opts.pack), pack(fake, opts.pack)
         estimate = fwd["D"](real).mean() - fwd["D"](fake).mean()
         loss_d = -estimate
         out = {"wasserstein": estimate.detach()}
@@ -149,7 +174,7 @@ class WganRecipe(ImageSampler):
         position, run = critic_run(step, opts.n_critic, opts.critic_warmup)
         if position == run - 1:  # after the run's last critic step (``step`` counts from 0)
             with frozen(critic):
-                loss_g = -fwd["D"](fwd["G"](self.noise(n))).mean()
+                loss_g = -fwd["D"](pack(fwd["G"](self.noise(n)), opts.pack)).mean()
             optimizer_step(self.state.optimizers["opt_g"], loss_g, self.state.scaler)
             out["loss_G"] = loss_g.detach()  # only on generator steps (log every multiple of n_critic)
             # G's schedule counts loop steps too: advance it by the critic steps since its last update.
