@@ -321,7 +321,8 @@ def test_bad_option_types(name: str, options: dict, message: str) -> None:
         ("patchgan", {"n_layers": 0}, "model.n_layers: must be > 0"),
         ("dcgan_g", {"image_size": 48}, "model.image_size: expected one of 16, 28, 32, 64"),
         ("dcgan_d", {"image_size": 28.0}, "model.image_size: expected one of"),
-        ("dcgan_d", {"channels": 2}, "model.channels: expected one of 1, 3"),
+        ("dcgan_g", {"channels": 2}, "model.channels: expected one of 1, 3"),
+        ("dcgan_d", {"channels": 0}, "model.channels: must be > 0"),  # any count: PacGAN packs samples
         ("mlp_g", {"hidden": [8, 0]}, "model.hidden: widths must be > 0"),
         ("mlp_g", {"output": "sigmoid"}, "model.output: expected one of auto, linear, tanh"),
         ("resnet", {"name": "patchgan"}, "model.name: 'patchgan' does not match model 'resnet'"),
