@@ -152,6 +152,8 @@ class ImageSampler(Recipe):
     def net_spec(cls, config: Config, part: str) -> tuple[str, dict[str, Any]]:
         """The network's name and options, with the sizes the data fixes filled in unless given."""
         c, size, _ = image_shape(config)
+        if part == "discriminator":  # PacGAN (wgan.pack): packs of m samples side by side in the channel axis
+            c *= getattr(config.options, "pack", 1)
         takes = sizing(getattr(config.model, part)["name"], key=f"model.{part}")
         data: dict[str, Any] = {"channels": c, "image_size": size, "image_shape": (c, size, size)}
         if part == "generator":

@@ -132,21 +132,6 @@ class WganRecipe(ImageSampler):
             raise ConfigError("model.discriminator.norm: wgan with constraint gp needs a critic without batch norm")
         cls.net_spec(config, "generator")
 
-    @classmethod
-    def net_spec(cls, config: Config, part: str) -> tuple[str, dict[str, Any]]:
-        """As every sampler's, with a packed critic taking pack x the image's channels."""
-        name, opts = super().net_spec(config, part)
-        m = config.options.pack if config.options is not None else 1
-        if part != "discriminator" or m == 1:
-            return name, opts
-        given = getattr(config.model, part)  # sizes the config sets itself are left as they are
-        if "channels" in opts and given.get("channels") is None:
-            opts = {**opts, "channels": opts["channels"] * m}
-        if "image_shape" in opts and given.get("image_shape") is None:
-            c, h, w = opts["image_shape"]
-            opts = {**opts, "image_shape": (c * m, h, w)}
-        return name, opts
-
     def train_step(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         opts = self.config.options
         real = batch["image"].to(self.device, non_blocking=True)
