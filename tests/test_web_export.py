@@ -43,15 +43,8 @@ from cyclekit.export.web import (
 )
 from cyclekit.inference import Translator
 from tests.bundles import REPO, make_bundle, make_pix2pix_bundle, photo
-from tests.helpers import chromium_or_skip, cli, one_error, skip_or_fail_in_ci
+from tests.helpers import BROWSER_FLAGS, chromium_or_skip, cli, one_error, skip_or_fail_in_ci
 
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 # Where scripts/test.sh installs onnxruntime-web; CYCLEKIT_ORT_WEB_DIR names another dist folder.
 NPM_DIST = REPO / ".cache" / "npm" / "node_modules" / "onnxruntime-web" / "dist"
 JSEP = "ort-wasm-simd-threaded.jsep"
